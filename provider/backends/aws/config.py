@@ -1,0 +1,350 @@
+"""The AWS dialect: SecretProviderClass parameters -> a validated, immutable plan.
+
+Accepts everything aws/secrets-store-csi-driver-provider-aws accepts (keys of an
+object match case-insensitively, as Go's JSON decoding does there) and reports
+every problem at once. No network here: regions that still need the node's
+label are resolved, and ARNs checked against them, at fetch time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import jmespath
+import jmespath.exceptions
+
+from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+from provider.errors import Problems
+from provider.modes import parse_octal_mode
+
+OBJECT_KEYS = (
+    "objectName",
+    "objectType",
+    "objectAlias",
+    "objectVersion",
+    "objectVersionLabel",
+    "filePermission",
+    "jmesPath",
+    "failoverObject",
+)
+JMES_KEYS = ("path", "objectAlias", "filePermission")
+FAILOVER_KEYS = ("objectName", "objectVersion", "objectVersionLabel")
+ADDRESS_TYPES = ("auto", "ipv4", "ipv6")
+
+
+class ObjectType(Enum):
+    SECRETS_MANAGER = "secretsmanager"
+    SSM_PARAMETER = "ssmparameter"
+
+
+# ARN service -> object type (an SSM ARN says "ssm").
+_ARN_SERVICES = {"secretsmanager": ObjectType.SECRETS_MANAGER, "ssm": ObjectType.SSM_PARAMETER}
+
+
+@dataclass(frozen=True)
+class Arn:
+    partition: str
+    service: str
+    region: str
+    account: str
+    resource: str
+
+
+def parse_arn(text: str) -> Arn | None:
+    parts = text.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn" or not all(parts[1:3]) or not parts[5]:
+        return None
+    return Arn(*parts[1:])
+
+
+@dataclass(frozen=True)
+class JmesFile:
+    expression: str
+    file_name: str
+    mode: int
+    compiled: Any = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which version of a named object to read."""
+
+    name: str
+    version: str = ""
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class AwsObject:
+    object_name: str
+    object_type: ObjectType
+    file_name: str
+    mode: int
+    primary: Selector
+    # Only when failoverRegion is set: what to read there.
+    failover: Selector | None
+    jmes: tuple[JmesFile, ...]
+    arn: Arn | None
+    failover_arn: Arn | None
+
+
+@dataclass(frozen=True)
+class AwsPlan:
+    objects: tuple[AwsObject, ...]
+    # Empty: not known without the Kubernetes API (resolved at fetch time).
+    region: str
+    failover_region: str
+    use_pod_identity: bool
+    address_type: str
+    role_arn: str
+
+
+def translate(name: str, translation: str | None) -> str:
+    """File name for an object name or alias, as the AWS provider computes it."""
+    if translation:
+        return name.replace("/", translation)
+    return name.lstrip("/")
+
+
+def _translation(params: Mapping[str, str], problems: Problems) -> str | None:
+    raw = params.get("pathTranslation", "")
+    if raw == "":
+        return "_"
+    if raw.lower() == "false":
+        return None
+    if len(raw) != 1:
+        problems.add(
+            f"parameter 'pathTranslation': {raw[:20]!r} must be \"False\" or a single character"
+        )
+        return "_"
+    return raw
+
+
+def _mode(value: Any, where: str, default: int, problems: Problems) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return parse_octal_mode(as_text(value) if not isinstance(value, str) else value)
+    except ValueError as exc:
+        problems.add(f"{where}: parameter 'filePermission': {exc}")
+        return default
+
+
+def check_arn_region(obj: AwsObject, region: str, failover_region: str) -> list[str]:
+    """ARN regions must be the primary (and failover object's the failover) region."""
+    out: list[str] = []
+    if obj.arn and obj.arn.region != region:
+        out.append(
+            f"object {obj.object_name!r}: parameter 'objectName': ARN region "
+            f"{obj.arn.region!r} must match the region {region!r}"
+        )
+    if obj.failover_arn and obj.failover_arn.region != failover_region:
+        out.append(
+            f"object {obj.object_name!r}: parameter 'failoverObject.objectName': ARN region "
+            f"{obj.failover_arn.region!r} must match failoverRegion {failover_region!r}"
+        )
+    return out
+
+
+def _object_type(
+    name: str, raw_type: str, where: str, field_name: str, problems: Problems
+) -> tuple[ObjectType | None, Arn | None]:
+    arn: Arn | None = None
+    arn_type: ObjectType | None = None
+    if name.startswith("arn:"):
+        arn = parse_arn(name)
+        if arn is None:
+            problems.add(f"{where}: parameter {field_name!r}: not a valid ARN")
+            return None, None
+        arn_type = _ARN_SERVICES.get(arn.service)
+        if arn_type is None and not raw_type:
+            problems.add(
+                f"{where}: parameter {field_name!r}: ARN service {arn.service!r} is neither "
+                "secretsmanager nor ssm"
+            )
+    declared: ObjectType | None = None
+    if raw_type:
+        try:
+            declared = ObjectType(raw_type.lower())
+        except ValueError:
+            problems.add(
+                f"{where}: parameter 'objectType': {raw_type[:30]!r} must be secretsmanager "
+                "or ssmparameter"
+            )
+            return None, arn
+    elif arn is None:
+        problems.add(
+            f"{where}: parameter 'objectType' is required unless 'objectName' is a full ARN"
+        )
+        return None, None
+    if declared and arn_type and declared != arn_type:
+        problems.add(f"{where}: parameter 'objectType' {raw_type!r} does not match the ARN")
+    return declared or arn_type, arn
+
+
+def _jmes_entries(
+    raw: Any, where: str, translation: str | None, default_mode: int, problems: Problems
+) -> tuple[JmesFile, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.add(f"{where}: parameter 'jmesPath' must be a list")
+        return ()
+    out: list[JmesFile] = []
+    for i, entry in enumerate(raw):
+        at = f"{where}: jmesPath[{i}]"
+        if not isinstance(entry, dict):
+            problems.add(f"{at} must be a mapping with 'path' and 'objectAlias'")
+            continue
+        e = fold_keys(entry, JMES_KEYS, at, problems)
+        path, alias = as_text(e.get("path")), as_text(e.get("objectAlias"))
+        if not path:
+            problems.add(f"{at}: parameter 'path' is required")
+        if not alias:
+            problems.add(f"{at}: parameter 'objectAlias' is required")
+        if not path or not alias:
+            continue
+        try:
+            compiled = jmespath.compile(path)
+        except jmespath.exceptions.JMESPathError:
+            problems.add(f"{at}: parameter 'path': {path[:60]!r} is not a valid JMESPath expression")
+            continue
+        mode = _mode(e.get("filePermission"), at, default_mode, problems)
+        out.append(JmesFile(path, translate(alias, translation), mode, compiled))
+    return tuple(out)
+
+
+def _failover(
+    raw: Any, where: str, problems: Problems
+) -> tuple[Selector, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.add(f"{where}: parameter 'failoverObject' must be a mapping")
+        return None
+    f = fold_keys(raw, FAILOVER_KEYS, f"{where}: failoverObject", problems)
+    name = as_text(f.get("objectName"))
+    if not name:
+        problems.add(f"{where}: parameter 'failoverObject.objectName' is required")
+        return None
+    sel = Selector(name, as_text(f.get("objectVersion")), as_text(f.get("objectVersionLabel")))
+    return sel, name
+
+
+def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str) -> AwsPlan:
+    """Validate the AWS dialect; raises InvalidParameters listing every problem."""
+    problems = Problems()
+    region = params.get("region", "").strip() or default_region
+    failover_region = params.get("failoverRegion", "").strip()
+    if failover_region and failover_region == region:
+        problems.add("parameter 'failoverRegion' must differ from 'region'")
+    translation = _translation(params, problems)
+    use_pod_identity = parse_bool(params, "usePodIdentity", problems)
+    address_type = params.get("preferredAddressType", "").strip().lower() or "auto"
+    if address_type not in ADDRESS_TYPES:
+        # The AWS provider falls back to auto for unknown values; so do we
+        # (rejecting would break classes that work there today).
+        address_type = "auto"
+    role_arn = params.get("roleArn", "").strip()
+    if role_arn and (parse_arn(role_arn) is None or parse_arn(role_arn).service != "iam"):  # type: ignore[union-attr]
+        problems.add("parameter 'roleArn': must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+
+    objects_text = params.get("objects")
+    objects: list[AwsObject] = []
+    if objects_text is None or not objects_text.strip():
+        problems.add("parameter 'objects' is required (a YAML list of objects)")
+        raw_list: Any = []
+    else:
+        raw_list = parse_yaml(objects_text, "parameter 'objects'", problems)
+        if raw_list is None:
+            raw_list = []
+        if not isinstance(raw_list, list):
+            problems.add("parameter 'objects' must be a YAML list")
+            raw_list = []
+        elif not raw_list and not problems:
+            problems.add("parameter 'objects' lists no objects")
+
+    files: dict[str, str] = {}
+    for index, raw in enumerate(raw_list):
+        where = f"objects[{index}]"
+        if not isinstance(raw, dict):
+            problems.add(f"{where} must be a mapping with 'objectName'")
+            continue
+        o = fold_keys(raw, OBJECT_KEYS, where, problems)
+        name = as_text(o.get("objectName"))
+        if not name:
+            problems.add(f"{where}: parameter 'objectName' is required")
+            continue
+        where = f"object {name!r}"
+        obj_type, arn = _object_type(name, as_text(o.get("objectType")), where, "objectName", problems)
+        alias = as_text(o.get("objectAlias"))
+        version, label = as_text(o.get("objectVersion")), as_text(o.get("objectVersionLabel"))
+        if obj_type is ObjectType.SSM_PARAMETER and version and label:
+            problems.add(
+                f"{where}: SSM parameters take 'objectVersion' or 'objectVersionLabel', not both"
+            )
+        mode = _mode(o.get("filePermission"), where, default_mode, problems)
+        failover_sel: Selector | None = None
+        failover_arn: Arn | None = None
+        fo = _failover(o.get("failoverObject"), where, problems)
+        if fo is not None:
+            sel, fo_name = fo
+            if not alias:
+                problems.add(f"{where}: parameter 'objectAlias' is required with 'failoverObject'")
+            if not failover_region:
+                problems.add(f"{where}: 'failoverObject' needs the parameter 'failoverRegion'")
+            if sel.version != version:
+                problems.add(
+                    f"{where}: 'failoverObject.objectVersion' must equal 'objectVersion'"
+                )
+            if obj_type is ObjectType.SSM_PARAMETER and sel.version and sel.label:
+                problems.add(f"{where}: failoverObject takes objectVersion or objectVersionLabel, not both")
+            fo_type, failover_arn = _object_type(
+                fo_name, as_text(o.get("objectType")) or (obj_type.value if obj_type else ""),
+                where, "failoverObject.objectName", problems,
+            )
+            if fo_type and obj_type and fo_type != obj_type:
+                problems.add(f"{where}: 'failoverObject' is not of the same type as the object")
+            failover_sel = sel
+        elif failover_region:
+            # The same name in the other region (the AWS provider does the same).
+            failover_sel = Selector(name, version, label)
+        file_name = translate(alias or name, translation)
+        jmes = _jmes_entries(o.get("jmesPath"), where, translation, mode, problems)
+        for produced in (file_name, *(j.file_name for j in jmes)):
+            if produced in files:
+                problems.add(
+                    f"{where}: file name {produced!r} is already used by object {files[produced]!r}"
+                )
+            else:
+                files[produced] = name
+        if obj_type is None:
+            continue
+        objects.append(
+            AwsObject(
+                object_name=name,
+                object_type=obj_type,
+                file_name=file_name,
+                mode=mode,
+                primary=Selector(name, version, label),
+                failover=failover_sel,
+                jmes=jmes,
+                arn=arn,
+                failover_arn=failover_arn,
+            )
+        )
+    if region:
+        for obj in objects:
+            problems.extend(check_arn_region(obj, region, failover_region))
+    problems.raise_if_any()
+    return AwsPlan(
+        objects=tuple(objects),
+        region=region,
+        failover_region=failover_region,
+        use_pod_identity=use_pod_identity,
+        address_type=address_type,
+        role_arn=role_arn,
+    )

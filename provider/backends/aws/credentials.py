@@ -1,0 +1,140 @@
+"""AWS credentials as the pod, cached per pod identity until shortly before expiry.
+
+IRSA: the pod's token for ``sts.amazonaws.com`` -> STS AssumeRoleWithWebIdentity.
+Pod Identity: the pod's token for ``pods.eks.amazonaws.com`` -> the node's EKS
+Pod Identity agent. The AWS provider calls STS on every mount; STS quotas cannot
+be raised and clusters hit throttling at a few calls per second, so credentials
+(and the SDK clients built on them) are kept per identity — the pod's namespace
+and service account plus the role — and never shared across identities.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from provider.errors import PermissionDenied, Unavailable
+
+STS_AUDIENCE = "sts.amazonaws.com"
+POD_IDENTITY_AUDIENCE = "pods.eks.amazonaws.com"
+ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+POD_IDENTITY_IPV4 = "http://169.254.170.23/v1/credentials"
+POD_IDENTITY_IPV6 = "http://[fd00:ec2::23]/v1/credentials"
+# Refresh this long before expiry, so no mount starts with nearly dead credentials.
+REFRESH_MARGIN = 300.0
+_SESSION_NAME = re.compile(r"[^\w+=,.@-]")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expires_at: float  # time.time() seconds
+
+
+def session_name(namespace: str, service_account: str) -> str:
+    """A RoleSessionName that shows up in CloudTrail: who mounted."""
+    return _SESSION_NAME.sub("-", f"polysecret-{namespace}-{service_account}")[:64]
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
+
+
+def pod_identity_credentials(endpoint: str, token: str, timeout: float = 5.0) -> Credentials:
+    """Ask the EKS Pod Identity agent for the pod's credentials."""
+    request = urllib.request.Request(endpoint, headers={"Authorization": token})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            body = json.load(response)
+    except urllib.error.HTTPError as exc:
+        if 400 <= exc.code < 500 and exc.code != 429:
+            raise PermissionDenied(
+                f"the EKS Pod Identity agent refused the pod's token (HTTP {exc.code}); "
+                "check the pod identity association of its service account",
+                code="AuthFailed",
+            ) from None
+        raise Unavailable(f"the EKS Pod Identity agent answered HTTP {exc.code}") from None
+    except (OSError, ValueError) as exc:
+        raise Unavailable(
+            f"cannot reach the EKS Pod Identity agent at {endpoint} ({type(exc).__name__})"
+        ) from None
+    try:
+        return Credentials(
+            access_key=body["AccessKeyId"],
+            secret_key=body["SecretAccessKey"],
+            session_token=body["Token"],
+            expires_at=_epoch(body["Expiration"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise Unavailable("the EKS Pod Identity agent sent an unreadable answer") from None
+
+
+class IdentityCache:
+    """LRU map from an identity key to (credentials, clients built from them).
+
+    ``get`` returns the cached entry while it is fresh; otherwise it calls
+    ``load`` (outside the lock, so one slow STS call does not stall other
+    identities) and stores the result. Keys always start with the pod's
+    namespace and service account.
+    """
+
+    def __init__(self, max_entries: int = 512, clock: Callable[[], float] = time.time) -> None:
+        self._entries: OrderedDict[tuple[str, ...], _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_entries
+        self._clock = clock
+        self.loads = 0  # how many times credentials were fetched (benchmarks, tests)
+
+    def get(self, key: tuple[str, ...], load: Callable[[], Credentials]) -> _Entry:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.credentials.expires_at - REFRESH_MARGIN > self._clock():
+                self._entries.move_to_end(key)
+                return entry
+        credentials = load()
+        entry = _Entry(credentials)
+        with self._lock:
+            self.loads += 1
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class _Entry:
+    """Credentials of one identity and the SDK clients made with them."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str, region: str, make: Callable[[Credentials], Any]) -> Any:
+        key = (service, region)
+        with self._lock:
+            found = self._clients.get(key)
+            if found is None:
+                found = make(self.credentials)
+                self._clients[key] = found
+            return found

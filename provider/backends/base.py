@@ -1,0 +1,208 @@
+"""The one small interface every secret store implements.
+
+A backend does two things: ``plan`` turns the SecretProviderClass parameters
+into a validated, immutable plan without touching the network (so every
+problem is reported before the first call), and ``fetch`` runs the plan as the
+pod and returns the files and object versions. Everything else — choosing the
+backend, path rules, the response, error-to-status mapping — belongs to the
+pipeline, so a new backend plugs in without changing it.
+
+Blocking SDK calls go through :meth:`FetchContext.call`, which runs them on the
+shared thread pool, bounds the parallelism of one mount, retries transient
+faults inside the deadline and is the single place where backend requests are
+timed and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from provider.errors import DeadlineExceeded, ProviderError, Unavailable
+from provider.request import MountRequest
+from provider.retry import Deadline, RetryPolicy, with_retries
+
+T = TypeVar("T")
+PlanT = TypeVar("PlanT")
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One file of the volume. ``source`` names the object, for error messages."""
+
+    path: str
+    mode: int
+    contents: bytes = field(repr=False)
+    source: str
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    id: str
+    version: str
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    files: tuple[OutputFile, ...]
+    versions: tuple[ObjectVersion, ...]
+
+
+class RequestObserver(Protocol):
+    """Told about every backend request (metrics hook; no secrets pass through)."""
+
+    def backend_request(
+        self, backend: str, operation: str, outcome: str, seconds: float
+    ) -> None: ...
+
+    def backend_retry(self, backend: str, operation: str, code: str) -> None: ...
+
+
+class NullObserver:
+    def backend_request(
+        self, backend: str, operation: str, outcome: str, seconds: float
+    ) -> None:
+        return None
+
+    def backend_retry(self, backend: str, operation: str, code: str) -> None:
+        return None
+
+
+class FetchContext:
+    """What one mount's fetch may use: the request, its deadline, bounded calls."""
+
+    def __init__(
+        self,
+        *,
+        request: MountRequest,
+        deadline: Deadline,
+        executor: Executor,
+        max_parallel: int,
+        backend: str,
+        retry: RetryPolicy | None = None,
+        observer: RequestObserver | None = None,
+    ) -> None:
+        self.request = request
+        self.deadline = deadline
+        self.backend = backend
+        self._executor = executor
+        self._slots = asyncio.Semaphore(max_parallel)
+        self._retry = retry or RetryPolicy()
+        self._observer: RequestObserver = observer or NullObserver()
+
+    async def call(self, fn: Callable[[], T], *, operation: str, retry: bool = True) -> T:
+        """Run blocking ``fn`` on the pool: bounded, timed, retried if transient.
+
+        ``fn`` must raise :mod:`provider.errors` classes (the backend translates
+        its SDK's exceptions inside ``fn``); anything else is a bug and becomes
+        INTERNAL at the boundary.
+        """
+
+        async def attempt() -> T:
+            async with self._slots:
+                remaining = self.deadline.remaining()
+                if remaining <= 0:
+                    raise DeadlineExceeded(
+                        f"the mount deadline ran out before {operation} could start"
+                    )
+                loop = asyncio.get_running_loop()
+                started = time.perf_counter()
+                outcome = "ok"
+                try:
+                    return await asyncio.wait_for(
+                        loop.run_in_executor(self._executor, fn), timeout=remaining
+                    )
+                except TimeoutError:
+                    outcome = "DeadlineExceeded"
+                    raise DeadlineExceeded(
+                        f"the backend did not answer {operation} before the mount deadline"
+                    ) from None
+                except ProviderError as exc:
+                    outcome = exc.code
+                    raise
+                except BaseException:
+                    outcome = "Internal"
+                    raise
+                finally:
+                    self._observer.backend_request(
+                        self.backend, operation, outcome, time.perf_counter() - started
+                    )
+
+        if not retry:
+            return await attempt()
+
+        def on_retry(exc: Unavailable, _attempt: int) -> None:
+            self._observer.backend_retry(self.backend, operation, exc.code)
+
+        return await with_retries(
+            attempt, deadline=self.deadline, policy=self._retry, on_retry=on_retry
+        )
+
+    async def gather(self, calls: Iterable[Awaitable[T]]) -> list[T]:
+        """Await all, in parallel; the first failure cancels the rest (all or nothing)."""
+        tasks = [asyncio.ensure_future(c) for c in calls]
+        if not tasks:
+            return []
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
+            if failed:
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                raise _most_useful(failed)
+            return [t.result() for t in tasks]
+        except asyncio.CancelledError:
+            for t in tasks:
+                t.cancel()
+            raise
+
+
+def _most_useful(failed: list[asyncio.Future[Any]]) -> BaseException:
+    """Prefer a definite error (denied, missing, invalid) over a transient one."""
+    errors = [t.exception() for t in failed]
+    for err in errors:
+        if isinstance(err, ProviderError) and not isinstance(
+            err, Unavailable | DeadlineExceeded
+        ):
+            return err
+    first = errors[0]
+    assert first is not None
+    return first
+
+
+class Backend(ABC, Generic[PlanT]):
+    """A secret store. Subclasses implement ``plan`` and ``fetch``."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def plan(self, request: MountRequest) -> PlanT:
+        """Validate the parameters (no network); raise InvalidParameters listing all problems."""
+
+    @abstractmethod
+    async def fetch(self, plan: PlanT, ctx: FetchContext) -> FetchResult:
+        """Fetch every object of ``plan`` as the pod and render its files."""
+
+    def object_count(self, plan: PlanT) -> int:
+        """How many objects the plan mounts (for logs and metrics)."""
+        return 0
+
+    def close(self) -> None:
+        """Release clients and connections (called once at shutdown)."""
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendServices:
+    """Provider-wide things a backend may use; passed in, never global."""
+
+    node_name: str = ""
+    hmac_key: bytes = field(repr=False, default=b"")
+    kube: Any = None  # provider.kube.KubeClient; Any to keep the import lazy
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)

@@ -1,0 +1,126 @@
+"""The provider's one error tree.
+
+Every failure a Mount can end in is one of these classes. Backends translate
+their SDK's exceptions into them at the boundary (``raise ... from exc``) and the
+gRPC layer turns them into a status in exactly one place (``provider.status``).
+The status message becomes the pod's ``FailedMount`` event, so each message
+starts with a short stable code (listed in the README) and says what to fix.
+
+    ProviderError                       (INTERNAL)       Internal
+     +-- InvalidRequest                 (INVALID_ARGUMENT)
+     |    +-- InvalidParameters         one message listing every problem
+     |    +-- InvalidPath               a file path breaks the driver's rules
+     |    +-- MissingToken              no service-account token for an audience
+     +-- PermissionDenied               (PERMISSION_DENIED) AccessDenied / AuthFailed
+     +-- NotFound                       (NOT_FOUND)      ObjectNotFound
+     +-- Unavailable                    (UNAVAILABLE)    BackendUnavailable / Throttled
+     +-- DeadlineExceeded               (DEADLINE_EXCEEDED)
+
+Messages are built from names and parameters only. They must never carry a
+secret value or a token; ``provider.redaction`` scrubs them once more at the
+boundary as a second line of defence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+
+class ProviderError(Exception):
+    """Base class: an unexpected failure inside the provider."""
+
+    code = "Internal"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class InvalidRequest(ProviderError):
+    """The request or the SecretProviderClass is malformed; retrying cannot help."""
+
+    code = "InvalidRequest"
+
+
+class InvalidParameters(InvalidRequest):
+    """One or more parameters are wrong; every problem is reported at once."""
+
+    code = "InvalidParameters"
+
+    def __init__(self, problems: Iterable[str], *, code: str | None = None) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems), code=code)
+
+
+class InvalidPath(InvalidRequest):
+    """A file path the driver would reject (or that would escape the volume)."""
+
+    code = "InvalidPath"
+
+
+class MissingToken(InvalidRequest):
+    """The driver sent no service-account token for an audience we need."""
+
+    code = "MissingToken"
+
+
+class PermissionDenied(ProviderError):
+    """The backend refused the pod's identity (authentication or authorisation)."""
+
+    code = "AccessDenied"
+
+
+class NotFound(ProviderError):
+    """The object (or the requested version of it) does not exist."""
+
+    code = "ObjectNotFound"
+
+
+class Unavailable(ProviderError):
+    """A transient fault: throttling, network error, server error. Retried."""
+
+    code = "BackendUnavailable"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        # Seconds the server asked us to wait (HTTP Retry-After), if it said.
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(ProviderError):
+    """The call's deadline ran out before the objects could be fetched."""
+
+    code = "DeadlineExceeded"
+
+
+class Problems:
+    """Collects validation problems so that one error can list all of them."""
+
+    def __init__(self) -> None:
+        self._items: list[str] = []
+
+    def add(self, message: str) -> None:
+        self._items.append(message)
+
+    def extend(self, messages: Iterable[str]) -> None:
+        self._items.extend(messages)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def raise_if_any(self) -> None:
+        if self._items:
+            raise InvalidParameters(self._items)

@@ -1,0 +1,131 @@
+"""``polysecret mount``: mount a SecretProviderClass by hand, like the driver would.
+
+Reads a SecretProviderClass YAML, builds the same attributes JSON the driver
+sends (parameters, volume attributes, pod identity, tokens), calls ``Mount`` on
+a running provider's socket and writes the answer into a directory with the
+driver's rules and atomic ``..data`` layout. Users debug their classes with it;
+the demo and the tests use it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from provider.settings import DEFAULT_SOCKET_DIR
+from provider.spc import PodContext, build_attributes, load_spc
+from provider.v1alpha1 import service_pb2, service_pb2_grpc
+from provider.writer import PayloadFile, write_payload
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"{flag} takes KEY=VALUE, got {key!r}")
+        out[key] = value
+    return out
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("mount", help="mount a SecretProviderClass into a directory")
+    p.add_argument("spc", help="SecretProviderClass YAML file")
+    p.add_argument("--target", required=True, help="directory to write the files into")
+    p.add_argument("--socket-dir", default=DEFAULT_SOCKET_DIR)
+    p.add_argument("--provider", default="", help="socket name (default: spec.provider)")
+    p.add_argument("--pod-name", default="demo")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--service-account", default="default")
+    p.add_argument("--pod-uid", default="00000000-0000-0000-0000-000000000000")
+    p.add_argument("--token", action="append", metavar="AUDIENCE=TOKEN",
+                   help="a service-account token for an audience (repeatable)")
+    p.add_argument("--token-file", action="append", metavar="AUDIENCE=FILE",
+                   help="read the token for an audience from a file (repeatable)")
+    p.add_argument("--secret", action="append", metavar="KEY=VALUE",
+                   help="nodePublishSecretRef data (repeatable)")
+    p.add_argument("--volume-attribute", action="append", metavar="KEY=VALUE")
+    p.add_argument("--driver-line", choices=["v1.6", "v1.5"], default="v1.6",
+                   help="mimic this driver line (secrets null vs {}, volume attributes)")
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--quiet", action="store_true", help="do not print the files")
+
+
+def mount_once(
+    *,
+    socket: Path,
+    attributes: dict[str, str],
+    secrets: dict[str, str] | None,
+    target: Path,
+    permission: str = "420",
+    current_versions: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> service_pb2.MountResponse:
+    """One Mount over the socket; raises grpc.RpcError on failure."""
+    with grpc.insecure_channel(f"unix:{socket}") as channel:
+        stub = service_pb2_grpc.CSIDriverProviderStub(channel)
+        return stub.Mount(
+            service_pb2.MountRequest(
+                attributes=json.dumps(attributes),
+                secrets="null" if secrets is None else json.dumps(secrets),
+                target_path=str(target),
+                permission=permission,
+                current_object_version=[
+                    service_pb2.ObjectVersion(id=k, version=v)
+                    for k, v in (current_versions or {}).items()
+                ],
+            ),
+            timeout=timeout,
+            wait_for_ready=True,
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    spc = load_spc(Path(args.spc).read_text(encoding="utf-8"))
+    tokens = _pairs(args.token, "--token")
+    for aud, path in _pairs(args.token_file, "--token-file").items():
+        tokens[aud] = Path(path).read_text(encoding="utf-8").strip()
+    pod = PodContext(
+        name=args.pod_name,
+        namespace=args.namespace,
+        uid=args.pod_uid,
+        service_account=args.service_account,
+        tokens=tokens,
+    )
+    attributes = build_attributes(
+        spc, pod, volume_attributes=_pairs(args.volume_attribute, "--volume-attribute"),
+        driver_line=args.driver_line,
+    )
+    secrets: dict[str, str] | None = _pairs(args.secret, "--secret")
+    if not secrets:
+        secrets = None if args.driver_line == "v1.6" else {}
+    socket = Path(args.socket_dir) / f"{args.provider or spc.provider}.sock"
+    target = Path(args.target)
+    try:
+        response = mount_once(
+            socket=socket, attributes=attributes, secrets=secrets, target=target,
+            timeout=args.timeout,
+        )
+    except grpc.RpcError as exc:
+        print(f"mount failed: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    if response.error.code:
+        print(f"mount failed: provider error code {response.error.code}", file=sys.stderr)
+        return 1
+    if not response.object_version:
+        print("mount failed: the provider returned no object versions", file=sys.stderr)
+        return 1
+    write_payload(
+        target, [PayloadFile(path=f.path, mode=f.mode, contents=f.contents) for f in response.files]
+    )
+    if not args.quiet:
+        for f in sorted(response.files, key=lambda f: f.path):
+            print(f"{oct(f.mode)[2:]:>4}  {len(f.contents):6d} B  {target / f.path}")
+        for v in sorted(response.object_version, key=lambda v: v.id):
+            print(f"version  {v.id} = {v.version}")
+    return 0

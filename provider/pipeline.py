@@ -1,0 +1,88 @@
+"""The Mount flow, in one read.
+
+request -> typed config -> backend plan (validated, no network) -> fetch as the
+pod (parallel, bounded) -> path rules -> files and object versions.
+All or nothing: any failure fails the whole mount and nothing is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from provider.backends import BackendRegistry
+from provider.backends.base import FetchContext, FetchResult, RequestObserver
+from provider.errors import ProviderError
+from provider.paths import check_paths
+from provider.request import MountRequest, parse_mount_request
+from provider.retry import Deadline, RetryPolicy
+from provider.selection import choose_backend
+
+
+@dataclass(frozen=True)
+class MountOutcome:
+    """A successful mount, plus what the logs and metrics want to know."""
+
+    backend: str
+    result: FetchResult
+    object_count: int
+
+
+@dataclass(frozen=True)
+class MountInput:
+    """The wire fields of a Mount call, as plain values."""
+
+    attributes: str
+    secrets: str
+    target_path: str
+    permission: str
+    current_versions: Mapping[str, str]
+
+
+class MountPipeline:
+    def __init__(
+        self,
+        *,
+        registry: BackendRegistry,
+        executor: Executor,
+        max_parallel: int,
+        retry: RetryPolicy | None = None,
+        observer: RequestObserver | None = None,
+    ) -> None:
+        self._registry = registry
+        self._executor = executor
+        self._max_parallel = max_parallel
+        self._retry = retry
+        self._observer = observer
+
+    def parse(self, wire: MountInput) -> MountRequest:
+        return parse_mount_request(
+            attributes=wire.attributes,
+            secrets=wire.secrets,
+            target_path=wire.target_path,
+            permission=wire.permission,
+            current_versions=wire.current_versions,
+        )
+
+    async def mount(
+        self, request: MountRequest, *, served_name: str, deadline: Deadline
+    ) -> MountOutcome:
+        name = choose_backend(request.attributes, served_name)
+        backend = await self._registry.get(name)
+        plan = backend.plan(request)
+        ctx = FetchContext(
+            request=request,
+            deadline=deadline,
+            executor=self._executor,
+            max_parallel=self._max_parallel,
+            backend=name,
+            retry=self._retry,
+            observer=self._observer,
+        )
+        result = await backend.fetch(plan, ctx)
+        check_paths([(f.path, f.source) for f in result.files])
+        if not result.versions:
+            # The driver fails a mount with no object versions; say why ourselves.
+            raise ProviderError("the backend returned no object versions")
+        return MountOutcome(backend=name, result=result, object_count=backend.object_count(plan))

@@ -1,0 +1,78 @@
+"""Build the driver's ``attributes`` for a SecretProviderClass, as the driver does.
+
+``polysecret mount`` (and the tests) must send exactly what the Secrets Store
+CSI Driver would: the class's ``spec.parameters``, then the pod's volume
+attributes over them, then the pod's identity and its projected tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from provider import request as keys
+
+
+@dataclass(frozen=True)
+class SecretProviderClass:
+    name: str
+    provider: str
+    parameters: dict[str, str]
+
+
+def load_spc(text: str) -> SecretProviderClass:
+    """The first SecretProviderClass document in a YAML file."""
+    for doc in yaml.safe_load_all(text):
+        if isinstance(doc, dict) and doc.get("kind") == "SecretProviderClass":
+            spec: dict[str, Any] = doc.get("spec") or {}
+            params = spec.get("parameters") or {}
+            return SecretProviderClass(
+                name=str((doc.get("metadata") or {}).get("name", "")),
+                provider=str(spec.get("provider", "")),
+                # Kubernetes stores parameters as map[string]string.
+                parameters={str(k): v if isinstance(v, str) else json.dumps(v)
+                            for k, v in params.items()},
+            )
+    raise ValueError("no SecretProviderClass document found")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodContext:
+    name: str = "demo"
+    namespace: str = "default"
+    uid: str = "00000000-0000-0000-0000-000000000000"
+    service_account: str = "default"
+    # audience -> token
+    tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    token_expiry: str = "2099-01-01T00:00:00Z"
+
+
+def build_attributes(
+    spc: SecretProviderClass,
+    pod: PodContext,
+    *,
+    volume_attributes: Mapping[str, str] | None = None,
+    driver_line: str = "v1.6",
+) -> dict[str, str]:
+    attrs = dict(spc.parameters)
+    volume = dict(volume_attributes or {})
+    volume.setdefault("secretProviderClass", spc.name)
+    if driver_line == "v1.6":
+        attrs.update(volume)
+        attrs[keys.EPHEMERAL] = "true"
+    attrs[keys.POD_NAME] = pod.name
+    attrs[keys.POD_NAMESPACE] = pod.namespace
+    attrs[keys.POD_UID] = pod.uid
+    attrs[keys.SERVICE_ACCOUNT] = pod.service_account
+    if pod.tokens:
+        attrs[keys.TOKENS] = json.dumps(
+            {
+                aud: {"token": tok, "expirationTimestamp": pod.token_expiry}
+                for aud, tok in pod.tokens.items()
+            }
+        )
+    return attrs
