@@ -1,0 +1,31 @@
+"""What a backend offers the benchmark (bench/) and the demo: a seeded real server.
+
+Each backend's test support module provides
+``bench_env(n_objects: int) -> contextmanager[BenchEnv]`` that starts its real
+server (moto, OpenBao, lowkey-vault), seeds ``n_objects`` objects and describes
+how to mount them through the provider and how to fetch the same objects one
+after another with the plain SDK (the baseline the benchmark compares against).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class BenchEnv:
+    backend: str
+    # provider.settings.ServerSettings.backends entry for this backend
+    settings: Any
+    # SecretProviderClass parameters (strings) mounting the n objects
+    parameters: dict[str, str]
+    # audience -> token the pod would have
+    tokens: dict[str, str] = field(default_factory=dict, repr=False)
+    # nodePublishSecretRef data, if the backend needs it
+    secrets: dict[str, str] | None = None
+    # fetch the same n objects sequentially with the plain SDK, as a naive
+    # provider would (fresh auth included, as the peers do per mount)
+    sequential_fetch: Callable[[], None] | None = None
+    environ: dict[str, str] = field(default_factory=dict)
