@@ -13,6 +13,9 @@ import yaml
 
 from provider.errors import Problems
 
+# libyaml's loader is ~10x faster than the pure-Python one; same safe subset.
+SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _TRUE = {"1", "t", "true", "yes", "y", "on"}
 _FALSE = {"", "0", "f", "false", "no", "n", "off"}
 
@@ -34,7 +37,7 @@ def parse_bool(params: Mapping[str, str], key: str, problems: Problems, default:
 def parse_yaml(text: str, what: str, problems: Problems) -> Any:
     """A YAML (or JSON) document inside a parameter; None (and a problem) if malformed."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

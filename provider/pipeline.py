@@ -7,15 +7,18 @@ All or nothing: any failure fails the whole mount and nothing is returned.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 from provider.backends import BackendRegistry
-from provider.backends.base import FetchContext, FetchResult, RequestObserver
+from provider.backends.base import Backend, FetchContext, FetchResult, RequestObserver
 from provider.errors import ProviderError
 from provider.paths import check_paths
-from provider.request import MountRequest, parse_mount_request
+from provider.request import POD_KEY_PREFIX, MountRequest, parse_mount_request
 from provider.retry import Deadline, RetryPolicy
 from provider.selection import choose_backend
 
@@ -55,6 +58,7 @@ class MountPipeline:
         self._max_parallel = max_parallel
         self._retry = retry
         self._observer = observer
+        self._plans = PlanCache()
 
     def parse(self, wire: MountInput) -> MountRequest:
         return parse_mount_request(
@@ -70,7 +74,7 @@ class MountPipeline:
     ) -> MountOutcome:
         name = choose_backend(request.attributes, served_name)
         backend = await self._registry.get(name)
-        plan = backend.plan(request)
+        plan = self._plans.plan(name, backend, request)
         ctx = FetchContext(
             request=request,
             deadline=deadline,
@@ -86,3 +90,40 @@ class MountPipeline:
             # The driver fails a mount with no object versions; say why ourselves.
             raise ProviderError("the backend returned no object versions")
         return MountOutcome(backend=name, result=result, object_count=backend.object_count(plan))
+
+
+class PlanCache:
+    """Validated plans by SecretProviderClass parameters, for backends that allow it.
+
+    Every rotation poll of every pod re-sends the same class; parsing its YAML
+    and compiling its expressions again is pure waste. The key is the backend,
+    the default mode and every attribute except the pod's own (identity and
+    tokens), so nothing pod-specific is ever in a shared plan.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._plans: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def plan(self, name: str, backend: Backend[Any], request: MountRequest) -> Any:
+        if not backend.cache_plans:
+            return backend.plan(request)
+        key = (
+            name,
+            request.default_mode,
+            frozenset(
+                (k, v) for k, v in request.attributes.items() if not k.startswith(POD_KEY_PREFIX)
+            ),
+        )
+        with self._lock:
+            found = self._plans.get(key)
+            if found is not None:
+                self._plans.move_to_end(key)
+                return found
+        plan = backend.plan(request)  # raises on bad parameters: nothing cached
+        with self._lock:
+            self._plans[key] = plan
+            while len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+        return plan

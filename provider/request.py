@@ -20,6 +20,7 @@ from typing import Any
 from provider.errors import InvalidRequest, MissingToken
 
 # Attribute keys the driver adds beside the SecretProviderClass parameters.
+POD_KEY_PREFIX = "csi.storage.k8s.io/"
 POD_NAME = "csi.storage.k8s.io/pod.name"
 POD_NAMESPACE = "csi.storage.k8s.io/pod.namespace"
 POD_UID = "csi.storage.k8s.io/pod.uid"

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import yaml
 
 from provider.backends import BACKEND_NAMES
+from provider.dialect import SafeLoader
 from provider.errors import InvalidParameters
 
 BACKEND_PARAMETER = "backend"
@@ -19,7 +20,7 @@ BACKEND_PARAMETER = "backend"
 
 def _looks_like_aws(objects_text: str) -> bool:
     try:
-        objects = yaml.safe_load(objects_text)
+        objects = yaml.load(objects_text, Loader=SafeLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError:
         return False
     if not isinstance(objects, list):

@@ -180,6 +180,10 @@ class Backend(ABC, Generic[PlanT]):
     """A secret store. Subclasses implement ``plan`` and ``fetch``."""
 
     name: ClassVar[str]
+    # True when ``plan`` depends only on the SecretProviderClass parameters and
+    # the default mode (never on the pod, its tokens or secrets): the pipeline
+    # then reuses plans across mounts (every rotation poll re-sends the same class).
+    cache_plans: ClassVar[bool] = False
 
     @abstractmethod
     def plan(self, request: MountRequest) -> PlanT:

@@ -49,6 +49,9 @@ class RunningProvider:
         asyncio.run_coroutine_threadsafe(self.app.stop(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        # Closing releases the loop's self-pipe sockets (else ResourceWarnings,
+        # which the suite turns into errors).
+        self._loop.close()
 
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(60)

@@ -73,6 +73,7 @@ def ssm_name(sel: Selector) -> str:
 
 class AwsBackend(Backend[AwsPlan]):
     name = "aws"
+    cache_plans = True
 
     def __init__(self, settings: AwsSettings, services: BackendServices) -> None:
         self._settings = settings

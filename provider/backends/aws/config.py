@@ -17,8 +17,9 @@ import jmespath
 import jmespath.exceptions
 
 from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
-from provider.errors import Problems
+from provider.errors import InvalidPath, Problems
 from provider.modes import parse_octal_mode
+from provider.paths import check_paths
 
 OBJECT_KEYS = (
     "objectName",
@@ -339,6 +340,13 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
     if region:
         for obj in objects:
             problems.extend(check_arn_region(obj, region, failover_region))
+    try:
+        # File names are known now: check the driver's path rules before any
+        # network call, so a bad alias is reported with every other problem
+        # instead of after (or hidden behind) a fetch error.
+        check_paths([(path, owner) for path, owner in files.items()])
+    except InvalidPath as exc:
+        problems.add(exc.message)
     problems.raise_if_any()
     return AwsPlan(
         objects=tuple(objects),

@@ -1,21 +1,83 @@
-"""azure backend: placeholder until the backend lands (flags, settings, create)."""
+"""Azure Key Vault backend: flags and settings (cheap); the SDK is imported by ``create``.
+
+The Azure SDKs cost ~44 MiB of memory, so nothing here imports them: a node
+that only mounts AWS or Vault objects never pays for Azure.
+
+Provider-level settings exist for sovereign and custom clouds (and for tests,
+which point the provider at a local Key Vault and a local token endpoint):
+the Azure AD authority host, the Key Vault DNS suffix or a whole endpoint
+template, the CA bundle trusted for both, and the Key Vault API version.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from provider.errors import InvalidParameters
+DEFAULT_ENDPOINT_TEMPLATE = "https://{vault}.{suffix}/"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AzureSettings:
+    # Azure AD authority host for every cloud (env AZURE_AUTHORITY_HOST).
+    # Empty: the host of the SecretProviderClass's cloudName.
+    authority_host: str = ""
+    # Key Vault DNS suffix for every cloud (custom clouds). Empty: cloudName's.
+    keyvault_dns_suffix: str = ""
+    # Vault URL template with {vault} and {suffix} (a port, a private endpoint).
+    keyvault_endpoint: str = DEFAULT_ENDPOINT_TEMPLATE
+    # CA bundle (PEM) trusted for Key Vault and Azure AD TLS; empty: the
+    # system's (requests also honours REQUESTS_CA_BUNDLE).
+    ca_file: str = ""
+    # Key Vault REST API version; empty: the SDK's default.
+    api_version: str = ""
+    # Key Vault's 401 challenge names the resource a token is for; the SDK
+    # checks it matches the vault's domain (a token must not go elsewhere).
+    # Only emulators whose challenge names another domain need this off.
+    verify_challenge_resource: bool = True
+    max_connections: int = 32
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
 
 
 def add_flags(group: argparse._ArgumentGroup) -> None:
-    return None
+    group.add_argument("--azure-authority-host", default=None,
+                       help="Azure AD authority host for all clouds (env AZURE_AUTHORITY_HOST; "
+                            "default: the cloudName's, https://login.microsoftonline.com/ "
+                            "for AzurePublicCloud)")
+    group.add_argument("--azure-keyvault-dns-suffix", default=None,
+                       help="Key Vault DNS suffix for all clouds (default: the cloudName's, "
+                            "vault.azure.net for AzurePublicCloud)")
+    group.add_argument("--azure-keyvault-endpoint", default=None,
+                       help="vault URL template with {vault} and {suffix} "
+                            f"(default {DEFAULT_ENDPOINT_TEMPLATE})")
+    group.add_argument("--azure-ca-file", default=None,
+                       help="PEM CA bundle trusted for Key Vault and Azure AD "
+                            "(default: system CAs; REQUESTS_CA_BUNDLE is honoured)")
+    group.add_argument("--azure-api-version", default=None,
+                       help="Key Vault REST API version (default: the SDK's)")
+    group.add_argument("--azure-skip-challenge-resource-check", action="store_true",
+                       default=False,
+                       help="do not check that Key Vault's auth challenge names the vault's "
+                            "domain (emulators only)")
 
 
-def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
-    return None
+def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> AzureSettings:
+    return AzureSettings(
+        authority_host=getattr(args, "azure_authority_host", None)
+        or environ.get("AZURE_AUTHORITY_HOST", ""),
+        keyvault_dns_suffix=getattr(args, "azure_keyvault_dns_suffix", None) or "",
+        keyvault_endpoint=getattr(args, "azure_keyvault_endpoint", None)
+        or DEFAULT_ENDPOINT_TEMPLATE,
+        ca_file=getattr(args, "azure_ca_file", None) or "",
+        api_version=getattr(args, "azure_api_version", None) or "",
+        verify_challenge_resource=not getattr(args, "azure_skip_challenge_resource_check", False),
+    )
 
 
-def create(settings: Any, services: Any) -> Any:
-    raise InvalidParameters(["the azure backend is not available in this build"])
+def create(settings: AzureSettings | None, services: Any) -> Any:
+    from provider.backends.azure.backend import AzureBackend
+
+    return AzureBackend(settings or AzureSettings(), services)

@@ -1,0 +1,58 @@
+# polysecret: the usual targets. `make demo` and `make test` set up everything
+# they need on a fresh machine (Python deps, OpenBao, lowkey-vault + Java, Go modules).
+PYTHON ?= python3
+PIP    ?= $(PYTHON) -m pip
+export POLYSECRET_CACHE ?= $(HOME)/.cache/polysecret
+PROTO_OUT = provider/v1alpha1
+
+.PHONY: all test demo install install-test lint fmt proto proto-check bench lint-deploy conformance clean
+
+all: test
+
+# Python package with every backend's SDK plus the dev/test tools.
+install:
+	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
+
+# Real test servers and the driver's Go client (cached under $(POLYSECRET_CACHE)).
+install-test: install
+	bash scripts/install-test-deps.sh
+
+demo: install
+	$(PYTHON) scripts/demo.py
+
+test: install-test proto-check lint
+	$(PYTHON) -m pytest -q
+	bash scripts/lint-deploy.sh
+
+lint:
+	$(PYTHON) -m ruff check provider tests bench scripts
+	$(PYTHON) -m mypy
+
+fmt:
+	$(PYTHON) -m ruff check --fix provider tests bench scripts
+	$(PYTHON) -m ruff format provider tests bench scripts
+
+# Regenerate the typed gRPC code from proto/service.proto. The -I mapping puts
+# it inside the package so the generated imports are `from provider.v1alpha1 ...`.
+proto:
+	$(PYTHON) -m grpc_tools.protoc -I$(PROTO_OUT)=proto --python_out=. --grpc_python_out=. \
+		--mypy_out=. --mypy_grpc_out=. proto/service.proto
+
+# Fails when the committed generated code is not what `make proto` would write.
+proto-check:
+	@tmp=$$(mktemp -d) && \
+	$(PYTHON) -m grpc_tools.protoc -I$(PROTO_OUT)=proto --python_out=$$tmp --grpc_python_out=$$tmp \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp proto/service.proto >/dev/null 2>&1 && \
+	diff -r -x __init__.py -x __pycache__ $$tmp/$(PROTO_OUT) $(PROTO_OUT) && rm -rf $$tmp && \
+	echo "generated protobuf code is up to date" || \
+	{ echo "provider/v1alpha1 is stale: run 'make proto'"; rm -rf $$tmp; exit 1; }
+
+bench: install-test
+	$(PYTHON) bench/mount_bench.py
+
+lint-deploy:
+	bash scripts/lint-deploy.sh
+
+clean:
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
