@@ -128,8 +128,11 @@ class DelayProxy:
 
         async def handle(reader: Any, writer: Any) -> None:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-            await asyncio.gather(pump(reader, up_writer, self.delay), pump(up_reader, writer, 0),
-                                 return_exceptions=True)
+            await asyncio.gather(
+                pump(reader, up_writer, self.delay),
+                pump(up_reader, writer, 0),
+                return_exceptions=True,
+            )
 
         self.server = await asyncio.start_server(handle, "127.0.0.1", self.port)
 
@@ -160,7 +163,8 @@ def aws_rows(quick: bool) -> None:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
     moto = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -170,21 +174,44 @@ def aws_rows(quick: bool) -> None:
                 break
             except OSError:
                 time.sleep(0.05)
-        sts = boto3.client("sts", region_name=REGION, endpoint_url=url,
-                           aws_access_key_id="x", aws_secret_access_key="x")
+        sts = boto3.client(
+            "sts",
+            region_name=REGION,
+            endpoint_url=url,
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
         c = sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="seed")["Credentials"]
-        creds = {"aws_access_key_id": c["AccessKeyId"], "aws_secret_access_key": c["SecretAccessKey"],
-                 "aws_session_token": c["SessionToken"]}
+        creds = {
+            "aws_access_key_id": c["AccessKeyId"],
+            "aws_secret_access_key": c["SecretAccessKey"],
+            "aws_session_token": c["SessionToken"],
+        }
         sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=url, **creds)
         for i in range(50):
-            sm.create_secret(Name=f"bench/secret-{i:03d}",
-                             SecretString=json.dumps({"user": f"u{i}", "password": "p" * 32}))
+            sm.create_secret(
+                Name=f"bench/secret-{i:03d}",
+                SecretString=json.dumps({"user": f"u{i}", "password": "p" * 32}),
+            )
 
         started = time.perf_counter()
         server = subprocess.Popen(
-            [sys.executable, "-m", "provider", "serve", "--socket-dir", str(work),
-             "--aws-endpoint-url", url, "--aws-region", REGION, "--log-level", "warning"],
-            env=env, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "provider",
+                "serve",
+                "--socket-dir",
+                str(work),
+                "--aws-endpoint-url",
+                url,
+                "--aws-region",
+                REGION,
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=ROOT,
         )
         sock = work / "polysecret.sock"
         while not sock.exists():
@@ -196,14 +223,22 @@ def aws_rows(quick: bool) -> None:
 
         rounds = 10 if quick else 40
         print("\nAWS Secrets Manager (moto), sequential mounts, one service account")
-        first = client.mount(pod_attributes({"roleArn": ROLE_ARN, "objects": objects_yaml(1)},
-                                            tokens={"sts.amazonaws.com": TOKEN}))
+        first = client.mount(
+            pod_attributes(
+                {"roleArn": ROLE_ARN, "objects": objects_yaml(1)},
+                tokens={"sts.amazonaws.com": TOKEN},
+            )
+        )
         print(f"  first mount ever (imports boto3, STS, client): {ms(first)} ms")
         for n in (1, 10, 50):
-            attrs = pod_attributes({"roleArn": ROLE_ARN, "objects": objects_yaml(n)},
-                                   tokens={"sts.amazonaws.com": TOKEN})
+            attrs = pod_attributes(
+                {"roleArn": ROLE_ARN, "objects": objects_yaml(n)},
+                tokens={"sts.amazonaws.com": TOKEN},
+            )
             cpu0 = cpu_seconds(server.pid)
-            mounts = latency_row(f"provider mount, {n:2d} objects", lambda a=attrs: client.mount(a), rounds)
+            mounts = latency_row(
+                f"provider mount, {n:2d} objects", lambda a=attrs: client.mount(a), rounds
+            )
             cpu = (cpu_seconds(server.pid) - cpu0) / (len(mounts) + 2)
             names = [f"bench/secret-{i:03d}" for i in range(n)]
 
@@ -213,81 +248,116 @@ def aws_rows(quick: bool) -> None:
 
             def peer(names: list[str] = names) -> None:
                 session = boto3.session.Session()
-                s = session.client("sts", region_name=REGION, endpoint_url=url,
-                                   aws_access_key_id="x", aws_secret_access_key="x")
+                s = session.client(
+                    "sts",
+                    region_name=REGION,
+                    endpoint_url=url,
+                    aws_access_key_id="x",
+                    aws_secret_access_key="x",
+                )
                 cc = s.assume_role_with_web_identity(
                     RoleArn=ROLE_ARN, RoleSessionName="peer", WebIdentityToken=TOKEN
                 )["Credentials"]
-                cl = session.client("secretsmanager", region_name=REGION, endpoint_url=url,
-                                    aws_access_key_id=cc["AccessKeyId"],
-                                    aws_secret_access_key=cc["SecretAccessKey"],
-                                    aws_session_token=cc["SessionToken"])
+                cl = session.client(
+                    "secretsmanager",
+                    region_name=REGION,
+                    endpoint_url=url,
+                    aws_access_key_id=cc["AccessKeyId"],
+                    aws_secret_access_key=cc["SecretAccessKey"],
+                    aws_session_token=cc["SessionToken"],
+                )
                 for name in names:
                     cl.get_secret_value(SecretId=name)
 
             w = latency_row(f"plain boto3, warm client, {n:2d} sequential", timed(warm), rounds)
-            p = latency_row(f"plain boto3, peer-style per mount, {n:2d} seq", timed(peer),
-                            max(5, rounds // 4))
-            print(f"    -> provider CPU per mount {cpu * 1000:.2f} ms; speed-up vs warm sequential "
-                  f"x{statistics.median(w) / statistics.median(mounts):.2f}, vs peer-style "
-                  f"x{statistics.median(p) / statistics.median(mounts):.2f}")
+            p = latency_row(
+                f"plain boto3, peer-style per mount, {n:2d} seq", timed(peer), max(5, rounds // 4)
+            )
+            print(
+                f"    -> provider CPU per mount {cpu * 1000:.2f} ms; speed-up vs warm sequential "
+                f"x{statistics.median(w) / statistics.median(mounts):.2f}, vs peer-style "
+                f"x{statistics.median(p) / statistics.median(mounts):.2f}"
+            )
 
         proxy = DelayProxy(port, 0.010)
         delayed = work / "delayed"
         slow = subprocess.Popen(
-            [sys.executable, "-m", "provider", "serve", "--socket-dir", str(delayed),
-             "--aws-endpoint-url", f"http://127.0.0.1:{proxy.port}", "--aws-region", REGION,
-             "--log-level", "warning"],
-            env=env, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "provider",
+                "serve",
+                "--socket-dir",
+                str(delayed),
+                "--aws-endpoint-url",
+                f"http://127.0.0.1:{proxy.port}",
+                "--aws-region",
+                REGION,
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=ROOT,
         )
         try:
             while not (delayed / "polysecret.sock").exists():
                 time.sleep(0.01)
             slow_client = Client(delayed / "polysecret.sock")
-            slow_sm = boto3.client("secretsmanager", region_name=REGION,
-                                   endpoint_url=f"http://127.0.0.1:{proxy.port}", **creds)
-            print("\nAWS with 10 ms simulated network latency per request (a real region is 5-30 ms away)")
+            slow_sm = boto3.client(
+                "secretsmanager",
+                region_name=REGION,
+                endpoint_url=f"http://127.0.0.1:{proxy.port}",
+                **creds,
+            )
+            print(
+                "\nAWS with 10 ms simulated network latency per request "
+                "(a real region is 5-30 ms away)"
+            )
             for n in (1, 10, 50):
-                attrs = pod_attributes({"roleArn": ROLE_ARN, "objects": objects_yaml(n)},
-                                       tokens={"sts.amazonaws.com": TOKEN})
-                mounts = latency_row(f"provider mount, {n:2d} objects",
-                                     lambda a=attrs: slow_client.mount(a), rounds)
+                attrs = pod_attributes(
+                    {"roleArn": ROLE_ARN, "objects": objects_yaml(n)},
+                    tokens={"sts.amazonaws.com": TOKEN},
+                )
+                mounts = latency_row(
+                    f"provider mount, {n:2d} objects", lambda a=attrs: slow_client.mount(a), rounds
+                )
                 names = [f"bench/secret-{i:03d}" for i in range(n)]
 
                 def slow_warm(names: list[str] = names) -> None:
                     for name in names:
                         slow_sm.get_secret_value(SecretId=name)
 
-                w = latency_row(f"plain boto3, warm client, {n:2d} sequential", timed(slow_warm),
-                                rounds)
-                print(f"    -> speed-up vs warm sequential x{statistics.median(w) / statistics.median(mounts):.2f}")
+                w = latency_row(
+                    f"plain boto3, warm client, {n:2d} sequential", timed(slow_warm), rounds
+                )
+                print(
+                    "    -> speed-up vs warm sequential x"
+                    f"{statistics.median(w) / statistics.median(mounts):.2f}"
+                )
         finally:
             slow.terminate()
             slow.wait(10)
 
         print("\nAWS, concurrent mounts of a 10-object class (same service account)")
-        attrs10 = pod_attributes({"roleArn": ROLE_ARN, "objects": objects_yaml(10)},
-                                 tokens={"sts.amazonaws.com": TOKEN})
+        attrs10 = pod_attributes(
+            {"roleArn": ROLE_ARN, "objects": objects_yaml(10)}, tokens={"sts.amazonaws.com": TOKEN}
+        )
         for conc in (1, 16, 64):
             total = max(conc * (2 if quick else 4), 16)
             clients = [Client(sock) for _ in range(min(conc, 8))]
-            lat: list[float] = []
-            lock = threading.Lock()
             cpu0 = cpu_seconds(server.pid)
             t0 = time.perf_counter()
-
-            def one(i: int) -> None:
-                x = clients[i % len(clients)].mount(attrs10)
-                with lock:
-                    lat.append(x)
-
             with ThreadPoolExecutor(conc) as pool:
-                list(pool.map(one, range(total)))
+                lat = list(
+                    pool.map(lambda i, cl=clients: cl[i % len(cl)].mount(attrs10), range(total))
+                )
             wall = time.perf_counter() - t0
             cpu = (cpu_seconds(server.pid) - cpu0) / total
-            print(f"  {conc:2d} concurrent: {total:3d} mounts  p50 {ms(pct(lat, 0.5))} ms  "
-                  f"p99 {ms(pct(lat, 0.99))} ms  {total / wall:7.1f} mounts/s  "
-                  f"CPU/mount {cpu * 1000:.2f} ms")
+            print(
+                f"  {conc:2d} concurrent: {total:3d} mounts  p50 {ms(pct(lat, 0.5))} ms  "
+                f"p99 {ms(pct(lat, 0.99))} ms  {total / wall:7.1f} mounts/s  "
+                f"CPU/mount {cpu * 1000:.2f} ms"
+            )
         print(f"\nprovider RSS after the AWS run: {rss_mib(server.pid):6.1f} MiB")
     finally:
         for proc in (server, moto):
@@ -317,12 +387,19 @@ def in_process_rows(backend: str, module: str, quick: bool) -> None:
                     attrs = pod_attributes(env.parameters, tokens=env.tokens)
                     mount = latency_row(
                         f"provider mount, {n:2d} objects",
-                        timed(lambda a=attrs, e=env: p.mount(a, secrets=e.secrets)), rounds,
+                        timed(lambda a=attrs, e=env: p.mount(a, secrets=e.secrets)),
+                        rounds,
                     )
                     if env.sequential_fetch is not None:
-                        base = latency_row(f"plain SDK, peer-style per mount, {n:2d} seq",
-                                           timed(env.sequential_fetch), max(5, rounds // 3))
-                        print(f"    -> speed-up x{statistics.median(base) / statistics.median(mount):.2f}")
+                        base = latency_row(
+                            f"plain SDK, peer-style per mount, {n:2d} seq",
+                            timed(env.sequential_fetch),
+                            max(5, rounds // 3),
+                        )
+                        print(
+                            "    -> speed-up x"
+                            f"{statistics.median(base) / statistics.median(mount):.2f}"
+                        )
         except Exception as exc:  # a missing server must not hide the other rows
             print(f"  {backend} {n} objects: failed: {type(exc).__name__}: {exc}")
 

@@ -20,7 +20,9 @@ _TRUE = {"1", "t", "true", "yes", "y", "on"}
 _FALSE = {"", "0", "f", "false", "no", "n", "off"}
 
 
-def parse_bool(params: Mapping[str, str], key: str, problems: Problems, default: bool = False) -> bool:
+def parse_bool(
+    params: Mapping[str, str], key: str, problems: Problems, default: bool = False
+) -> bool:
     """A boolean parameter, spelled like Go's strconv.ParseBool accepts (and yes/no)."""
     raw = params.get(key)
     if raw is None:
@@ -58,9 +60,7 @@ def fold_keys(
     for key, value in item.items():
         canonical = by_lower.get(str(key).lower())
         if canonical is None:
-            problems.add(
-                f"{where}: unknown key {str(key)[:40]!r} (known: {', '.join(known)})"
-            )
+            problems.add(f"{where}: unknown key {str(key)[:40]!r} (known: {', '.join(known)})")
             continue
         if canonical in out:
             problems.add(f"{where}: key {canonical!r} is given twice")

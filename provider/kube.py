@@ -82,6 +82,8 @@ class KubeClient:
             ) as response:
                 body: dict[str, Any] = json.load(response)
         except urllib.error.HTTPError as exc:
+            # The error holds the open response: close it, or every 404 leaks a socket.
+            exc.close()
             if exc.code == 404:
                 raise NotFound(f"Kubernetes {what} not found") from None
             if exc.code in (401, 403):

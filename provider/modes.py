@@ -17,10 +17,10 @@ _OCTAL = re.compile(r"^0?[0-7]{3}$|^0o[0-7]{1,3}$")
 def parse_octal_mode(value: object) -> int:
     """An octal permission string such as ``"0644"``; raises ValueError."""
     if not isinstance(value, str):
-        raise ValueError("must be an octal string such as \"0644\"")
+        raise ValueError('must be an octal string such as "0644"')
     text = value.strip()
     if not _OCTAL.match(text):
-        raise ValueError(f"{text[:12]!r} is not an octal file mode such as \"0644\"")
+        raise ValueError(f'{text[:12]!r} is not an octal file mode such as "0644"')
     mode = int(text.removeprefix("0o"), 8)
     if mode > MAX_MODE:
         raise ValueError(f"{text!r} is above 0777")

@@ -43,15 +43,31 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--namespace", default="default")
     p.add_argument("--service-account", default="default")
     p.add_argument("--pod-uid", default="00000000-0000-0000-0000-000000000000")
-    p.add_argument("--token", action="append", metavar="AUDIENCE=TOKEN",
-                   help="a service-account token for an audience (repeatable)")
-    p.add_argument("--token-file", action="append", metavar="AUDIENCE=FILE",
-                   help="read the token for an audience from a file (repeatable)")
-    p.add_argument("--secret", action="append", metavar="KEY=VALUE",
-                   help="nodePublishSecretRef data (repeatable)")
+    p.add_argument(
+        "--token",
+        action="append",
+        metavar="AUDIENCE=TOKEN",
+        help="a service-account token for an audience (repeatable)",
+    )
+    p.add_argument(
+        "--token-file",
+        action="append",
+        metavar="AUDIENCE=FILE",
+        help="read the token for an audience from a file (repeatable)",
+    )
+    p.add_argument(
+        "--secret",
+        action="append",
+        metavar="KEY=VALUE",
+        help="nodePublishSecretRef data (repeatable)",
+    )
     p.add_argument("--volume-attribute", action="append", metavar="KEY=VALUE")
-    p.add_argument("--driver-line", choices=["v1.6", "v1.5"], default="v1.6",
-                   help="mimic this driver line (secrets null vs {}, volume attributes)")
+    p.add_argument(
+        "--driver-line",
+        choices=["v1.6", "v1.5"],
+        default="v1.6",
+        help="mimic this driver line (secrets null vs {}, volume attributes)",
+    )
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--quiet", action="store_true", help="do not print the files")
 
@@ -98,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
         tokens=tokens,
     )
     attributes = build_attributes(
-        spc, pod, volume_attributes=_pairs(args.volume_attribute, "--volume-attribute"),
+        spc,
+        pod,
+        volume_attributes=_pairs(args.volume_attribute, "--volume-attribute"),
         driver_line=args.driver_line,
     )
     secrets: dict[str, str] | None = _pairs(args.secret, "--secret")
@@ -108,7 +126,10 @@ def run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     try:
         response = mount_once(
-            socket=socket, attributes=attributes, secrets=secrets, target=target,
+            socket=socket,
+            attributes=attributes,
+            secrets=secrets,
+            target=target,
             timeout=args.timeout,
         )
     except grpc.RpcError as exc:

@@ -98,7 +98,7 @@ def _load_json_object(text: str, what: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         # Never echo the text: it may hold a secret.
         raise InvalidRequest(f"{what} is not valid JSON (at position {exc.pos})") from None
     if value is None:

@@ -66,12 +66,23 @@ async def with_retries(
 ) -> T:
     """Run ``call`` until it succeeds, fails for good, or time runs out."""
     attempt = 1
+    # The transient fault that made us retry. When a retry is then cut short by
+    # the deadline, this is the fault to report: it names the real cause, and
+    # UNAVAILABLE is the code the driver itself retries.
+    last: Unavailable | None = None
     while True:
         if deadline.remaining() < policy.min_attempt_time:
+            if last is not None:
+                raise last
             raise DeadlineExceeded("the mount deadline ran out before the backend answered")
         try:
             return await call()
+        except DeadlineExceeded:
+            if last is not None:
+                raise last from None
+            raise
         except Unavailable as exc:
+            last = exc
             if attempt >= policy.attempts:
                 raise
             wait = policy.delay(attempt, exc.retry_after)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -29,6 +30,8 @@ from provider.status import error_code, to_status
 from provider.v1alpha1 import service_pb2, service_pb2_grpc
 
 log = logging.getLogger("provider.server")
+
+Context = grpc.aio.ServicerContext[Any, Any]
 
 SPC_ATTRIBUTE = "secretProviderClass"
 
@@ -69,13 +72,13 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
         self._observer = observer or MountObserver()
 
     async def Version(
-        self, request: service_pb2.VersionRequest, context: grpc.aio.ServicerContext
+        self, request: service_pb2.VersionRequest, context: Context
     ) -> service_pb2.VersionResponse:
         return service_pb2.VersionResponse(
             version=API_VERSION, runtime_name=PROVIDER_NAME, runtime_version=__version__
         )
 
-    def _deadline(self, context: grpc.aio.ServicerContext) -> Deadline:
+    def _deadline(self, context: Context) -> Deadline:
         remaining = context.time_remaining()
         budget = self._mount_timeout
         if remaining is not None and math.isfinite(remaining):
@@ -84,7 +87,7 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
         return Deadline.after(budget)
 
     async def Mount(
-        self, request: service_pb2.MountRequest, context: grpc.aio.ServicerContext
+        self, request: service_pb2.MountRequest, context: Context
     ) -> service_pb2.MountResponse:
         started = time.perf_counter()
         self._observer.mount_started()
@@ -109,19 +112,34 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
             secrets = parsed.secret_values() if parsed is not None else ()
             code, message = to_status(exc, secrets)
             elapsed = time.perf_counter() - started
-            self._log(parsed, backend, None, elapsed, error_code(exc), message)
+            self._log(
+                parsed=parsed,
+                backend=backend,
+                objects=None,
+                seconds=elapsed,
+                outcome=error_code(exc),
+                message=message,
+            )
             if code == grpc.StatusCode.INTERNAL:
                 log.error("unexpected error in Mount", exc_info=exc)
             self._observer.mount_finished(backend, error_code(exc), elapsed)
             await context.abort(code, message)
             raise  # unreachable: abort raises
         elapsed = time.perf_counter() - started
-        self._log(parsed, backend, outcome.object_count, elapsed, "ok", "")
+        self._log(
+            parsed=parsed,
+            backend=backend,
+            objects=outcome.object_count,
+            seconds=elapsed,
+            outcome="ok",
+            message="",
+        )
         self._observer.mount_finished(backend, "ok", elapsed)
         return response
 
     def _log(
         self,
+        *,
         parsed: MountRequest | None,
         backend: str,
         objects: int | None,
@@ -136,9 +154,7 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
             extra={
                 "pod": pod.describe() if pod else "",
                 "service_account": pod.service_account if pod else "",
-                "secret_provider_class": parsed.attributes.get(SPC_ATTRIBUTE, "")
-                if parsed
-                else "",
+                "secret_provider_class": parsed.attributes.get(SPC_ATTRIBUTE, "") if parsed else "",
                 "socket": self._served_name,
                 "backend": backend,
                 "objects": objects,

@@ -34,8 +34,9 @@ def load_spc(text: str) -> SecretProviderClass:
                 name=str((doc.get("metadata") or {}).get("name", "")),
                 provider=str(spec.get("provider", "")),
                 # Kubernetes stores parameters as map[string]string.
-                parameters={str(k): v if isinstance(v, str) else json.dumps(v)
-                            for k, v in params.items()},
+                parameters={
+                    str(k): v if isinstance(v, str) else json.dumps(v) for k, v in params.items()
+                },
             )
     raise ValueError("no SecretProviderClass document found")
 
@@ -48,7 +49,7 @@ class PodContext:
     service_account: str = "default"
     # audience -> token
     tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
-    token_expiry: str = "2099-01-01T00:00:00Z"
+    token_expiry: str = "2099-01-01T00:00:00Z"  # noqa: S105 - a timestamp
 
 
 def build_attributes(

@@ -43,6 +43,7 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], what: str) -> None:
 
 def fake_pod_token() -> str:
     """A JWT-shaped service-account token (moto's STS accepts any web identity token)."""
+
     def part(obj: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
@@ -53,19 +54,34 @@ def fake_pod_token() -> str:
 def seed(url: str) -> None:
     import boto3
 
-    sts = boto3.client("sts", region_name=REGION, endpoint_url=url,
-                       aws_access_key_id="demo", aws_secret_access_key="demo")
+    sts = boto3.client(
+        "sts",
+        region_name=REGION,
+        endpoint_url=url,
+        aws_access_key_id="demo",
+        aws_secret_access_key="demo",
+    )
     c = sts.assume_role(RoleArn=ROLE, RoleSessionName="seed")["Credentials"]
-    kw = {"region_name": REGION, "endpoint_url": url, "aws_access_key_id": c["AccessKeyId"],
-          "aws_secret_access_key": c["SecretAccessKey"], "aws_session_token": c["SessionToken"]}
+    kw = {
+        "region_name": REGION,
+        "endpoint_url": url,
+        "aws_access_key_id": c["AccessKeyId"],
+        "aws_secret_access_key": c["SecretAccessKey"],
+        "aws_session_token": c["SessionToken"],
+    }
     sm = boto3.client("secretsmanager", **kw)
-    sm.create_secret(Name="prod/db/credentials",
-                     SecretString=json.dumps({"username": "app", "password": "s3cr3t-demo"}))
+    sm.create_secret(
+        Name="prod/db/credentials",
+        SecretString=json.dumps({"username": "app", "password": "s3cr3t-demo"}),
+    )
     sm.create_secret(Name="prod/api/token", SecretString="demo-api-token-123")
     ssm = boto3.client("ssm", **kw)
     ssm.put_parameter(Name="/prod/app/feature-flags", Value="beta,dark-mode", Type="StringList")
-    ssm.put_parameter(Name="/prod/app/tls-ca", Type="SecureString",
-                      Value="-----BEGIN CERTIFICATE-----\nMIIB...demo...\n-----END CERTIFICATE-----\n")
+    ssm.put_parameter(
+        Name="/prod/app/tls-ca",
+        Type="SecureString",
+        Value="-----BEGIN CERTIFICATE-----\nMIIB...demo...\n-----END CERTIFICATE-----\n",
+    )
 
 
 def main() -> int:
@@ -79,7 +95,8 @@ def main() -> int:
         print(f"== starting a local AWS (moto server) on {url}")
         moto = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         procs.append(moto)
         for _ in range(200):
@@ -91,17 +108,46 @@ def main() -> int:
         seed(url)
         print("== starting the provider on", sockets / "polysecret.sock")
         server = subprocess.Popen(
-            [sys.executable, "-m", "provider", "serve", "--socket-dir", str(sockets),
-             "--aws-endpoint-url", url, "--aws-region", REGION, "--log-format", "text"],
-            env=env, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "provider",
+                "serve",
+                "--socket-dir",
+                str(sockets),
+                "--aws-endpoint-url",
+                url,
+                "--aws-region",
+                REGION,
+                "--log-format",
+                "text",
+            ],
+            env=env,
+            cwd=ROOT,
         )
         procs.append(server)
         wait_for(sockets / "polysecret.sock", server, "the provider")
         print(f"== mounting {SPC.relative_to(ROOT)} into {target}")
         rc = subprocess.call(
-            [sys.executable, "-m", "provider", "mount", str(SPC), "--socket-dir", str(sockets),
-             "--target", str(target), "--namespace", "default", "--service-account", "app",
-             "--pod-name", "demo-app", "--token", f"sts.amazonaws.com={fake_pod_token()}"],
+            [
+                sys.executable,
+                "-m",
+                "provider",
+                "mount",
+                str(SPC),
+                "--socket-dir",
+                str(sockets),
+                "--target",
+                str(target),
+                "--namespace",
+                "default",
+                "--service-account",
+                "app",
+                "--pod-name",
+                "demo-app",
+                "--token",
+                f"sts.amazonaws.com={fake_pod_token()}",
+            ],
             cwd=ROOT,
         )
         if rc != 0:

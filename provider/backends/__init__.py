@@ -55,16 +55,17 @@ class BackendRegistry:
         if found is not None:
             return found
         async with self._lock:
-            found = self._backends.get(name)
-            if found is None:
-                module = backend_module(name)
-                loop = asyncio.get_running_loop()
-                # Importing an SDK takes hundreds of milliseconds: not on the loop.
-                found = await loop.run_in_executor(
-                    None, module.create, self._settings.get(name), self._services
-                )
-                self._backends[name] = found
-        return found
+            existing = self._backends.get(name)
+            if existing is not None:
+                return existing
+            module = backend_module(name)
+            loop = asyncio.get_running_loop()
+            # Importing an SDK takes hundreds of milliseconds: not on the loop.
+            created: Backend[Any] = await loop.run_in_executor(
+                None, module.create, self._settings.get(name), self._services
+            )
+            self._backends[name] = created
+            return created
 
     def loaded(self) -> list[str]:
         return sorted(self._backends)

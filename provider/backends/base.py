@@ -64,9 +64,7 @@ class RequestObserver(Protocol):
 
 
 class NullObserver:
-    def backend_request(
-        self, backend: str, operation: str, outcome: str, seconds: float
-    ) -> None:
+    def backend_request(self, backend: str, operation: str, outcome: str, seconds: float) -> None:
         return None
 
     def backend_retry(self, backend: str, operation: str, code: str) -> None:
@@ -145,11 +143,11 @@ class FetchContext:
 
     async def gather(self, calls: Iterable[Awaitable[T]]) -> list[T]:
         """Await all, in parallel; the first failure cancels the rest (all or nothing)."""
-        tasks = [asyncio.ensure_future(c) for c in calls]
+        tasks: list[asyncio.Task[Any]] = [asyncio.ensure_future(c) for c in calls]
         if not tasks:
             return []
         try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
             if failed:
                 for t in pending:
@@ -163,13 +161,11 @@ class FetchContext:
             raise
 
 
-def _most_useful(failed: list[asyncio.Future[Any]]) -> BaseException:
+def _most_useful(failed: list[asyncio.Task[Any]]) -> BaseException:
     """Prefer a definite error (denied, missing, invalid) over a transient one."""
     errors = [t.exception() for t in failed]
     for err in errors:
-        if isinstance(err, ProviderError) and not isinstance(
-            err, Unavailable | DeadlineExceeded
-        ):
+        if isinstance(err, ProviderError) and not isinstance(err, Unavailable | DeadlineExceeded):
             return err
     first = errors[0]
     assert first is not None

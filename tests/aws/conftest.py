@@ -37,7 +37,7 @@ NODE_REGION = "us-west-2"
 def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     host, port = server.server_address[:2]
     return server, f"http://{host}:{port}"
 
@@ -98,12 +98,15 @@ class RegionProxy:
     moto answers every region on one endpoint, so "us-east-1 is down while
     us-west-2 works" cannot be had from moto itself. The proxy reads the
     region from each request's SigV4 credential scope and answers 503 for the
-    regions in ``failing``; everything else (including the unsigned STS call)
-    goes to moto untouched. It also counts operations (X-Amz-Target) per region.
+    regions in ``failing`` and AccessDeniedException (as AWS does when a policy
+    denies the caller) for those in ``deny``; everything else (including the
+    unsigned STS call) goes to moto untouched. It also counts operations
+    (X-Amz-Target) per region.
     """
 
     url: str = ""
     failing: set[str] = field(default_factory=set)
+    deny: set[str] = field(default_factory=set)
     delay: float = 0.0
     calls: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -131,6 +134,11 @@ def region_proxy(moto_url: str) -> Iterator[RegionProxy]:
                     threading.Event().wait(state.delay)
                 self.reply(503, {"__type": "ServiceUnavailableException",
                                  "message": f"region {region} is down (test proxy)"})
+                return
+            if region in state.deny:
+                self.reply(400, {"__type": "AccessDeniedException",
+                                 "Message": "User: arn:aws:sts::111122223333:assumed-role/app-role/x "
+                                            f"is not authorized to perform: {target}"})
                 return
             conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
             try:

@@ -36,12 +36,17 @@ def seed_client(url: str, service: str, region: str = REGION) -> Any:
     import boto3
 
     sts = boto3.client(
-        "sts", region_name=region, endpoint_url=url,
-        aws_access_key_id="seed", aws_secret_access_key="seed",
+        "sts",
+        region_name=region,
+        endpoint_url=url,
+        aws_access_key_id="seed",
+        aws_secret_access_key="seed",
     )
     creds = sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="seed")["Credentials"]
     return boto3.client(
-        service, region_name=region, endpoint_url=url,
+        service,
+        region_name=region,
+        endpoint_url=url,
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],

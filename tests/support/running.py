@@ -123,6 +123,9 @@ def pod_attributes(
     )
     if tokens:
         attrs["csi.storage.k8s.io/serviceAccount.tokens"] = json.dumps(
-            {a: {"token": t, "expirationTimestamp": "2099-01-01T00:00:00Z"} for a, t in tokens.items()}
+            {
+                a: {"token": t, "expirationTimestamp": "2099-01-01T00:00:00Z"}
+                for a, t in tokens.items()
+            }
         )
     return attrs

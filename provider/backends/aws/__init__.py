@@ -23,15 +23,23 @@ class AwsSettings:
 
 def add_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--aws-region", default=None, help="default region (env AWS_REGION)")
-    group.add_argument("--aws-endpoint-url", default=None,
-                       help="endpoint for all AWS services (env AWS_ENDPOINT_URL)")
-    group.add_argument("--aws-pod-identity-endpoint", default=None,
-                       help="EKS Pod Identity agent URL (default: the link-local agent)")
+    group.add_argument(
+        "--aws-endpoint-url",
+        default=None,
+        help="endpoint for all AWS services (env AWS_ENDPOINT_URL)",
+    )
+    group.add_argument(
+        "--aws-pod-identity-endpoint",
+        default=None,
+        help="EKS Pod Identity agent URL (default: the link-local agent)",
+    )
 
 
 def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> AwsSettings:
     return AwsSettings(
-        region=args.aws_region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION", ""),
+        region=args.aws_region
+        or environ.get("AWS_REGION")
+        or environ.get("AWS_DEFAULT_REGION", ""),
         endpoint_url=args.aws_endpoint_url or environ.get("AWS_ENDPOINT_URL", ""),
         pod_identity_endpoint=args.aws_pod_identity_endpoint or "",
     )

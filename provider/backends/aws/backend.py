@@ -80,7 +80,7 @@ class AwsBackend(Backend[AwsPlan]):
         self._services = services
         # One Session for the process: a new Session costs ~60 ms of CPU, a
         # client made from a shared one ~2 ms. Session.client is not thread-safe.
-        self._session = boto3.session.Session()
+        self._session: Any = boto3.session.Session()
         self._session_lock = threading.Lock()
         # Our retry loop (provider.retry) honours the mount deadline; botocore's
         # would not, so it makes one attempt.
@@ -140,8 +140,10 @@ class AwsBackend(Backend[AwsPlan]):
         node = self._services.node_name
         if kube is None or not node:
             raise InvalidParameters(
-                ["parameter 'region' is required: the provider has no AWS_REGION and cannot "
-                 "read its node's topology.kubernetes.io/region label"]
+                [
+                    "parameter 'region' is required: the provider has no AWS_REGION and cannot "
+                    "read its node's topology.kubernetes.io/region label"
+                ]
             )
         labels = await ctx.call(lambda: kube.node_labels(node), operation="kube.GetNode")
         region = str(labels.get(REGION_LABEL, ""))
@@ -158,8 +160,10 @@ class AwsBackend(Backend[AwsPlan]):
         kube = self._services.kube
         if kube is None:
             raise InvalidParameters(
-                ["parameter 'roleArn' is required when the provider cannot read the "
-                 f"ServiceAccount annotation {ROLE_ANNOTATION!r} (no Kubernetes API access)"]
+                [
+                    "parameter 'roleArn' is required when the provider cannot read the "
+                    f"ServiceAccount annotation {ROLE_ANNOTATION!r} (no Kubernetes API access)"
+                ]
             )
         try:
             annotations = await ctx.call(
@@ -168,7 +172,7 @@ class AwsBackend(Backend[AwsPlan]):
             )
         except NotFound:
             annotations = {}
-        role = annotations.get(ROLE_ANNOTATION, "")
+        role = str(annotations.get(ROLE_ANNOTATION, ""))
         if not role:
             raise PermissionDenied(
                 f"ServiceAccount {pod.namespace}/{pod.service_account} has no "
@@ -239,7 +243,9 @@ class AwsBackend(Backend[AwsPlan]):
     async def fetch(self, plan: AwsPlan, ctx: FetchContext) -> FetchResult:
         region = await self._region(plan, ctx)
         if not plan.region:
-            problems = [p for o in plan.objects for p in check_arn_region(o, region, plan.failover_region)]
+            problems = [
+                p for o in plan.objects for p in check_arn_region(o, region, plan.failover_region)
+            ]
             if problems:
                 raise InvalidParameters(problems)
         entry = await self._identity(plan, ctx, region)
@@ -279,7 +285,11 @@ class AwsBackend(Backend[AwsPlan]):
         return await ctx.call(failover, operation=f"{operation}(failover)")
 
     async def _secret(
-        self, obj: AwsObject, plan: AwsPlan, region: str, client: Callable[[str, str], Any],
+        self,
+        obj: AwsObject,
+        plan: AwsPlan,
+        region: str,
+        client: Callable[[str, str], Any],
         ctx: FetchContext,
     ) -> dict[int, Fetched]:
         def read(sel: Selector, where: str) -> Callable[[], Fetched]:
@@ -293,7 +303,8 @@ class AwsBackend(Backend[AwsPlan]):
                     answer = client("secretsmanager", where).get_secret_value(**kwargs)
                 except Exception as exc:
                     raise translate(
-                        exc, subject=f"object {obj.object_name!r} (secret {sel.name!r} in {where})",
+                        exc,
+                        subject=f"object {obj.object_name!r} (secret {sel.name!r} in {where})",
                         operation="GetSecretValue",
                     ) from None
                 if answer.get("SecretString") is not None:
@@ -311,10 +322,16 @@ class AwsBackend(Backend[AwsPlan]):
         return {id(obj): result}
 
     async def _parameters(
-        self, batch: Sequence[AwsObject], plan: AwsPlan, region: str,
-        client: Callable[[str, str], Any], ctx: FetchContext,
+        self,
+        batch: Sequence[AwsObject],
+        plan: AwsPlan,
+        region: str,
+        client: Callable[[str, str], Any],
+        ctx: FetchContext,
     ) -> dict[int, Fetched]:
-        def read(selectors: list[tuple[AwsObject, Selector]], where: str) -> Callable[[], dict[int, Fetched]]:
+        def read(
+            selectors: list[tuple[AwsObject, Selector]], where: str
+        ) -> Callable[[], dict[int, Fetched]]:
             def call() -> dict[int, Fetched]:
                 names = [ssm_name(sel) for _, sel in selectors]
                 try:
@@ -327,7 +344,11 @@ class AwsBackend(Backend[AwsPlan]):
                         exc, subject=f"objects {listed} (SSM in {where})", operation="GetParameters"
                     ) from None
                 invalid = set(answer.get("InvalidParameters") or [])
-                missing = [o.object_name for (o, _), n in zip(selectors, names, strict=True) if n in invalid]
+                missing = [
+                    o.object_name
+                    for (o, _), n in zip(selectors, names, strict=True)
+                    if n in invalid
+                ]
                 if missing:
                     raise NotFound(
                         f"SSM parameters not found in {where} (or version/label not found): "
@@ -338,8 +359,13 @@ class AwsBackend(Backend[AwsPlan]):
                 for obj, sel in selectors:
                     param = _match_parameter(found, sel)
                     if param is None:
-                        raise NotFound(f"object {obj.object_name!r}: SSM returned no parameter {sel.name!r} in {where}")
-                    out[id(obj)] = Fetched(str(param.get("Value", "")).encode("utf-8"), str(param.get("Version", "")))
+                        raise NotFound(
+                            f"object {obj.object_name!r}: SSM returned no parameter "
+                            f"{sel.name!r} in {where}"
+                        )
+                    out[id(obj)] = Fetched(
+                        str(param.get("Value", "")).encode("utf-8"), str(param.get("Version", ""))
+                    )
                 return out
 
             return call

@@ -211,16 +211,16 @@ def _jmes_entries(
         try:
             compiled = jmespath.compile(path)
         except jmespath.exceptions.JMESPathError:
-            problems.add(f"{at}: parameter 'path': {path[:60]!r} is not a valid JMESPath expression")
+            problems.add(
+                f"{at}: parameter 'path': {path[:60]!r} is not a valid JMESPath expression"
+            )
             continue
         mode = _mode(e.get("filePermission"), at, default_mode, problems)
         out.append(JmesFile(path, translate(alias, translation), mode, compiled))
     return tuple(out)
 
 
-def _failover(
-    raw: Any, where: str, problems: Problems
-) -> tuple[Selector, str] | None:
+def _failover(raw: Any, where: str, problems: Problems) -> tuple[Selector, str] | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -251,7 +251,9 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
         address_type = "auto"
     role_arn = params.get("roleArn", "").strip()
     if role_arn and (parse_arn(role_arn) is None or parse_arn(role_arn).service != "iam"):  # type: ignore[union-attr]
-        problems.add("parameter 'roleArn': must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+        problems.add(
+            "parameter 'roleArn': must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+        )
 
     objects_text = params.get("objects")
     objects: list[AwsObject] = []
@@ -270,73 +272,25 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
 
     files: dict[str, str] = {}
     for index, raw in enumerate(raw_list):
-        where = f"objects[{index}]"
-        if not isinstance(raw, dict):
-            problems.add(f"{where} must be a mapping with 'objectName'")
+        obj = _parse_object(
+            index,
+            raw,
+            default_mode=default_mode,
+            translation=translation,
+            failover_region=failover_region,
+            problems=problems,
+        )
+        if obj is None:
             continue
-        o = fold_keys(raw, OBJECT_KEYS, where, problems)
-        name = as_text(o.get("objectName"))
-        if not name:
-            problems.add(f"{where}: parameter 'objectName' is required")
-            continue
-        where = f"object {name!r}"
-        obj_type, arn = _object_type(name, as_text(o.get("objectType")), where, "objectName", problems)
-        alias = as_text(o.get("objectAlias"))
-        version, label = as_text(o.get("objectVersion")), as_text(o.get("objectVersionLabel"))
-        if obj_type is ObjectType.SSM_PARAMETER and version and label:
-            problems.add(
-                f"{where}: SSM parameters take 'objectVersion' or 'objectVersionLabel', not both"
-            )
-        mode = _mode(o.get("filePermission"), where, default_mode, problems)
-        failover_sel: Selector | None = None
-        failover_arn: Arn | None = None
-        fo = _failover(o.get("failoverObject"), where, problems)
-        if fo is not None:
-            sel, fo_name = fo
-            if not alias:
-                problems.add(f"{where}: parameter 'objectAlias' is required with 'failoverObject'")
-            if not failover_region:
-                problems.add(f"{where}: 'failoverObject' needs the parameter 'failoverRegion'")
-            if sel.version != version:
-                problems.add(
-                    f"{where}: 'failoverObject.objectVersion' must equal 'objectVersion'"
-                )
-            if obj_type is ObjectType.SSM_PARAMETER and sel.version and sel.label:
-                problems.add(f"{where}: failoverObject takes objectVersion or objectVersionLabel, not both")
-            fo_type, failover_arn = _object_type(
-                fo_name, as_text(o.get("objectType")) or (obj_type.value if obj_type else ""),
-                where, "failoverObject.objectName", problems,
-            )
-            if fo_type and obj_type and fo_type != obj_type:
-                problems.add(f"{where}: 'failoverObject' is not of the same type as the object")
-            failover_sel = sel
-        elif failover_region:
-            # The same name in the other region (the AWS provider does the same).
-            failover_sel = Selector(name, version, label)
-        file_name = translate(alias or name, translation)
-        jmes = _jmes_entries(o.get("jmesPath"), where, translation, mode, problems)
-        for produced in (file_name, *(j.file_name for j in jmes)):
+        for produced in (obj.file_name, *(j.file_name for j in obj.jmes)):
             if produced in files:
                 problems.add(
-                    f"{where}: file name {produced!r} is already used by object {files[produced]!r}"
+                    f"object {obj.object_name!r}: file name {produced!r} is already used by "
+                    f"object {files[produced]!r}"
                 )
             else:
-                files[produced] = name
-        if obj_type is None:
-            continue
-        objects.append(
-            AwsObject(
-                object_name=name,
-                object_type=obj_type,
-                file_name=file_name,
-                mode=mode,
-                primary=Selector(name, version, label),
-                failover=failover_sel,
-                jmes=jmes,
-                arn=arn,
-                failover_arn=failover_arn,
-            )
-        )
+                files[produced] = obj.object_name
+        objects.append(obj)
     if region:
         for obj in objects:
             problems.extend(check_arn_region(obj, region, failover_region))
@@ -355,4 +309,77 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
         use_pod_identity=use_pod_identity,
         address_type=address_type,
         role_arn=role_arn,
+    )
+
+
+def _parse_object(
+    index: int,
+    raw: Any,
+    *,
+    default_mode: int,
+    translation: str | None,
+    failover_region: str,
+    problems: Problems,
+) -> AwsObject | None:
+    """One entry of ``objects``; None (with problems recorded) when unusable."""
+    where = f"objects[{index}]"
+    if not isinstance(raw, dict):
+        problems.add(f"{where} must be a mapping with 'objectName'")
+        return None
+    o = fold_keys(raw, OBJECT_KEYS, where, problems)
+    name = as_text(o.get("objectName"))
+    if not name:
+        problems.add(f"{where}: parameter 'objectName' is required")
+        return None
+    where = f"object {name!r}"
+    obj_type, arn = _object_type(name, as_text(o.get("objectType")), where, "objectName", problems)
+    alias = as_text(o.get("objectAlias"))
+    version, label = as_text(o.get("objectVersion")), as_text(o.get("objectVersionLabel"))
+    if obj_type is ObjectType.SSM_PARAMETER and version and label:
+        problems.add(
+            f"{where}: SSM parameters take 'objectVersion' or 'objectVersionLabel', not both"
+        )
+    mode = _mode(o.get("filePermission"), where, default_mode, problems)
+    failover_sel: Selector | None = None
+    failover_arn: Arn | None = None
+    fo = _failover(o.get("failoverObject"), where, problems)
+    if fo is not None:
+        sel, fo_name = fo
+        if not alias:
+            problems.add(f"{where}: parameter 'objectAlias' is required with 'failoverObject'")
+        if not failover_region:
+            problems.add(f"{where}: 'failoverObject' needs the parameter 'failoverRegion'")
+        if sel.version != version:
+            problems.add(f"{where}: 'failoverObject.objectVersion' must equal 'objectVersion'")
+        if obj_type is ObjectType.SSM_PARAMETER and sel.version and sel.label:
+            problems.add(
+                f"{where}: failoverObject takes objectVersion or objectVersionLabel, not both"
+            )
+        fo_type, failover_arn = _object_type(
+            fo_name,
+            as_text(o.get("objectType")) or (obj_type.value if obj_type else ""),
+            where,
+            "failoverObject.objectName",
+            problems,
+        )
+        if fo_type and obj_type and fo_type != obj_type:
+            problems.add(f"{where}: 'failoverObject' is not of the same type as the object")
+        failover_sel = sel
+    elif failover_region:
+        # The same name in the other region (the AWS provider does the same).
+        failover_sel = Selector(name, version, label)
+    file_name = translate(alias or name, translation)
+    jmes = _jmes_entries(o.get("jmesPath"), where, translation, mode, problems)
+    if obj_type is None:
+        return None
+    return AwsObject(
+        object_name=name,
+        object_type=obj_type,
+        file_name=file_name,
+        mode=mode,
+        primary=Selector(name, version, label),
+        failover=failover_sel,
+        jmes=jmes,
+        arn=arn,
+        failover_arn=failover_arn,
     )

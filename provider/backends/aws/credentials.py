@@ -63,6 +63,8 @@ def pod_identity_credentials(endpoint: str, token: str, timeout: float = 5.0) ->
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             body = json.load(response)
     except urllib.error.HTTPError as exc:
+        # The error holds the open response: close it, or every refusal leaks a socket.
+        exc.close()
         if 400 <= exc.code < 500 and exc.code != 429:
             raise PermissionDenied(
                 f"the EKS Pod Identity agent refused the pod's token (HTTP {exc.code}); "

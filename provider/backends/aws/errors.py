@@ -84,24 +84,40 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         if code in DENIED:
             return PermissionDenied(text)
         if code in TRANSIENT or status == 429 or status >= 500:
-            return Unavailable(text, code="Throttled" if "hrottl" in code or status == 429 else None)
+            return Unavailable(
+                text, code="Throttled" if "hrottl" in code or status == 429 else None
+            )
         if code == "InvalidRequestException" and "delet" in said.lower():
             return NotFound(text)
         if status == 403:
             return PermissionDenied(text)
         return InvalidRequest(text, code="BackendRejected")
     if isinstance(exc, bx.ParamValidationError):
-        return InvalidParameters([f"{subject}: {operation} rejected the request: {_quote(str(exc))}"])
-    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
-        return PermissionDenied(f"{subject}: no usable AWS credentials for {operation}", code="AuthFailed")
+        return InvalidParameters(
+            [f"{subject}: {operation} rejected the request: {_quote(str(exc))}"]
+        )
+    if isinstance(
+        exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError
+    ):
+        return PermissionDenied(
+            f"{subject}: no usable AWS credentials for {operation}", code="AuthFailed"
+        )
     if isinstance(
         exc,
-        bx.ConnectionError | bx.HTTPClientError | bx.ConnectionClosedError | bx.ReadTimeoutError
-        | bx.ConnectTimeoutError | bx.EndpointConnectionError,
+        bx.ConnectionError
+        | bx.HTTPClientError
+        | bx.ConnectionClosedError
+        | bx.ReadTimeoutError
+        | bx.ConnectTimeoutError
+        | bx.EndpointConnectionError,
     ):
         return Unavailable(f"{subject}: {operation}: cannot reach AWS ({type(exc).__name__})")
     if isinstance(exc, bx.NoRegionError | bx.UnknownEndpointError | bx.InvalidRegionError):
-        return InvalidParameters([f"{subject}: {operation}: {type(exc).__name__}: set parameter 'region'"])
+        return InvalidParameters(
+            [f"{subject}: {operation}: {type(exc).__name__}: set parameter 'region'"]
+        )
     if isinstance(exc, bx.BotoCoreError):
-        return ProviderError(f"{subject}: {operation}: unexpected AWS SDK error {type(exc).__name__}")
+        return ProviderError(
+            f"{subject}: {operation}: unexpected AWS SDK error {type(exc).__name__}"
+        )
     return ProviderError(f"{subject}: {operation}: unexpected error {type(exc).__name__}")

@@ -1,0 +1,298 @@
+"""Azure Key Vault secrets, keys and certificates, fetched as the pod.
+
+Objects are read in parallel, one GET each (``objectVersionHistory`` adds one
+list call and one GET per version). Clients and credentials are reused per
+identity and vault (see ``credentials``); all of them share one HTTP transport,
+so a vault's TLS connections are reused across identities (the bearer token
+travels per request, never with the connection). The SDK's own retries are off:
+``FetchContext.call`` retries transient faults inside the mount deadline and
+honours Key Vault's Retry-After.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+import requests.adapters
+from azure.core.pipeline.transport import RequestsTransport
+from azure.identity import (
+    ClientAssertionCredential,
+    ClientSecretCredential,
+    ManagedIdentityCredential,
+)
+from azure.keyvault.certificates import CertificateClient
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.secrets import SecretClient
+
+from provider.backends.azure import AzureSettings
+from provider.backends.azure.config import (
+    CLOUDS,
+    WORKLOAD_IDENTITY_AUDIENCE,
+    AuthMode,
+    AzureObject,
+    AzurePlan,
+    ObjectType,
+    parse_plan,
+)
+from provider.backends.azure.credentials import Assertion, IdentityCache, IdentityEntry
+from provider.backends.azure.errors import translate
+from provider.backends.azure.render import (
+    SecretValue,
+    render_cert,
+    render_key,
+    render_secret,
+)
+from provider.backends.base import (
+    Backend,
+    BackendServices,
+    FetchContext,
+    FetchResult,
+    ObjectVersion,
+    OutputFile,
+)
+from provider.errors import InvalidParameters, NotFound
+from provider.request import MountRequest
+
+_KNOWN_AUTHORITIES = {c.authority_host.rstrip("/") for c in CLOUDS.values()}
+_OPERATIONS = {
+    ObjectType.SECRET: ("GetSecret", "ListSecretVersions"),
+    ObjectType.KEY: ("GetKey", "ListKeyVersions"),
+    ObjectType.CERT: ("GetCertificate", "ListCertificateVersions"),
+}
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+# One object version's rendered bytes and its Key Vault version id.
+Rendered = tuple[bytes, str]
+
+
+class AzureBackend(Backend[AzurePlan]):
+    name = "azure"
+
+    def __init__(self, settings: AzureSettings, services: BackendServices) -> None:
+        self._settings = settings
+        self._services = services
+        self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=8, pool_maxsize=settings.max_connections
+        )
+        self._session.mount("https://", adapter)
+        # session_owner=False: no client or credential may close the shared session.
+        self._transport = RequestsTransport(
+            session=self._session,
+            session_owner=False,
+            connection_verify=settings.ca_file or True,
+            connection_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+        self.identities = IdentityCache()
+
+    # -- plan ---------------------------------------------------------------
+
+    def plan(self, request: MountRequest) -> AzurePlan:
+        return parse_plan(request.attributes, request.secrets, request.default_mode)
+
+    def object_count(self, plan: AzurePlan) -> int:
+        return len(plan.objects)
+
+    # -- identity and clients -------------------------------------------------
+
+    def vault_url(self, plan: AzurePlan) -> str:
+        suffix = self._settings.keyvault_dns_suffix or plan.cloud.keyvault_dns_suffix
+        try:
+            return self._settings.keyvault_endpoint.format(vault=plan.vault_name, suffix=suffix)
+        except (KeyError, IndexError, ValueError):
+            raise InvalidParameters(
+                ["provider flag --azure-keyvault-endpoint must use only {vault} and {suffix}"]
+            ) from None
+
+    def _authority(self, plan: AzurePlan) -> str:
+        return (self._settings.authority_host or plan.cloud.authority_host).rstrip("/")
+
+    def _sdk_kwargs(self) -> dict[str, Any]:
+        # retry_total=0: our retry loop is the one that knows the mount deadline.
+        return {"transport": self._transport, "retry_total": 0}
+
+    def _identity(self, plan: AzurePlan, request: MountRequest) -> IdentityEntry:
+        auth = plan.auth
+        pod = request.pod
+        authority = self._authority(plan)
+        kw = self._sdk_kwargs()
+        if auth.mode is AuthMode.WORKLOAD_IDENTITY:
+            token = request.token_for(WORKLOAD_IDENTITY_AUDIENCE, parameter="clientID")
+            key = (*pod.identity, "workload-identity", authority, auth.tenant_id, auth.client_id)
+
+            def make_wi() -> IdentityEntry:
+                assertion = Assertion()
+                credential = ClientAssertionCredential(
+                    auth.tenant_id, auth.client_id, assertion, authority=authority, **kw
+                )
+                return IdentityEntry(credential, assertion)
+
+            entry = self.identities.get(key, make_wi)
+            assert entry.assertion is not None
+            entry.assertion.set(token)  # the newest token kubelet gave this identity
+            return entry
+        if auth.mode is AuthMode.SERVICE_PRINCIPAL:
+            digest = auth.fingerprint(self._services.hmac_key)
+            key = (*pod.identity, "service-principal", authority, auth.tenant_id,
+                   auth.client_id, digest)
+
+            def make_sp() -> IdentityEntry:
+                credential = ClientSecretCredential(
+                    auth.tenant_id, auth.client_id, auth.secret, authority=authority,
+                    # MSAL asks login.microsoftonline.com to validate unknown hosts;
+                    # a sovereign or private authority is trusted by configuration.
+                    disable_instance_discovery=authority not in _KNOWN_AUTHORITIES,
+                    **kw,
+                )
+                return IdentityEntry(credential, None)
+
+            return self.identities.get(key, make_sp)
+        key = (*pod.identity, "vm-managed-identity", auth.client_id)
+
+        def make_mi() -> IdentityEntry:
+            credential = ManagedIdentityCredential(client_id=auth.client_id or None, **kw)
+            return IdentityEntry(credential, None)
+
+        return self.identities.get(key, make_mi)
+
+    def _client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> Any:
+        kw: dict[str, Any] = {
+            **self._sdk_kwargs(),
+            "verify_challenge_resource": self._settings.verify_challenge_resource,
+        }
+        if self._settings.api_version:
+            kw["api_version"] = self._settings.api_version
+        factory: Callable[..., Any] = {
+            ObjectType.SECRET: SecretClient,
+            ObjectType.KEY: KeyClient,
+            ObjectType.CERT: CertificateClient,
+        }[kind]
+        return entry.client(kind.value, vault_url, lambda cred: factory(vault_url, cred, **kw))
+
+    # -- fetch --------------------------------------------------------------
+
+    async def fetch(self, plan: AzurePlan, ctx: FetchContext) -> FetchResult:
+        entry = self._identity(plan, ctx.request)  # builds objects only, no network
+        vault_url = self.vault_url(plan)
+        who = _describe_auth(plan)
+        results = await ctx.gather(
+            self._object(obj, plan, entry, vault_url, who, ctx) for obj in plan.objects
+        )
+        files: list[OutputFile] = []
+        versions: list[ObjectVersion] = []
+        for part_files, part_versions in results:
+            files.extend(part_files)
+            versions.extend(part_versions)
+        return FetchResult(tuple(files), tuple(versions))
+
+    async def _object(
+        self, obj: AzureObject, plan: AzurePlan, entry: IdentityEntry, vault_url: str,
+        who: str, ctx: FetchContext,
+    ) -> tuple[list[OutputFile], list[ObjectVersion]]:
+        client = self._client(entry, obj.type, vault_url)
+        subject = f"{obj.describe} in vault {plan.vault_name!r} as {who}"
+        get_op, list_op = _OPERATIONS[obj.type]
+
+        def get(version: str) -> Callable[[], Rendered]:
+            def call() -> Rendered:
+                try:
+                    return _read(client, obj, version)
+                except Exception as exc:
+                    raise translate(exc, subject=subject, operation=get_op) from None
+
+            return call
+
+        if obj.history <= 1:
+            data, version = await ctx.call(get(obj.version), operation=get_op)
+            return (
+                [OutputFile(obj.file_name, obj.mode, data, obj.name)],
+                [ObjectVersion(obj.version_id, version)],
+            )
+
+        def versions() -> list[str]:
+            try:
+                return _history(client, obj)
+            except Exception as exc:
+                raise translate(exc, subject=subject, operation=list_op) from None
+
+        chosen = await ctx.call(versions, operation=list_op)
+        if not chosen:
+            raise NotFound(f"{subject}: no enabled version found"
+                           + (f" at or before objectVersion {obj.version!r}" if obj.version else ""))
+        read = await ctx.gather(ctx.call(get(v), operation=get_op) for v in chosen)
+        files = [
+            OutputFile(f"{obj.file_name}/{i}", obj.mode, data, obj.name)
+            for i, (data, _) in enumerate(read)
+        ]
+        ids = [ObjectVersion(f"{obj.version_id}/{i}", v) for i, (_, v) in enumerate(read)]
+        return files, ids
+
+    def close(self) -> None:
+        self.identities.clear()
+        self._session.close()
+
+
+def _read(client: Any, obj: AzureObject, version: str) -> Rendered:
+    """One blocking GET and its rendering (runs on the pool)."""
+    if obj.type is ObjectType.SECRET:
+        secret = client.get_secret(obj.name, version or None)
+        props = secret.properties
+        value = SecretValue(
+            value=secret.value or "",
+            content_type=props.content_type or "",
+            cert_backed=bool(props.key_id),
+            version=props.version or "",
+        )
+        return render_secret(obj, value), value.version
+    if obj.type is ObjectType.KEY:
+        key = client.get_key(obj.name, version or None)
+        jwk = key.key
+        fields = {
+            name: _plain(getattr(jwk, name, None)) for name in ("kty", "n", "e", "crv", "x", "y")
+        }
+        return render_key(obj, fields), key.properties.version or ""
+    if version:
+        cert = client.get_certificate_version(obj.name, version)
+    else:
+        cert = client.get_certificate(obj.name)
+    return render_cert(obj, cert.cer), cert.properties.version or ""
+
+
+def _history(client: Any, obj: AzureObject) -> list[str]:
+    """Versions to mount, newest first: enabled only, by creation time, up to N.
+
+    With objectVersion, the history starts at that version (it and older ones).
+    """
+    if obj.type is ObjectType.SECRET:
+        listed = client.list_properties_of_secret_versions(obj.name)
+    elif obj.type is ObjectType.KEY:
+        listed = client.list_properties_of_key_versions(obj.name)
+    else:
+        listed = client.list_properties_of_certificate_versions(obj.name)
+    enabled = [p for p in listed if p.enabled and p.version]
+    enabled.sort(key=lambda p: p.created_on or _EPOCH, reverse=True)
+    ids = [str(p.version) for p in enabled]
+    if obj.version:
+        if obj.version not in ids:
+            return []
+        ids = ids[ids.index(obj.version):]
+    return ids[: obj.history]
+
+
+def _plain(value: Any) -> Any:
+    """An SDK enum as its wire string (str() of a str-Enum is 'KeyType.RSA')."""
+    return getattr(value, "value", value)
+
+
+def _describe_auth(plan: AzurePlan) -> str:
+    auth = plan.auth
+    if auth.mode is AuthMode.WORKLOAD_IDENTITY:
+        return f"workload identity (clientID {auth.client_id!r}, tenant {auth.tenant_id!r})"
+    if auth.mode is AuthMode.SERVICE_PRINCIPAL:
+        return f"service principal (clientid {auth.client_id!r}, tenant {auth.tenant_id!r})"
+    which = f"user-assigned {auth.client_id!r}" if auth.client_id else "system-assigned"
+    return f"VM managed identity ({which})"

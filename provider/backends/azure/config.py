@@ -1,0 +1,303 @@
+"""The Azure dialect: SecretProviderClass parameters -> a validated, immutable plan.
+
+Accepts what Azure/secrets-store-csi-driver-provider-azure accepts: ``objects``
+is a YAML document whose ``array`` holds YAML *strings*, each one object (we
+also take plain mappings there). Every value is trimmed, as the peer does.
+Unknown keys inside an object are reported (the peer silently ignores typos).
+Every problem is reported at once; no network here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+from provider.encodings import normalize_encoding
+from provider.errors import Problems
+from provider.modes import parse_octal_mode
+from provider.paths import path_problem
+
+OBJECT_KEYS = (
+    "objectName",
+    "objectType",
+    "objectAlias",
+    "objectVersion",
+    "objectVersionHistory",
+    "objectFormat",
+    "objectEncoding",
+    "filePermission",
+)
+VAULT_NAME = re.compile(r"^[-A-Za-z0-9]{3,24}$")
+# The audience AKS workload identity federates on.
+WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange"
+SP_CLIENT_ID = "clientid"
+SP_CLIENT_SECRET = "clientsecret"  # noqa: S105 - a key name, not a secret
+
+
+@dataclass(frozen=True)
+class Cloud:
+    name: str
+    authority_host: str
+    keyvault_dns_suffix: str
+
+
+# cloudName values as go-autorest's EnvironmentFromName knows them (case-insensitive).
+CLOUDS = {
+    c.name.lower(): c
+    for c in (
+        Cloud("AzurePublicCloud", "https://login.microsoftonline.com/", "vault.azure.net"),
+        Cloud("AzureUSGovernmentCloud", "https://login.microsoftonline.us/", "vault.usgovcloudapi.net"),
+        Cloud("AzureChinaCloud", "https://login.chinacloudapi.cn/", "vault.azure.cn"),
+        Cloud("AzureGermanCloud", "https://login.microsoftonline.de/", "vault.microsoftazure.de"),
+    )
+}
+
+
+class ObjectType(Enum):
+    SECRET = "secret"
+    KEY = "key"
+    CERT = "cert"
+
+
+class AuthMode(Enum):
+    WORKLOAD_IDENTITY = "workload-identity"
+    SERVICE_PRINCIPAL = "service-principal"
+    VM_MANAGED_IDENTITY = "vm-managed-identity"
+
+
+@dataclass(frozen=True)
+class Auth:
+    mode: AuthMode
+    tenant_id: str
+    client_id: str  # workload identity client, SP client, or user-assigned MI ("" = system)
+    secret: str = field(default="", repr=False)  # SP client secret only
+
+    def fingerprint(self, key: bytes) -> str:
+        """A keyed digest of the SP secret: cache keys change when it rotates, never hold it."""
+        if not self.secret:
+            return ""
+        return hmac.new(key or b"polysecret", self.secret.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class AzureObject:
+    name: str
+    type: ObjectType
+    file_name: str
+    version: str
+    history: int  # > 1: mount that many versions as <file_name>/<index>
+    pfx: bool
+    encoding: str
+    mode: int
+
+    @property
+    def describe(self) -> str:
+        return f"object {self.name!r} (objectType {self.type.value})"
+
+    @property
+    def version_id(self) -> str:
+        return f"{self.type.value}/{self.name}"
+
+
+@dataclass(frozen=True)
+class AzurePlan:
+    vault_name: str
+    cloud: Cloud
+    auth: Auth
+    objects: tuple[AzureObject, ...]
+
+
+def _cloud(params: Mapping[str, str], problems: Problems) -> Cloud:
+    raw = params.get("cloudName", "").strip()
+    if not raw:
+        return CLOUDS["azurepubliccloud"]
+    found = CLOUDS.get(raw.lower())
+    if found is None:
+        problems.add(
+            f"parameter 'cloudName': {raw[:40]!r} is not one of "
+            f"{', '.join(c.name for c in CLOUDS.values())} (for a custom cloud such as "
+            "AzureStackCloud set the provider flags --azure-authority-host and "
+            "--azure-keyvault-dns-suffix)"
+        )
+        return CLOUDS["azurepubliccloud"]
+    return found
+
+
+def _auth(params: Mapping[str, str], secrets: Mapping[str, str], problems: Problems) -> Auth:
+    if parse_bool(params, "usePodIdentity", problems):
+        problems.add(
+            "parameter 'usePodIdentity': AAD pod identity is deprecated and not supported; "
+            "use workload identity (set 'clientID' and federate the service account) or "
+            "useVMManagedIdentity"
+        )
+    # tenantID is the documented spelling; tenantId is what older classes use.
+    tenant = params.get("tenantID", "").strip() or params.get("tenantId", "").strip()
+    client_id = params.get("clientID", "").strip()
+    use_vm = parse_bool(params, "useVMManagedIdentity", problems)
+    if client_id:
+        mode = AuthMode.WORKLOAD_IDENTITY
+    elif use_vm:
+        mode = AuthMode.VM_MANAGED_IDENTITY
+        client_id = params.get("userAssignedIdentityID", "").strip()
+    else:
+        mode = AuthMode.SERVICE_PRINCIPAL
+    if not tenant and mode is not AuthMode.VM_MANAGED_IDENTITY:
+        problems.add("parameter 'tenantID' (or 'tenantId') is required: the Azure AD tenant")
+    if mode is AuthMode.SERVICE_PRINCIPAL:
+        # nodePublishSecretRef keys, matched case-insensitively (never the tokens key).
+        folded = {k.lower(): v for k, v in secrets.items()}
+        client_id = folded.get(SP_CLIENT_ID, "").strip()
+        secret = folded.get(SP_CLIENT_SECRET, "").strip()
+        if not client_id or not secret:
+            problems.add(
+                "no identity to mount as: set 'clientID' (workload identity), or "
+                "useVMManagedIdentity: \"true\", or reference a nodePublishSecretRef holding "
+                f"the keys {SP_CLIENT_ID!r} and {SP_CLIENT_SECRET!r} (service principal)"
+            )
+        return Auth(mode, tenant, client_id, secret)
+    return Auth(mode, tenant, client_id)
+
+
+def _object_list(params: Mapping[str, str], problems: Problems) -> list[Any]:
+    text = params.get("objects")
+    if text is None or not text.strip():
+        problems.add("parameter 'objects' is required (a YAML document with an 'array' of objects)")
+        return []
+    doc = parse_yaml(text, "parameter 'objects'", problems)
+    if doc is None:
+        return []
+    items: Any = None
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if str(key).lower() == "array":
+                items = value
+    elif isinstance(doc, list):
+        items = doc  # ours: a bare list is accepted too
+    if not isinstance(items, list):
+        problems.add("parameter 'objects' must hold 'array:' followed by a list of objects")
+        return []
+    if not items:
+        problems.add("parameter 'objects': the array lists no objects")
+    return items
+
+
+def _int(value: Any, where: str, key: str, problems: Problems) -> int:
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool):
+        problems.add(f"{where}: parameter {key!r} must be a whole number")
+        return 0
+    try:
+        number = int(as_text(value))
+    except ValueError:
+        problems.add(f"{where}: parameter {key!r}: {as_text(value)[:20]!r} is not a whole number")
+        return 0
+    if number < 0:
+        problems.add(f"{where}: parameter {key!r} must not be negative")
+        return 0
+    return number
+
+
+def _object(raw: Any, index: int, default_mode: int, problems: Problems) -> AzureObject | None:
+    where = f"objects array[{index}]"
+    if isinstance(raw, str):
+        raw = parse_yaml(raw, where, problems)
+        if raw is None:
+            return None
+    if not isinstance(raw, dict):
+        problems.add(f"{where} must be a YAML mapping with objectName and objectType")
+        return None
+    o = fold_keys(raw, OBJECT_KEYS, where, problems)
+    name = as_text(o.get("objectName")).strip()
+    if not name:
+        problems.add(f"{where}: parameter 'objectName' is required")
+        return None
+    where = f"object {name!r}"
+    raw_type = as_text(o.get("objectType")).strip()
+    try:
+        obj_type = ObjectType(raw_type.lower())
+    except ValueError:
+        problems.add(
+            f"{where}: parameter 'objectType' {raw_type[:20]!r} must be secret, key or cert"
+            if raw_type else f"{where}: parameter 'objectType' is required (secret, key or cert)"
+        )
+        return None
+    where = f"object {name!r} (objectType {obj_type.value})"
+    alias = as_text(o.get("objectAlias")).strip()
+    file_name = alias or name
+    why = path_problem(file_name)
+    if why is not None:
+        problems.add(f"{where}: file name {file_name[:80]!r} (objectAlias or objectName) {why}")
+    fmt = as_text(o.get("objectFormat")).strip().lower() or "pem"
+    if fmt not in ("pem", "pfx"):
+        problems.add(f"{where}: parameter 'objectFormat' {fmt[:20]!r} must be pem or pfx")
+    elif fmt == "pfx" and obj_type is not ObjectType.SECRET:
+        problems.add(
+            f"{where}: objectFormat pfx is only for objectType secret (a certificate's secret "
+            "holds its PFX); objectType key and cert are always PEM"
+        )
+    raw_encoding = as_text(o.get("objectEncoding")).strip()
+    encoding = "utf-8"
+    if raw_encoding:
+        try:
+            encoding = normalize_encoding(raw_encoding)
+        except ValueError as exc:
+            problems.add(f"{where}: parameter 'objectEncoding': {exc}")
+        if obj_type is not ObjectType.SECRET:
+            problems.add(f"{where}: objectEncoding is only for objectType secret")
+    mode = default_mode
+    perm = o.get("filePermission")
+    if perm not in (None, ""):
+        try:
+            mode = parse_octal_mode(as_text(perm).strip())
+        except ValueError as exc:
+            problems.add(f"{where}: parameter 'filePermission': {exc}")
+    return AzureObject(
+        name=name,
+        type=obj_type,
+        file_name=file_name,
+        version=as_text(o.get("objectVersion")).strip(),
+        history=_int(o.get("objectVersionHistory"), where, "objectVersionHistory", problems),
+        pfx=fmt == "pfx",
+        encoding=encoding,
+        mode=mode,
+    )
+
+
+def parse_plan(
+    params: Mapping[str, str], secrets: Mapping[str, str], default_mode: int
+) -> AzurePlan:
+    """Validate the Azure dialect; raises InvalidParameters listing every problem."""
+    problems = Problems()
+    vault = params.get("keyvaultName", "").strip()
+    if not vault:
+        problems.add("parameter 'keyvaultName' is required")
+    elif not VAULT_NAME.match(vault):
+        problems.add(
+            f"parameter 'keyvaultName': {vault[:40]!r} must be 3-24 characters of [-A-Za-z0-9]"
+        )
+    cloud = _cloud(params, problems)
+    auth = _auth(params, secrets, problems)
+    objects: list[AzureObject] = []
+    owners: dict[str, str] = {}
+    for index, raw in enumerate(_object_list(params, problems)):
+        obj = _object(raw, index, default_mode, problems)
+        if obj is None:
+            continue
+        produced = obj.file_name
+        if produced in owners:
+            problems.add(
+                f"{obj.describe}: file name {produced!r} is already used by object "
+                f"{owners[produced]!r}; set a different objectAlias"
+            )
+        else:
+            owners[produced] = obj.name
+        objects.append(obj)
+    problems.raise_if_any()
+    return AzurePlan(vault_name=vault, cloud=cloud, auth=auth, objects=tuple(objects))

@@ -1,0 +1,112 @@
+"""azure-core / azure-identity / msal exceptions -> the provider's error tree, in one function.
+
+Every exception class of ``azure.core.exceptions`` and ``azure.identity`` maps
+to the most specific provider error (a test walks both modules and fails if
+one is left to the generic fallback). msal reports failures as answers that
+azure-identity raises as ``ClientAuthenticationError``, and its own few
+exceptions derive from ``ValueError``/``RuntimeError``, mapped here too.
+
+Key Vault's and Azure AD's messages are quoted (shortened): they name the
+object, the operation or the AADSTS code the user needs, never a secret value;
+the boundary redacts tokens and nodePublishSecretRef values once more.
+"""
+
+from __future__ import annotations
+
+import azure.core.exceptions as ax
+import azure.identity as ai
+
+from provider.errors import (
+    InvalidParameters,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    Unavailable,
+)
+
+_MAX_QUOTE = 300
+
+
+def _quote(message: str) -> str:
+    message = " ".join(message.split())
+    return message if len(message) <= _MAX_QUOTE else message[: _MAX_QUOTE - 3] + "..."
+
+
+def _status(exc: BaseException) -> int:
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+    try:
+        return int(status or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds from a Retry-After header (delta seconds; Key Vault sends those)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _said(exc: BaseException) -> str:
+    """The service's own words: Key Vault's error message or AAD's description."""
+    error = getattr(exc, "error", None)
+    message = getattr(error, "message", None) if error is not None else None
+    text = str(message or getattr(exc, "message", None) or exc)
+    # azure-core prefixes "(Code) " and appends "Code: ...\nMessage: ..."; keep the first line.
+    return _quote(text.splitlines()[0] if text else "")
+
+
+def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
+    """The provider error for ``exc`` raised by ``operation`` while reading ``subject``."""
+    if isinstance(exc, ProviderError):
+        return exc
+    status = _status(exc)
+    said = _said(exc)
+    head = f"{subject}: {operation} failed" + (f" (HTTP {status})" if status else "")
+    text = f"{head}: {said}" if said else head
+
+    # Transient first: a throttled or failing token endpoint is not a denial.
+    if status == 429:
+        return Unavailable(text, code="Throttled", retry_after=retry_after(exc))
+    if status >= 500:
+        return Unavailable(text, retry_after=retry_after(exc))
+    if isinstance(exc, ax.ResourceNotFoundError) or status == 404:
+        return NotFound(text)
+    if isinstance(exc, ai.CredentialUnavailableError):
+        # No managed identity endpoint answered (or none is configured).
+        return Unavailable(text, code="IdentityUnavailable")
+    if isinstance(exc, ax.ClientAuthenticationError | ai.AuthenticationRequiredError):
+        return PermissionDenied(text, code="AuthFailed")
+    if status in (401, 403):
+        return PermissionDenied(text)
+    if isinstance(
+        exc,
+        ax.ServiceRequestError | ax.ServiceResponseError | ax.TooManyRedirectsError
+        | ax.IncompleteReadError | ax.DecodeError,
+    ):
+        # Network faults, timeouts, a cut or unreadable answer: worth another try.
+        return Unavailable(f"{subject}: {operation}: cannot reach Azure ({type(exc).__name__})")
+    if isinstance(exc, ax.HttpResponseError):
+        # 400, 409, 412 ... : Key Vault rejected what we asked; retrying cannot help.
+        return InvalidRequest(text, code="BackendRejected")
+    if isinstance(exc, ax.SerializationError | ax.DeserializationError):
+        return ProviderError(f"{subject}: {operation}: Azure SDK could not (de)serialize")
+    if isinstance(exc, ax.StreamConsumedError | ax.StreamClosedError | ax.ResponseNotReadError):
+        return ProviderError(f"{subject}: {operation}: Azure SDK stream misuse")
+    if isinstance(exc, ax.AzureError):
+        return ProviderError(f"{subject}: {operation}: unexpected Azure SDK error {type(exc).__name__}")
+    if isinstance(exc, ValueError):
+        # The SDKs (and msal) raise ValueError for malformed input: a vault URL,
+        # an authority, a tenant id.
+        return InvalidParameters([f"{subject}: {operation}: {_quote(str(exc))}"])
+    return ProviderError(f"{subject}: {operation}: unexpected error {type(exc).__name__}")

@@ -1,0 +1,162 @@
+"""HashiCorp Vault and OpenBao, read as the pod.
+
+One mount: log in as the pod (``auth/<mount>/login`` with the pod's token for
+the SecretProviderClass audience; kubernetes and jwt auth take the same
+request), or reuse the Vault token cached for that identity; then make each
+distinct request once (path + query + method + args), all in parallel; then
+render one file per object. A 403 on a read makes us log in once more and
+retry that read: the cached token may have been revoked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from provider.backends.base import (
+    Backend,
+    BackendServices,
+    FetchContext,
+    FetchResult,
+    ObjectVersion,
+    OutputFile,
+)
+from provider.backends.vault import VaultSettings
+from provider.backends.vault.auth import TokenCache, TokenKey, VaultToken, token_from_login
+from provider.backends.vault.config import ReadKey, VaultObject, VaultPlan, parse_plan
+from provider.backends.vault.errors import translate
+from provider.backends.vault.render import render
+from provider.backends.vault.transport import TransportCache, VaultTransport
+from provider.errors import PermissionDenied
+from provider.request import MountRequest
+
+log = logging.getLogger(__name__)
+
+
+class VaultBackend(Backend[VaultPlan]):
+    name = "vault"
+
+    def __init__(self, settings: VaultSettings, services: BackendServices) -> None:
+        self._settings = settings
+        # The core always passes a key; a random one keeps versions unguessable
+        # even if a caller does not (versions then change on restart).
+        self._hmac_key = services.hmac_key or os.urandom(32)
+        self.transports = TransportCache(settings)
+        self.tokens = TokenCache()
+
+    # -- plan ---------------------------------------------------------------
+
+    def plan(self, request: MountRequest) -> VaultPlan:
+        return parse_plan(request.attributes, request.default_mode, self._settings)
+
+    def object_count(self, plan: VaultPlan) -> int:
+        return len(plan.objects)
+
+    # -- fetch --------------------------------------------------------------
+
+    async def fetch(self, plan: VaultPlan, ctx: FetchContext) -> FetchResult:
+        pod = ctx.request.pod
+        jwt = ctx.request.token_for(plan.audience, parameter="audience")
+        transport = await ctx.call(
+            lambda: self.transports.get(plan.connection), operation="vault.connect", retry=False
+        )
+        key = TokenKey(
+            pod_namespace=pod.namespace,
+            service_account=pod.service_account,
+            address=plan.connection.address,
+            vault_namespace=plan.connection.namespace,
+            auth_mount=plan.auth_mount,
+            role=plan.role,
+            audience=plan.audience,
+            tls=plan.connection.tls,
+        )
+        login = self._login_fn(plan, transport, jwt, f"{pod.namespace}/{pod.service_account}")
+
+        async def token() -> VaultToken:
+            return await ctx.call(lambda: self.tokens.get(key, login), operation="vault.login")
+
+        first = await token()
+        groups: dict[ReadKey, list[VaultObject]] = {}
+        for obj in plan.objects:
+            groups.setdefault(obj.read, []).append(obj)
+
+        async def read(objects: list[VaultObject]) -> tuple[ReadKey, Any]:
+            current = first
+            for attempt in (1, 2):
+                call = _read_fn(transport, objects, plan.role, current)
+                try:
+                    return objects[0].read, await ctx.call(
+                        call, operation=f"vault.{objects[0].read.method}"
+                    )
+                except PermissionDenied:
+                    if attempt == 2:
+                        raise
+                    # The cached token may be revoked or its policies changed:
+                    # log in once more (one login for all reads that failed).
+                    self.tokens.invalidate(key, current)
+                    current = await token()
+            raise AssertionError("unreachable")
+
+        answers = dict(await ctx.gather(read(objs) for objs in groups.values()))
+        files: list[OutputFile] = []
+        versions: list[ObjectVersion] = []
+        for obj in plan.objects:
+            f, v = render(obj, answers[obj.read], self._hmac_key)
+            files.append(f)
+            versions.append(v)
+        return FetchResult(tuple(files), tuple(versions))
+
+    def _login_fn(
+        self, plan: VaultPlan, transport: VaultTransport, jwt: str, who: str
+    ) -> Callable[[], VaultToken]:
+        subject = (
+            f"login to auth/{plan.auth_mount} with role {plan.role!r} as service account {who}"
+        )
+
+        def login() -> VaultToken:
+            try:
+                answer = transport.adapter(None).post(
+                    f"/v1/auth/{plan.auth_mount}/login", json={"role": plan.role, "jwt": jwt}
+                )
+            except Exception as exc:
+                raise translate(exc, subject=subject, operation="the login", login=True) from None
+            found = token_from_login(answer, self.tokens.clock())
+            if found is None:
+                raise PermissionDenied(f"{subject}: Vault's answer holds no token",
+                                       code="AuthFailed")
+            log.debug("vault login", extra={"role": plan.role, "service_account": who,
+                                            "ttl": found.lease_seconds})
+            return found
+
+        return login
+
+    def close(self) -> None:
+        self.tokens.clear()
+        self.transports.close()
+
+
+def _read_fn(
+    transport: VaultTransport, objects: list[VaultObject], role: str, token: VaultToken
+) -> Callable[[], Any]:
+    read = objects[0].read
+    names = ", ".join(repr(o.object_name) for o in objects)
+    label = "object" if len(objects) == 1 else "objects"
+    subject = f"{label} {names} (secretPath {objects[0].secret_path!r}, role {role!r})"
+
+    def call() -> Any:
+        kwargs: dict[str, Any] = {}
+        if read.query:
+            kwargs["params"] = list(read.query)
+        if objects[0].args is not None:
+            kwargs["json"] = objects[0].args
+        try:
+            answer = transport.adapter(token.token).request(
+                read.method, f"/v1/{read.path}", **kwargs
+            )
+        except Exception as exc:
+            raise translate(exc, subject=subject, operation=f"{read.method} {read.path}") from None
+        return answer if isinstance(answer, dict) else None
+
+    return call

@@ -1,0 +1,121 @@
+"""File contents and object versions from a Vault API response, as the peer writes them.
+
+vault-csi-provider marshals with Go's encoding/json, so drop-in users get the
+same bytes only if we write JSON the same way: compact, map keys sorted, the
+api.Secret fields in struct order, and ``<``, ``>``, ``&``, U+2028, U+2029
+escaped. With ``secretKey`` the value comes from ``data`` (from ``data.data``
+when that is a map: KV v2), strings raw and anything else as JSON.
+
+Versions: a KV v2 response says its version; otherwise the version is an
+HMAC-SHA256 of the object's parameters and the content under the provider
+key. Never a plain hash, which would let anyone who sees the
+SecretProviderClassPodStatus test guesses of a low-entropy secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from provider.backends.base import ObjectVersion, OutputFile
+from provider.backends.vault.config import VaultObject
+from provider.encodings import decode
+from provider.errors import InvalidRequest, NotFound
+
+_GO_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
+# api.Secret's fields in declaration order, with Go's zero values; the last three
+# are `omitempty`.
+_SECRET_FIELDS: tuple[tuple[str, Any], ...] = (
+    ("request_id", ""),
+    ("lease_id", ""),
+    ("lease_duration", 0),
+    ("renewable", False),
+    ("data", None),
+    ("warnings", None),
+)
+_OMITEMPTY = ("auth", "wrap_info", "mount_type")
+
+
+def go_json(value: Any) -> str:
+    """``value`` as Go's json.Marshal writes it (maps have sorted keys)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    for raw, escaped in _GO_ESCAPES:
+        text = text.replace(raw, escaped)  # these only occur inside JSON strings
+    return text
+
+
+def whole_response(answer: dict[str, Any]) -> bytes:
+    parts = [f'"{name}":{go_json(answer.get(name, zero))}' for name, zero in _SECRET_FIELDS]
+    parts.extend(f'"{name}":{go_json(answer[name])}' for name in _OMITEMPTY if answer.get(name))
+    return ("{" + ",".join(parts) + "}").encode("utf-8")
+
+
+def _subject(obj: VaultObject) -> str:
+    return f"object {obj.object_name!r} (secretPath {obj.secret_path!r})"
+
+
+def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
+    """The file's bytes for ``obj`` from Vault's ``answer``."""
+    data = answer.get("data") if answer else None
+    if not isinstance(data, dict):
+        raise NotFound(f"{_subject(obj)}: Vault returned no data")
+    if not obj.secret_key:
+        assert answer is not None
+        return whole_response(answer)
+    nested = data.get("data")
+    values = nested if isinstance(nested, dict) else data
+    if obj.secret_key not in values:
+        raise NotFound(
+            f"{_subject(obj)}: parameter 'secretKey': key {obj.secret_key!r} does not exist "
+            "at the secret path"
+        )
+    value = values[obj.secret_key]
+    text = value if isinstance(value, str) else go_json(value)
+    try:
+        return decode(text, obj.encoding)
+    except ValueError as exc:
+        # The message names the encoding, never the value.
+        raise InvalidRequest(
+            f"{_subject(obj)}: parameter 'encoding': key {obj.secret_key!r}: {exc}",
+            code="InvalidSecretFormat",
+        ) from None
+
+
+def kv2_version(answer: dict[str, Any] | None) -> str:
+    """The KV v2 version of ``answer``, or "" when it is not a KV v2 read."""
+    data = answer.get("data") if answer else None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+        return ""
+    metadata = data.get("metadata")
+    if not isinstance(metadata, dict):
+        return ""
+    version = metadata.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        return ""
+    return str(version)
+
+
+def hmac_version(key: bytes, obj: VaultObject, content: bytes) -> str:
+    mac = hmac.new(key, obj.canonical.encode("utf-8"), hashlib.sha256)
+    mac.update(b"\x00")  # the parameters' JSON cannot run into the content
+    mac.update(content)
+    return mac.hexdigest()
+
+
+def render(
+    obj: VaultObject, answer: dict[str, Any] | None, hmac_key: bytes
+) -> tuple[OutputFile, ObjectVersion]:
+    data = contents(obj, answer)
+    version = kv2_version(answer) or hmac_version(hmac_key, obj, data)
+    return (
+        OutputFile(obj.object_name, obj.mode, data, obj.object_name),
+        ObjectVersion(obj.object_name, version),
+    )
