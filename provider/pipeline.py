@@ -16,11 +16,31 @@ from typing import Any
 
 from provider.backends import BackendRegistry
 from provider.backends.base import Backend, FetchContext, FetchResult, RequestObserver
-from provider.errors import ProviderError
+from provider.errors import InvalidRequest, ProviderError
 from provider.paths import check_paths
 from provider.request import POD_KEY_PREFIX, MountRequest, parse_mount_request
 from provider.retry import Deadline, RetryPolicy
 from provider.selection import choose_backend
+
+# The driver's default --max-call-recv-msg-size: a larger answer fails inside
+# the driver with an opaque gRPC error, so we say which objects are too big.
+DRIVER_MAX_RECEIVE = 4 * 1024 * 1024
+
+
+def check_size(result: FetchResult, limit: int) -> None:
+    total = sum(len(f.contents) + len(f.path) + 16 for f in result.files)
+    if total <= limit:
+        return
+    sizes: dict[str, int] = {}
+    for f in result.files:
+        sizes[f.source] = sizes.get(f.source, 0) + len(f.contents)
+    largest = sorted(sizes.items(), key=lambda kv: kv[1], reverse=True)[:3]
+    listed = ", ".join(f"{name!r} ({size} bytes)" for name, size in largest)
+    raise InvalidRequest(
+        f"the mount's files total {total} bytes, over the driver's {limit}-byte message limit "
+        f"(--max-call-recv-msg-size); largest objects: {listed}",
+        code="ResponseTooLarge",
+    )
 
 
 @dataclass(frozen=True)
@@ -52,7 +72,9 @@ class MountPipeline:
         max_parallel: int,
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
+        max_response_bytes: int = DRIVER_MAX_RECEIVE,
     ) -> None:
+        self._max_response_bytes = max_response_bytes
         self._registry = registry
         self._executor = executor
         self._max_parallel = max_parallel
@@ -86,6 +108,7 @@ class MountPipeline:
         )
         result = await backend.fetch(plan, ctx)
         check_paths([(f.path, f.source) for f in result.files])
+        check_size(result, self._max_response_bytes)
         if not result.versions:
             # The driver fails a mount with no object versions; say why ourselves.
             raise ProviderError("the backend returned no object versions")

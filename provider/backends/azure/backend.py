@@ -122,7 +122,9 @@ class AzureBackend(Backend[AzurePlan]):
         kw = self._sdk_kwargs()
         if auth.mode is AuthMode.WORKLOAD_IDENTITY:
             token = request.token_for(WORKLOAD_IDENTITY_AUDIENCE, parameter="clientID")
-            key = (*pod.identity, "workload-identity", authority, auth.tenant_id, auth.client_id)
+            key: tuple[str, ...] = (
+                *pod.identity, "workload-identity", authority, auth.tenant_id, auth.client_id
+            )
 
             def make_wi() -> IdentityEntry:
                 assertion = Assertion()
@@ -137,8 +139,10 @@ class AzureBackend(Backend[AzurePlan]):
             return entry
         if auth.mode is AuthMode.SERVICE_PRINCIPAL:
             digest = auth.fingerprint(self._services.hmac_key)
-            key = (*pod.identity, "service-principal", authority, auth.tenant_id,
-                   auth.client_id, digest)
+            key = (
+                *pod.identity, "service-principal", authority, auth.tenant_id, auth.client_id,
+                digest,
+            )
 
             def make_sp() -> IdentityEntry:
                 credential = ClientSecretCredential(
@@ -180,7 +184,8 @@ class AzureBackend(Backend[AzurePlan]):
         vault_url = self.vault_url(plan)
         who = _describe_auth(plan)
         results = await ctx.gather(
-            self._object(obj, plan, entry, vault_url, who, ctx) for obj in plan.objects
+            self._object(obj, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx)
+            for obj in plan.objects
         )
         files: list[OutputFile] = []
         versions: list[ObjectVersion] = []
@@ -190,7 +195,7 @@ class AzureBackend(Backend[AzurePlan]):
         return FetchResult(tuple(files), tuple(versions))
 
     async def _object(
-        self, obj: AzureObject, plan: AzurePlan, entry: IdentityEntry, vault_url: str,
+        self, obj: AzureObject, *, plan: AzurePlan, entry: IdentityEntry, vault_url: str,
         who: str, ctx: FetchContext,
     ) -> tuple[list[OutputFile], list[ObjectVersion]]:
         client = self._client(entry, obj.type, vault_url)
@@ -221,8 +226,8 @@ class AzureBackend(Backend[AzurePlan]):
 
         chosen = await ctx.call(versions, operation=list_op)
         if not chosen:
-            raise NotFound(f"{subject}: no enabled version found"
-                           + (f" at or before objectVersion {obj.version!r}" if obj.version else ""))
+            since = f" at or before objectVersion {obj.version!r}" if obj.version else ""
+            raise NotFound(f"{subject}: no enabled version found{since}")
         read = await ctx.gather(ctx.call(get(v), operation=get_op) for v in chosen)
         files = [
             OutputFile(f"{obj.file_name}/{i}", obj.mode, data, obj.name)

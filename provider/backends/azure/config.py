@@ -52,7 +52,9 @@ CLOUDS = {
     c.name.lower(): c
     for c in (
         Cloud("AzurePublicCloud", "https://login.microsoftonline.com/", "vault.azure.net"),
-        Cloud("AzureUSGovernmentCloud", "https://login.microsoftonline.us/", "vault.usgovcloudapi.net"),
+        Cloud(
+            "AzureUSGovernmentCloud", "https://login.microsoftonline.us/", "vault.usgovcloudapi.net"
+        ),
         Cloud("AzureChinaCloud", "https://login.chinacloudapi.cn/", "vault.azure.cn"),
         Cloud("AzureGermanCloud", "https://login.microsoftonline.de/", "vault.microsoftazure.de"),
     )
@@ -60,7 +62,7 @@ CLOUDS = {
 
 
 class ObjectType(Enum):
-    SECRET = "secret"
+    SECRET = "secret"  # noqa: S105 - an object type name
     KEY = "key"
     CERT = "cert"
 

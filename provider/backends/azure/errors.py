@@ -104,7 +104,9 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
     if isinstance(exc, ax.StreamConsumedError | ax.StreamClosedError | ax.ResponseNotReadError):
         return ProviderError(f"{subject}: {operation}: Azure SDK stream misuse")
     if isinstance(exc, ax.AzureError):
-        return ProviderError(f"{subject}: {operation}: unexpected Azure SDK error {type(exc).__name__}")
+        return ProviderError(
+            f"{subject}: {operation}: unexpected Azure SDK error {type(exc).__name__}"
+        )
     if isinstance(exc, ValueError):
         # The SDKs (and msal) raise ValueError for malformed input: a vault URL,
         # an authority, a tenant id.

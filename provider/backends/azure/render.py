@@ -76,7 +76,10 @@ def render_secret(obj: AzureObject, secret: SecretValue) -> bytes:
         ) from None
 
 
-def _load_pfx(value: str, obj: AzureObject) -> tuple[Any, x509.Certificate | None, list[x509.Certificate]]:
+Pfx = tuple[Any, x509.Certificate | None, list[x509.Certificate]]
+
+
+def _load_pfx(value: str, obj: AzureObject) -> Pfx:
     try:
         data = base64.b64decode(value.strip(), validate=False)
     except ValueError:
@@ -93,7 +96,9 @@ def _load_pfx(value: str, obj: AzureObject) -> tuple[Any, x509.Certificate | Non
     )
 
 
-def order_chain(leaf: x509.Certificate | None, others: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+def order_chain(
+    leaf: x509.Certificate | None, others: Sequence[x509.Certificate]
+) -> list[x509.Certificate]:
     """Certificates ordered leaf -> intermediates -> root, following issuers.
 
     The leaf is the certificate matching the key when known, else the one that
@@ -147,7 +152,8 @@ def render_key(obj: AzureObject, jwk: Mapping[str, Any]) -> bytes:
                     f"{obj.describe}: EC curve {jwk.get('crv')!r} is not supported",
                     code="UnsupportedKeyType",
                 )
-            public = ec.EllipticCurvePublicNumbers(_int(jwk["x"]), _int(jwk["y"]), curve).public_key()
+            numbers = ec.EllipticCurvePublicNumbers(_int(jwk["x"]), _int(jwk["y"]), curve)
+            public = numbers.public_key()
         else:
             raise InvalidRequest(
                 f"{obj.describe}: key type {kty!r} has no public key to write (only RSA and "
@@ -158,9 +164,8 @@ def render_key(obj: AzureObject, jwk: Mapping[str, Any]) -> bytes:
         raise InvalidRequest(
             f"{obj.describe}: Key Vault returned an incomplete {kty} key", code="InvalidKey"
         ) from None
-    return bytes(
-        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    return bytes(public.public_bytes(serialization.Encoding.PEM, spki))
 
 
 def render_cert(obj: AzureObject, cer: bytes | None) -> bytes:
