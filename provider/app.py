@@ -2,6 +2,11 @@
 
 Kept apart from the CLI so tests (and the benchmark) run the very same server
 in-process on a temporary socket directory.
+
+Start: bind the HTTP endpoints first (a taken port fails start-up before any
+socket appears), then the gRPC servers, then report ready. Stop: report not
+ready and NOT_SERVING, stop accepting, give in-flight mounts the grace period,
+remove the sockets, then close the HTTP endpoints and the backends.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from collections.abc import Mapping
 
 from provider.backends import BackendRegistry
 from provider.backends.base import BackendServices, RequestObserver
+from provider.health import GrpcHealth, HttpEndpoint, Probes, Route, probe_route
 from provider.kube import KubeClient
+from provider.metrics import Metrics
 from provider.pipeline import MountPipeline
 from provider.server import MountObserver, ProviderServer, make_executor
 from provider.settings import ServerSettings
@@ -31,6 +38,8 @@ class App:
     ) -> None:
         self.settings = settings
         self.executor = make_executor(settings.workers)
+        # Always collected (cheap); served only when --metrics-addr is set.
+        self.metrics = Metrics()
         services = BackendServices(
             node_name=settings.node_name,
             hmac_key=hmac_key,
@@ -42,20 +51,62 @@ class App:
             registry=self.registry,
             executor=self.executor,
             max_parallel=settings.max_parallel,
-            observer=observer,
+            observer=observer or self.metrics,
         )
+        self.grpc_health = GrpcHealth()
         self.server = ProviderServer(
             pipeline=self.pipeline,
             socket_dir=settings.socket_dir,
             names=settings.names,
             mount_timeout=settings.mount_timeout,
-            observer=mount_observer,
+            observer=mount_observer or self.metrics,
+            extra_services=[self.grpc_health.register],
         )
+        self.probes = Probes(sockets=self.server.paths)
+        self.http: list[HttpEndpoint] = []
+
+    def _endpoint_routes(self) -> dict[str, dict[str, Route]]:
+        """Routes by address; health and metrics share a listener on equal addresses."""
+        by_addr: dict[str, dict[str, Route]] = {}
+        if self.settings.health_addr:
+            routes = by_addr.setdefault(self.settings.health_addr, {})
+            routes["/healthz"] = probe_route(self.probes.live)
+            routes["/readyz"] = probe_route(self.probes.ready)
+        if self.settings.metrics_addr:
+            by_addr.setdefault(self.settings.metrics_addr, {})["/metrics"] = self.metrics.render
+        return by_addr
+
+    def port(self, path: str) -> int:
+        """The TCP port serving ``path`` (``/healthz``, ``/metrics``); for tests and logs."""
+        for endpoint in self.http:
+            if path in endpoint.paths:
+                return endpoint.port
+        raise LookupError(f"no HTTP endpoint serves {path}")
 
     async def start(self) -> None:
-        await self.server.start()
+        try:
+            for addr, routes in self._endpoint_routes().items():
+                self.http.append(HttpEndpoint(addr, routes))
+            for endpoint in self.http:
+                endpoint.start()
+            await self.server.start()
+        except BaseException:
+            await self.server.stop(0)
+            self._stop_http()
+            raise
+        await self.grpc_health.serving()
+        self.probes.started = True
+        log.info("ready", extra={"sockets": [str(p) for p in self.server.paths]})
 
     async def stop(self) -> None:
+        self.probes.stopping = True
+        await self.grpc_health.shutting_down()
         await self.server.stop(self.settings.grace_period)
+        self._stop_http()
         self.registry.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _stop_http(self) -> None:
+        for endpoint in self.http:
+            endpoint.stop()
+        self.http.clear()

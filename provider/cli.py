@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 
 from provider import PROVIDER_NAME, __version__
@@ -40,14 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=(),
         help="comma list of more socket names (aws,azure,vault: drop-in for those providers)",
     )
-    serve.add_argument("--max-parallel", type=int, default=8, help="objects fetched at once per mount")
+    serve.add_argument("--max-parallel", type=int, default=8,
+                       help="objects fetched at once per mount")
     serve.add_argument("--workers", type=int, default=32, help="threads for backend calls")
     serve.add_argument("--mount-timeout", type=float, default=90.0, help="seconds per Mount")
-    serve.add_argument("--grace-period", type=float, default=20.0, help="seconds for in-flight mounts on SIGTERM")
+    serve.add_argument("--grace-period", type=float, default=20.0,
+                       help="seconds for in-flight mounts on SIGTERM")
     serve.add_argument("--log-level", default=env("POLYSECRET_LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="json", choices=["json", "text"])
-    serve.add_argument("--node-name", default=env("NODE_NAME", ""), help="this node (for region lookup)")
+    serve.add_argument("--node-name", default=env("NODE_NAME", ""),
+                       help="this node (for region lookup)")
     serve.add_argument("--kube-api", default="", help="Kubernetes API URL (default: in-cluster)")
     serve.add_argument("--hmac-key-file", default="",
                        help="key for object-version HMACs (default: random per process)")
@@ -94,20 +98,69 @@ def load_hmac_key(path: str) -> bytes:
 
 
 async def serve(settings: ServerSettings, environ: Mapping[str, str]) -> int:
+    """Run until SIGTERM/SIGINT, then drain: the shape kubelet's pod shutdown expects.
+
+    On the signal: stop accepting, let in-flight mounts finish within
+    ``--grace-period`` (the chart gives the pod a few seconds more before
+    SIGKILL), remove the sockets, exit 0.
+    """
     from provider.app import App
 
+    started = time.perf_counter()
     app = App(settings, environ, hmac_key=load_hmac_key(settings.hmac_key_file))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await app.start()
+    log.info(
+        "started",
+        extra={
+            "version": __version__,
+            "startup_ms": round((time.perf_counter() - started) * 1000, 1),
+            **{f"{name}_port": app.port(path) for name, path in _http_paths(settings)},
+        },
+    )
     try:
         await stop.wait()
         log.info("stopping", extra={"grace_seconds": settings.grace_period})
     finally:
         await app.stop()
+    log.info("stopped")
     return 0
+
+
+def _http_paths(settings: ServerSettings) -> list[tuple[str, str]]:
+    return [
+        (name, path)
+        for name, path, addr in (
+            ("health", "/healthz", settings.health_addr),
+            ("metrics", "/metrics", settings.metrics_addr),
+        )
+        if addr
+    ]
+
+
+def _exit_if_backend_calls_linger(code: int) -> None:
+    """Exit now when SDK calls cut off by the grace period still block pool threads.
+
+    Their mounts were already answered (cancelled) and the sockets are gone,
+    but the interpreter would join those threads at exit, up to an SDK read
+    timeout later; kubelet would then SIGKILL us at the end of the pod's grace.
+    """
+    import threading
+
+    # Idle pool threads exit at once after shutdown(); give them a moment.
+    deadline = time.monotonic() + 0.5
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in busy:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [t for t in busy if t.is_alive()]
+    if busy:
+        log.info("abandoning backend calls past the grace period", extra={"threads": len(busy)})
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,10 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(args.log_level, args.log_format)
         try:
             settings = settings_from(args, os.environ)
-            return asyncio.run(serve(settings, os.environ))
+            code = asyncio.run(serve(settings, os.environ))
         except (SocketError, ValueError, OSError) as exc:
             print(f"polysecret: cannot start: {exc}", file=sys.stderr)
             return 2
+        _exit_if_backend_calls_linger(code)
+        return code
     if args.command == "mount":
         from provider import mountcli
 

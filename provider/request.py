@@ -167,6 +167,9 @@ def parse_mount_request(
     # Kubernetes >= 1.35 may also put the tokens into `secrets`; the driver copies
     # them into attributes too. Either place is accepted; it is never a credential.
     token_text = attrs.get(TOKENS) or secret_map.get(TOKENS)
+    # The tokens live on only in `tokens` (kept out of repr): left in the
+    # attributes, any repr or dump of the request would print them.
+    attrs.pop(TOKENS, None)
     secret_map.pop(TOKENS, None)
     tokens = _parse_tokens(token_text)
     pod = PodInfo(

@@ -26,6 +26,7 @@ from provider.backends.base import FetchResult
 from provider.pipeline import MountInput, MountPipeline
 from provider.request import MountRequest
 from provider.retry import Deadline
+from provider.selection import choose_backend
 from provider.status import error_code, to_status
 from provider.v1alpha1 import service_pb2, service_pb2_grpc
 
@@ -103,11 +104,28 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
                     current_versions={v.id: v.version for v in request.current_object_version},
                 )
             )
+            # Known before the fetch, so a failed mount's log line and metrics
+            # still name its backend (the pipeline chooses the same way).
+            backend = choose_backend(parsed.attributes, self._served_name)
             outcome = await self._pipeline.mount(
                 parsed, served_name=self._served_name, deadline=self._deadline(context)
             )
             backend = outcome.backend
             response = to_response(outcome.result)
+        except asyncio.CancelledError:
+            # The client went away or shutdown's grace period ran out: still
+            # one log line and a finished mount (the in-flight gauge must drop).
+            elapsed = time.perf_counter() - started
+            self._log(
+                parsed=parsed,
+                backend=backend,
+                objects=None,
+                seconds=elapsed,
+                outcome="Cancelled",
+                message="the call was cancelled",
+            )
+            self._observer.mount_finished(backend, "Cancelled", elapsed)
+            raise
         except Exception as exc:
             secrets = parsed.secret_values() if parsed is not None else ()
             code, message = to_status(exc, secrets)
@@ -185,6 +203,7 @@ class ProviderServer:
         self._observer = observer
         self._extra = list(extra_services)
         self._servers: list[grpc.aio.Server] = []
+        self._inodes: dict[Path, int] = {}
 
     @property
     def paths(self) -> list[Path]:
@@ -220,6 +239,7 @@ class ProviderServer:
                 os.umask(old)
             await server.start()
             sockets.restrict(path)
+            self._inodes[path] = path.stat().st_ino
             self._servers.append(server)
             log.info("serving", extra={"socket": str(path)})
 
@@ -228,8 +248,16 @@ class ProviderServer:
         # All at once: each server's in-flight calls share the same grace period.
         await asyncio.gather(*(server.stop(grace) for server in self._servers))
         self._servers.clear()
-        for path in self._paths:
-            sockets.remove(path)
+        for path, inode in self._inodes.items():
+            # Only our own socket: during a rolling update with maxSurge the new
+            # pod may already have replaced it, and removing that one would cut
+            # the driver off from the new provider.
+            try:
+                if path.lstat().st_ino == inode:
+                    sockets.remove(path)
+            except FileNotFoundError:
+                pass
+        self._inodes.clear()
 
     async def wait(self) -> None:
         for server in self._servers:

@@ -37,7 +37,9 @@ NODE_REGION = "us-west-2"
 def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     host, port = server.server_address[:2]
     return server, f"http://{host}:{port}"
 
@@ -48,10 +50,12 @@ def _stop(server: ThreadingHTTPServer) -> None:
 
 
 class _QuietHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: Any) -> None:
         return None
 
-    def reply(self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> None:
+    def reply(
+        self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+    ) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         for k, v in (headers or {"Content-Type": "application/json"}).items():
@@ -132,13 +136,23 @@ def region_proxy(moto_url: str) -> Iterator[RegionProxy]:
             if region in state.failing:
                 if state.delay:
                     threading.Event().wait(state.delay)
-                self.reply(503, {"__type": "ServiceUnavailableException",
-                                 "message": f"region {region} is down (test proxy)"})
+                self.reply(
+                    503,
+                    {
+                        "__type": "ServiceUnavailableException",
+                        "message": f"region {region} is down (test proxy)",
+                    },
+                )
                 return
             if region in state.deny:
-                self.reply(400, {"__type": "AccessDeniedException",
-                                 "Message": "User: arn:aws:sts::111122223333:assumed-role/app-role/x "
-                                            f"is not authorized to perform: {target}"})
+                self.reply(
+                    400,
+                    {
+                        "__type": "AccessDeniedException",
+                        "Message": "User: arn:aws:sts::111122223333:assumed-role/app-role/x "
+                        f"is not authorized to perform: {target}",
+                    },
+                )
                 return
             conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
             try:
@@ -146,8 +160,11 @@ def region_proxy(moto_url: str) -> Iterator[RegionProxy]:
                 conn.request("POST", self.path, body=body, headers=headers)
                 answer = conn.getresponse()
                 data = answer.read()
-                passed = {k: v for k, v in answer.getheaders()
-                          if k.lower() not in ("content-length", "transfer-encoding", "connection")}
+                passed = {
+                    k: v
+                    for k, v in answer.getheaders()
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection")
+                }
                 self.reply(answer.status, data, passed)
             finally:
                 conn.close()
@@ -195,13 +212,18 @@ def pod_identity_agent(moto_url: str) -> Iterator[PodIdentityAgent]:
                 self.reply(state.status, {"message": "refused"})
                 return
             creds = sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="pod-identity")["Credentials"]
-            self.reply(200, {
-                "AccessKeyId": creds["AccessKeyId"],
-                "SecretAccessKey": creds["SecretAccessKey"],
-                "Token": creds["SessionToken"],
-                "AccountId": ACCOUNT,
-                "Expiration": creds["Expiration"].astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            })
+            self.reply(
+                200,
+                {
+                    "AccessKeyId": creds["AccessKeyId"],
+                    "SecretAccessKey": creds["SecretAccessKey"],
+                    "Token": creds["SessionToken"],
+                    "AccountId": ACCOUNT,
+                    "Expiration": creds["Expiration"]
+                    .astimezone(dt.UTC)
+                    .strftime("%Y-%m-%dT%H:%M:%SZ"),
+                },
+            )
 
     server, url = _serve(Handler)
     state.url = url + "/v1/credentials"
@@ -240,13 +262,24 @@ def fake_kube() -> Iterator[FakeKube]:
             if m := sa_path.match(self.path):
                 annotations = state.service_accounts.get((m.group(1), m.group(2)))
                 if annotations is not None:
-                    self.reply(200, {"kind": "ServiceAccount", "metadata": {
-                        "name": m.group(2), "namespace": m.group(1), "annotations": annotations}})
+                    self.reply(
+                        200,
+                        {
+                            "kind": "ServiceAccount",
+                            "metadata": {
+                                "name": m.group(2),
+                                "namespace": m.group(1),
+                                "annotations": annotations,
+                            },
+                        },
+                    )
                     return
             elif m := node_path.match(self.path):
                 labels = state.nodes.get(m.group(1))
                 if labels is not None:
-                    self.reply(200, {"kind": "Node", "metadata": {"name": m.group(1), "labels": labels}})
+                    self.reply(
+                        200, {"kind": "Node", "metadata": {"name": m.group(1), "labels": labels}}
+                    )
                     return
             self.reply(404, {"kind": "Status", "reason": "NotFound"})
 

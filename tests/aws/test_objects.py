@@ -43,7 +43,9 @@ def test_path_translation(
 
 def test_object_alias_and_keys_case_insensitive(provider: RunningProvider, sm: Any) -> None:
     sm.create_secret(Name="db", SecretString="s3cret")
-    resp = provider.mount(attrs("- ObjectName: db\n  OBJECTTYPE: SecretsManager\n  objectalias: creds.txt\n"))
+    resp = provider.mount(
+        attrs("- ObjectName: db\n  OBJECTTYPE: SecretsManager\n  objectalias: creds.txt\n")
+    )
     assert files_of(resp) == {"creds.txt": (0o644, b"s3cret")}
 
 
@@ -62,15 +64,24 @@ def test_secret_versions(provider: RunningProvider, sm: Any) -> None:
     objects = f"""
 - {{objectName: db, objectType: secretsmanager, objectAlias: current}}
 - {{objectName: db, objectType: secretsmanager, objectAlias: by-id, objectVersion: "{first}"}}
-- {{objectName: db, objectType: secretsmanager, objectAlias: previous, objectVersionLabel: AWSPREVIOUS}}
+- {{objectName: db, objectType: secretsmanager, objectAlias: previous,
+    objectVersionLabel: AWSPREVIOUS}}
 - {{objectName: db, objectType: secretsmanager, objectAlias: both, objectVersion: "{second}",
     objectVersionLabel: AWSCURRENT}}
 """
     resp = provider.mount(attrs(objects))
     assert {p: c for p, (_, c) in files_of(resp).items()} == {
-        "current": b"two", "by-id": b"one", "previous": b"one", "both": b"two",
+        "current": b"two",
+        "by-id": b"one",
+        "previous": b"one",
+        "both": b"two",
     }
-    assert versions_of(resp) == {"current": second, "by-id": first, "previous": first, "both": second}
+    assert versions_of(resp) == {
+        "current": second,
+        "by-id": first,
+        "previous": first,
+        "both": second,
+    }
 
 
 def test_secret_binary_written_raw(provider: RunningProvider, sm: Any) -> None:
@@ -105,17 +116,25 @@ def test_ssm_versions_and_labels(provider: RunningProvider, ssm: Any) -> None:
 - {objectName: /p, objectType: ssmparameter, objectAlias: stable, objectVersionLabel: stable}
 """
     resp = provider.mount(attrs(objects))
-    assert files_of(resp) == {"latest": (0o644, b"v3"), "v2": (0o644, b"v2"), "stable": (0o644, b"v1")}
+    assert files_of(resp) == {
+        "latest": (0o644, b"v3"),
+        "v2": (0o644, b"v2"),
+        "stable": (0o644, b"v1"),
+    }
     assert versions_of(resp) == {"latest": "3", "v2": "2", "stable": "1"}
 
 
-def test_ssm_batches_of_ten(provider: RunningProvider, ssm: Any, make_provider: Any, region_proxy: Any) -> None:
+def test_ssm_batches_of_ten(
+    provider: RunningProvider, ssm: Any, make_provider: Any, region_proxy: Any
+) -> None:
     from provider.backends.aws import AwsSettings
 
     for i in range(25):
         ssm.put_parameter(Name=f"/batch/p{i:02d}", Value=f"value-{i}", Type="SecureString")
     counted = make_provider(AwsSettings(region="us-east-1", endpoint_url=region_proxy.url))
-    objects = "".join(f"- {{objectName: /batch/p{i:02d}, objectType: ssmparameter}}\n" for i in range(25))
+    objects = "".join(
+        f"- {{objectName: /batch/p{i:02d}, objectType: ssmparameter}}\n" for i in range(25)
+    )
     resp = counted.mount(attrs(objects))
     assert files_of(resp) == {f"_batch_p{i:02d}": (0o644, f"value-{i}".encode()) for i in range(25)}
     assert versions_of(resp) == {f"_batch_p{i:02d}": "1" for i in range(25)}
@@ -125,8 +144,12 @@ def test_ssm_batches_of_ten(provider: RunningProvider, ssm: Any, make_provider: 
 def test_mixed_secrets_and_parameters(provider: RunningProvider, sm: Any, ssm: Any) -> None:
     sm.create_secret(Name="s", SecretString="from-sm")
     ssm.put_parameter(Name="p", Value="from-ssm", Type="String")
-    resp = provider.mount(attrs("- {objectName: s, objectType: secretsmanager}\n"
-                                "- {objectName: p, objectType: ssmparameter}\n"))
+    resp = provider.mount(
+        attrs(
+            "- {objectName: s, objectType: secretsmanager}\n"
+            "- {objectName: p, objectType: ssmparameter}\n"
+        )
+    )
     assert files_of(resp) == {"s": (0o644, b"from-sm"), "p": (0o644, b"from-ssm")}
 
 
@@ -141,14 +164,19 @@ def test_mixed_secrets_and_parameters(provider: RunningProvider, sm: Any, ssm: A
 )
 def test_file_permission(provider: RunningProvider, sm: Any, permission: str, mode: int) -> None:
     sm.create_secret(Name="s", SecretString="x")
-    resp = provider.mount(attrs(f'- {{objectName: s, objectType: secretsmanager, filePermission: "{permission}"}}'))
+    resp = provider.mount(
+        attrs(f'- {{objectName: s, objectType: secretsmanager, filePermission: "{permission}"}}')
+    )
     assert files_of(resp) == {"s": (mode, b"x")}
 
 
 def test_default_mode_from_request_permission(provider: RunningProvider, sm: Any) -> None:
     sm.create_secret(Name="s", SecretString="x")
     sm.create_secret(Name="t", SecretString="y")
-    objects = '- {objectName: s, objectType: secretsmanager}\n- {objectName: t, objectType: secretsmanager, filePermission: "0600"}'
+    objects = (
+        "- {objectName: s, objectType: secretsmanager}\n"
+        '- {objectName: t, objectType: secretsmanager, filePermission: "0600"}'
+    )
     resp = provider.mount(attrs(objects), permission="288")  # 0o440
     assert files_of(resp) == {"s": (0o440, b"x"), "t": (0o600, b"y")}
 
@@ -183,8 +211,12 @@ def test_jmes_path(provider: RunningProvider, sm: Any) -> None:
 
 def test_jmes_path_on_ssm_parameter(provider: RunningProvider, ssm: Any) -> None:
     ssm.put_parameter(Name="/cfg", Value='{"a": {"b": "c"}}', Type="String")
-    resp = provider.mount(attrs("- objectName: /cfg\n  objectType: ssmparameter\n"
-                                "  jmesPath: [{path: a.b, objectAlias: ab}]"))
+    resp = provider.mount(
+        attrs(
+            "- objectName: /cfg\n  objectType: ssmparameter\n"
+            "  jmesPath: [{path: a.b, objectAlias: ab}]"
+        )
+    )
     assert files_of(resp)["ab"] == (0o644, b"c")
     assert versions_of(resp) == {"_cfg": "1", "ab": "1"}
 

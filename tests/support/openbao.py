@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import socket
@@ -214,8 +215,6 @@ class TokenSigner:
 
     def token(self, service_account: str, namespace: str = "default", *,
               audience: str = "vault", ttl: int = 3600) -> str:
-        import jwt
-
         now = int(time.time())
         claims = {
             "iss": ISSUER,
@@ -230,7 +229,23 @@ class TokenSigner:
                 "pod": {"name": f"{service_account}-0", "uid": str(uuid.uuid4())},
             },
         }
-        return str(jwt.encode(claims, self._key, algorithm="RS256"))
+        return self._sign(claims)
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        """RS256 JWS compact serialisation (cryptography only; no JWT library needed)."""
+        import base64
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        header = b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+        body = b64(json.dumps(claims, separators=(",", ":")).encode())
+        signed = f"{header}.{body}".encode()
+        signature = self._key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
+        return f"{header}.{body}.{b64(signature)}"
 
 
 # -- the server -----------------------------------------------------------------
@@ -358,8 +373,7 @@ def add_role(client: Any, role: str, service_accounts: list[str], policies: list
 
 def add_policy(client: Any, name: str, paths: dict[str, list[str]]) -> None:
     rules = "\n".join(
-        f'path "{p}" {{ capabilities = [{", ".join(repr(c).replace(chr(39), chr(34)) for c in caps)}] }}'
-        for p, caps in paths.items()
+        f'path "{p}" {{ capabilities = {json.dumps(caps)} }}' for p, caps in paths.items()
     )
     client.sys.create_or_update_policy(name=name, policy=rules)
 

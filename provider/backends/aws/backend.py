@@ -83,9 +83,11 @@ class AwsBackend(Backend[AwsPlan]):
         self._session: Any = boto3.session.Session()
         self._session_lock = threading.Lock()
         # Our retry loop (provider.retry) honours the mount deadline; botocore's
-        # would not, so it makes one attempt.
+        # would not, so it makes one attempt. `total_max_attempts` counts the
+        # first request; botocore's `max_attempts` counts retries only (1 = one
+        # hidden retry with up to 20 s of backoff outside our deadline).
         self._config = botocore.config.Config(
-            retries={"max_attempts": 1, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=settings.max_connections,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,

@@ -101,23 +101,42 @@ class IdentityCache:
         self._lock = threading.Lock()
         self._max = max_entries
         self._clock = clock
+        self._flights: dict[tuple[str, ...], threading.Lock] = {}
         self.loads = 0  # how many times credentials were fetched (benchmarks, tests)
+
+    def _fresh(self, key: tuple[str, ...]) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.credentials.expires_at - REFRESH_MARGIN > self._clock():
+            self._entries.move_to_end(key)
+            return entry
+        return None
 
     def get(self, key: tuple[str, ...], load: Callable[[], Credentials]) -> _Entry:
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry.credentials.expires_at - REFRESH_MARGIN > self._clock():
-                self._entries.move_to_end(key)
+            entry = self._fresh(key)
+            if entry is not None:
                 return entry
-        credentials = load()
-        entry = _Entry(credentials)
-        with self._lock:
-            self.loads += 1
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
-        return entry
+            flight = self._flights.setdefault(key, threading.Lock())
+        # Single flight per identity: when fifty pods of one service account
+        # start together, one of them calls STS and the others wait for it.
+        with flight:
+            with self._lock:
+                entry = self._fresh(key)
+                if entry is not None:
+                    return entry
+            try:
+                entry = _Entry(load())
+                with self._lock:
+                    self.loads += 1
+                    self._entries[key] = entry
+                    self._entries.move_to_end(key)
+                    while len(self._entries) > self._max:
+                        self._entries.popitem(last=False)
+                return entry
+            finally:
+                # Stored before the flight ends, so a late caller finds the entry.
+                with self._lock:
+                    self._flights.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:

@@ -97,7 +97,15 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
             [f"{subject}: {operation} rejected the request: {_quote(str(exc))}"]
         )
     if isinstance(
-        exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError
+        exc,
+        bx.NoCredentialsError
+        | bx.PartialCredentialsError
+        | bx.CredentialRetrievalError
+        | bx.UnknownCredentialError
+        | bx.TokenRetrievalError
+        | bx.NoAuthTokenError
+        | bx.MetadataRetrievalError
+        | bx.SSOError,
     ):
         return PermissionDenied(
             f"{subject}: no usable AWS credentials for {operation}", code="AuthFailed"
@@ -109,10 +117,20 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         | bx.ConnectionClosedError
         | bx.ReadTimeoutError
         | bx.ConnectTimeoutError
-        | bx.EndpointConnectionError,
+        | bx.EndpointConnectionError
+        # A body cut short, or botocore's own retry quota: transient as well.
+        | bx.IncompleteReadError
+        | bx.CapacityNotAvailableError,
     ):
         return Unavailable(f"{subject}: {operation}: cannot reach AWS ({type(exc).__name__})")
-    if isinstance(exc, bx.NoRegionError | bx.UnknownEndpointError | bx.InvalidRegionError):
+    if isinstance(
+        exc,
+        bx.NoRegionError
+        | bx.UnknownEndpointError
+        | bx.InvalidRegionError
+        | bx.EndpointResolutionError
+        | bx.UnknownRegionError,
+    ):
         return InvalidParameters(
             [f"{subject}: {operation}: {type(exc).__name__}: set parameter 'region'"]
         )

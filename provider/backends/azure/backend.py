@@ -30,12 +30,14 @@ from azure.keyvault.secrets import SecretClient
 from provider.backends.azure import AzureSettings
 from provider.backends.azure.config import (
     CLOUDS,
+    SP_MISSING,
     WORKLOAD_IDENTITY_AUDIENCE,
     AuthMode,
     AzureObject,
     AzurePlan,
     ObjectType,
     parse_plan,
+    service_principal,
 )
 from provider.backends.azure.credentials import Assertion, IdentityCache, IdentityEntry
 from provider.backends.azure.errors import translate
@@ -70,6 +72,8 @@ Rendered = tuple[bytes, str]
 
 class AzureBackend(Backend[AzurePlan]):
     name = "azure"
+    # Plans hold no pod-specific data (the SP secret is read per mount).
+    cache_plans = True
 
     def __init__(self, settings: AzureSettings, services: BackendServices) -> None:
         self._settings = settings
@@ -138,15 +142,18 @@ class AzureBackend(Backend[AzurePlan]):
             entry.assertion.set(token)  # the newest token kubelet gave this identity
             return entry
         if auth.mode is AuthMode.SERVICE_PRINCIPAL:
-            digest = auth.fingerprint(self._services.hmac_key)
+            sp = service_principal(request.secrets)
+            if sp is None:
+                raise InvalidParameters([SP_MISSING])
             key = (
-                *pod.identity, "service-principal", authority, auth.tenant_id, auth.client_id,
-                digest,
+                *pod.identity, "service-principal", authority, auth.tenant_id, sp.client_id,
+                sp.fingerprint(self._services.hmac_key),
             )
 
             def make_sp() -> IdentityEntry:
+                assert sp is not None
                 credential = ClientSecretCredential(
-                    auth.tenant_id, auth.client_id, auth.secret, authority=authority,
+                    auth.tenant_id, sp.client_id, sp.secret, authority=authority,
                     # MSAL asks login.microsoftonline.com to validate unknown hosts;
                     # a sovereign or private authority is trusted by configuration.
                     disable_instance_discovery=authority not in _KNOWN_AUTHORITIES,
@@ -182,7 +189,7 @@ class AzureBackend(Backend[AzurePlan]):
     async def fetch(self, plan: AzurePlan, ctx: FetchContext) -> FetchResult:
         entry = self._identity(plan, ctx.request)  # builds objects only, no network
         vault_url = self.vault_url(plan)
-        who = _describe_auth(plan)
+        who = _describe_auth(plan, ctx.request)
         results = await ctx.gather(
             self._object(obj, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx)
             for obj in plan.objects
@@ -293,11 +300,13 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def _describe_auth(plan: AzurePlan) -> str:
+def _describe_auth(plan: AzurePlan, request: MountRequest) -> str:
     auth = plan.auth
     if auth.mode is AuthMode.WORKLOAD_IDENTITY:
         return f"workload identity (clientID {auth.client_id!r}, tenant {auth.tenant_id!r})"
     if auth.mode is AuthMode.SERVICE_PRINCIPAL:
-        return f"service principal (clientid {auth.client_id!r}, tenant {auth.tenant_id!r})"
+        sp = service_principal(request.secrets)
+        client = sp.client_id if sp else ""
+        return f"service principal (clientid {client!r}, tenant {auth.tenant_id!r})"
     which = f"user-assigned {auth.client_id!r}" if auth.client_id else "system-assigned"
     return f"VM managed identity ({which})"

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+import yaml
+
+from provider.dialect import as_text, fold_keys, parse_bool
 from provider.encodings import normalize_encoding
 from provider.errors import Problems
 from provider.modes import parse_octal_mode
@@ -61,6 +63,25 @@ CLOUDS = {
 }
 
 
+class _TextLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML where every plain scalar stays text, as in the peer's Go structs.
+
+    A version id like ``0000`` or ``1e10...`` must not become a number.
+    """
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 - PyYAML's class attribute
+
+
+def parse_yaml(text: str, what: str, problems: Problems) -> Any:
+    try:
+        return yaml.load(text, Loader=_TextLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problems.add(f"{what} is not valid YAML{where}")
+        return None
+
+
 class ObjectType(Enum):
     SECRET = "secret"  # noqa: S105 - an object type name
     KEY = "key"
@@ -75,16 +96,38 @@ class AuthMode(Enum):
 
 @dataclass(frozen=True)
 class Auth:
+    """How to be the pod. Holds no secret: plans are shared between pods (plan cache)."""
+
     mode: AuthMode
     tenant_id: str
-    client_id: str  # workload identity client, SP client, or user-assigned MI ("" = system)
-    secret: str = field(default="", repr=False)  # SP client secret only
+    # workload identity client, or user-assigned MI ("" = system-assigned);
+    # a service principal's comes from each request's nodePublishSecretRef.
+    client_id: str
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    client_id: str
+    secret: str = field(repr=False)
 
     def fingerprint(self, key: bytes) -> str:
-        """A keyed digest of the SP secret: cache keys change when it rotates, never hold it."""
-        if not self.secret:
-            return ""
+        """A keyed digest of the secret: cache keys change when it rotates, never hold it."""
         return hmac.new(key or b"polysecret", self.secret.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+SP_MISSING = (
+    "no identity to mount as: set 'clientID' (workload identity), or "
+    "useVMManagedIdentity: \"true\", or reference a nodePublishSecretRef holding "
+    f"the keys {SP_CLIENT_ID!r} and {SP_CLIENT_SECRET!r} (service principal)"
+)
+
+
+def service_principal(secrets: Mapping[str, str]) -> ServicePrincipal | None:
+    """nodePublishSecretRef keys, matched case-insensitively (never the tokens key)."""
+    folded = {k.lower(): v for k, v in secrets.items()}
+    client_id = folded.get(SP_CLIENT_ID, "").strip()
+    secret = folded.get(SP_CLIENT_SECRET, "").strip()
+    return ServicePrincipal(client_id, secret) if client_id and secret else None
 
 
 @dataclass(frozen=True)
@@ -151,18 +194,9 @@ def _auth(params: Mapping[str, str], secrets: Mapping[str, str], problems: Probl
         mode = AuthMode.SERVICE_PRINCIPAL
     if not tenant and mode is not AuthMode.VM_MANAGED_IDENTITY:
         problems.add("parameter 'tenantID' (or 'tenantId') is required: the Azure AD tenant")
-    if mode is AuthMode.SERVICE_PRINCIPAL:
-        # nodePublishSecretRef keys, matched case-insensitively (never the tokens key).
-        folded = {k.lower(): v for k, v in secrets.items()}
-        client_id = folded.get(SP_CLIENT_ID, "").strip()
-        secret = folded.get(SP_CLIENT_SECRET, "").strip()
-        if not client_id or not secret:
-            problems.add(
-                "no identity to mount as: set 'clientID' (workload identity), or "
-                "useVMManagedIdentity: \"true\", or reference a nodePublishSecretRef holding "
-                f"the keys {SP_CLIENT_ID!r} and {SP_CLIENT_SECRET!r} (service principal)"
-            )
-        return Auth(mode, tenant, client_id, secret)
+    if mode is AuthMode.SERVICE_PRINCIPAL and service_principal(secrets) is None:
+        # Checked here to be reported with every other problem; read again per mount.
+        problems.add(SP_MISSING)
     return Auth(mode, tenant, client_id)
 
 

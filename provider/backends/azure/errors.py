@@ -59,9 +59,12 @@ def retry_after(exc: BaseException) -> float | None:
 
 def _said(exc: BaseException) -> str:
     """The service's own words: Key Vault's error message or AAD's description."""
-    error = getattr(exc, "error", None)
-    message = getattr(error, "message", None) if error is not None else None
-    text = str(message or getattr(exc, "message", None) or exc)
+    try:
+        error = getattr(exc, "error", None)
+        message = getattr(error, "message", None) if error is not None else None
+        text = str(message or getattr(exc, "message", None) or exc)
+    except Exception:  # a half-built SDK exception must not break the translation
+        text = type(exc).__name__
     # azure-core prefixes "(Code) " and appends "Code: ...\nMessage: ..."; keep the first line.
     return _quote(text.splitlines()[0] if text else "")
 
@@ -72,7 +75,9 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         return exc
     status = _status(exc)
     said = _said(exc)
-    head = f"{subject}: {operation} failed" + (f" (HTTP {status})" if status else "")
+    code = getattr(getattr(exc, "error", None), "code", None)
+    detail = " ".join(str(x) for x in (f"HTTP {status}" if status else "", code or "") if x)
+    head = f"{subject}: {operation} failed" + (f" ({detail})" if detail else "")
     text = f"{head}: {said}" if said else head
 
     # Transient first: a throttled or failing token endpoint is not a denial.
@@ -103,6 +108,9 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         return ProviderError(f"{subject}: {operation}: Azure SDK could not (de)serialize")
     if isinstance(exc, ax.StreamConsumedError | ax.StreamClosedError | ax.ResponseNotReadError):
         return ProviderError(f"{subject}: {operation}: Azure SDK stream misuse")
+    if type(exc) is ax.AzureError:
+        # The base class itself: azure-core raises it for assorted client-side faults.
+        return ProviderError(f"{subject}: {operation}: Azure SDK failed: {said}")
     if isinstance(exc, ax.AzureError):
         return ProviderError(
             f"{subject}: {operation}: unexpected Azure SDK error {type(exc).__name__}"

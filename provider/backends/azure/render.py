@@ -110,7 +110,9 @@ def order_chain(
         if not pool:
             return []
         issuers = {c.issuer for c in pool if c.issuer != c.subject}
-        leaf = next((c for c in pool if c.subject not in issuers), pool[0])
+        # Issues no other certificate here; a self-signed root only if nothing else is.
+        candidates = [c for c in pool if c.subject not in issuers] or pool
+        leaf = min(candidates, key=lambda c: c.issuer == c.subject)
         pool.remove(leaf)
     chain = [leaf]
     current = leaf

@@ -45,7 +45,8 @@ _TRUE = {"1", "t", "true", "yes", "y", "on"}
 
 def add_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--vault-addr", default=None,
-                       help=f"default Vault address (env VAULT_ADDR/BAO_ADDR; default {DEFAULT_ADDRESS})")
+                       help="default Vault address (env VAULT_ADDR/BAO_ADDR; "
+                       f"default {DEFAULT_ADDRESS})")
     group.add_argument("--vault-namespace", default=None,
                        help="default Vault namespace (env VAULT_NAMESPACE/BAO_NAMESPACE)")
     group.add_argument("--vault-mount", default=None,

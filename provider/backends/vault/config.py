@@ -18,8 +18,9 @@ from urllib.parse import parse_qsl, urlsplit
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
 from provider.encodings import normalize_encoding
-from provider.errors import Problems
+from provider.errors import InvalidPath, Problems
 from provider.modes import parse_integer_mode
+from provider.paths import check_paths
 
 DEFAULT_AUDIENCE = "vault"
 OBJECT_KEYS = (
@@ -253,6 +254,12 @@ def parse_plan(
             continue
         seen.add(obj.object_name)
         objects.append(obj)
+    try:
+        # The driver's path rules, checked now: no network call for a mount
+        # whose files the driver would refuse.
+        check_paths([(o.object_name, o.object_name) for o in objects])
+    except InvalidPath as exc:
+        problems.add(f"parameter 'objectName': {exc.message}")
     problems.raise_if_any()
     return VaultPlan(
         role=role,

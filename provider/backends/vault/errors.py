@@ -10,9 +10,10 @@
      +-- InternalServerError, BadGateway, VaultDown,
          VaultNotInitialized, UnexpectedError         Unavailable (sealed, standby, 5xx)
     requests.exceptions
-     +-- SSLError (certificate problems)              InvalidRequest (TLSFailed): fix the TLS parameters
+     +-- SSLError (certificate problems)              InvalidRequest (TLSFailed): fix TLS params
      +-- ConnectionError, Timeout, ChunkedEncoding... Unavailable (cannot reach Vault)
      +-- InvalidURL, MissingSchema, ...               InvalidParameters ('vaultAddress')
+     +-- InvalidJSONError, JSONDecodeError            Unavailable (not Vault answering)
 
 A test walks ``hvac.exceptions`` and ``requests.exceptions`` and fails if a class
 is left unmapped. Vault's own error strings are quoted (they name paths and
@@ -59,7 +60,6 @@ ADDRESS_PROBLEMS = (
     rx.InvalidURL,
     rx.InvalidHeader,
     rx.InvalidProxyURL,
-    rx.InvalidJSONError,
 )
 
 
@@ -127,16 +127,24 @@ def translate(
         if _tls_problem(exc):
             return InvalidRequest(
                 f"{subject}: TLS with Vault failed ({_ssl_reason(exc)}); check "
-                "'vaultCACertPath', 'vaultCADirectory', 'vaultTLSServerName' and the client "
-                "certificate parameters",
+                "'vaultCACertPath', 'vaultCADirectory', 'vaultTLSServerName', "
+                "'vaultTLSClientCertPath' and 'vaultTLSClientKeyPath'",
                 code="TLSFailed",
             )
-        return Unavailable(f"{subject}: {operation}: TLS connection to Vault failed")
+        # TLS 1.3 servers that require a client certificate mostly just close the
+        # connection (EOF) rather than say so: the same symptom as a restart.
+        return Unavailable(
+            f"{subject}: {operation}: Vault closed the TLS connection; if it requires a "
+            "client certificate, set 'vaultTLSClientCertPath' and 'vaultTLSClientKeyPath'"
+        )
     if isinstance(exc, ADDRESS_PROBLEMS):
         return InvalidParameters(
             [f"{subject}: {operation}: parameter 'vaultAddress' is not usable "
              f"({type(exc).__name__})"]
         )
+    if isinstance(exc, rx.InvalidJSONError):
+        # A body that is not JSON: a proxy or something else answered, not Vault.
+        return Unavailable(f"{subject}: {operation}: Vault's answer is not JSON")
     if isinstance(exc, TRANSIENT_HTTP):
         return Unavailable(f"{subject}: {operation}: cannot reach Vault ({type(exc).__name__})")
     if isinstance(exc, rx.RequestException):
@@ -160,5 +168,6 @@ def _ssl_reason(exc: rx.SSLError) -> str:
                    "certificate required", "WRONG_VERSION_NUMBER", "wrong version number"):
         if marker in text:
             start = text.find(marker)
-            return " ".join(text[start: start + 120].split()).rstrip("')\"")
+            reason = text[start: start + 120].split("(_ssl.c", maxsplit=1)[0]
+            return " ".join(reason.split()).rstrip("')\" ")
     return "handshake failed"

@@ -1,0 +1,109 @@
+{{/* Names, labels and derived settings shared by the templates. */}}
+
+{{- define "polysecret.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "polysecret.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "polysecret.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "polysecret.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "polysecret.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "polysecret.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "polysecret.labels" -}}
+{{ include "polysecret.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: secrets-store-csi-provider
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "polysecret.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "polysecret.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "polysecret.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the provider may read nodes (region lookup). */}}
+{{- define "polysecret.readNodes" -}}
+{{- if eq (toString .Values.rbac.nodes) "auto" -}}
+{{- empty .Values.aws.region -}}
+{{- else -}}
+{{- .Values.rbac.nodes -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the provider talks to the Kubernetes API at all. */}}
+{{- define "polysecret.usesApi" -}}
+{{- or .Values.rbac.serviceAccounts (eq (include "polysecret.readNodes" .) "true") -}}
+{{- end -}}
+
+{{- define "polysecret.hmacSecretName" -}}
+{{- if .Values.provider.hmacKey.existingSecret -}}
+{{- .Values.provider.hmacKey.existingSecret -}}
+{{- else if .Values.provider.hmacKey.create -}}
+{{- printf "%s-hmac" (include "polysecret.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The provider's command-line flags. */}}
+{{- define "polysecret.args" -}}
+{{- $p := .Values.provider -}}
+- --socket-dir={{ $p.socketDir }}
+- --name={{ $p.name }}
+{{- with $p.alsoServe }}
+- --also-serve={{ join "," . }}
+{{- end }}
+- --max-parallel={{ $p.maxParallel }}
+- --workers={{ $p.workers }}
+- --mount-timeout={{ $p.mountTimeout }}
+- --grace-period={{ $p.gracePeriod }}
+- --log-level={{ $p.logLevel }}
+- --log-format={{ $p.logFormat }}
+{{- with $p.kubeApi }}
+- --kube-api={{ . }}
+{{- end }}
+{{- if include "polysecret.hmacSecretName" . }}
+- --hmac-key-file=/etc/polysecret/hmac/hmac-key
+{{- end }}
+- --health-addr=:{{ .Values.health.port }}
+{{- if .Values.metrics.enabled }}
+- --metrics-addr=:{{ .Values.metrics.port }}
+{{- end }}
+{{- range $backend := list "aws" "azure" "vault" }}
+{{- range $key, $value := index $.Values $backend }}
+{{- if kindIs "bool" $value }}
+{{- if $value }}
+- --{{ $backend }}-{{ kebabcase $key }}
+{{- end }}
+{{- else if ne (toString $value) "" }}
+- --{{ $backend }}-{{ kebabcase $key }}={{ $value }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.extraArgs }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

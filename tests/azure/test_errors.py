@@ -1,0 +1,105 @@
+"""Every azure-core and azure-identity exception maps to a specific provider error."""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+from typing import Any
+
+import azure.core.exceptions as ax
+import azure.identity as ai
+import pytest
+
+from provider.backends.azure.errors import translate
+from provider.errors import (
+    InvalidParameters,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    Unavailable,
+)
+
+pytestmark = pytest.mark.azure
+
+
+def _exception_classes(module: ModuleType) -> list[type[BaseException]]:
+    return [
+        obj
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if issubclass(obj, BaseException)
+        and obj.__module__.startswith(("azure.core", "azure.identity"))
+    ]
+
+
+def _instance(cls: type[BaseException]) -> BaseException:
+    try:
+        return cls("boom")
+    except Exception:  # some need a response object; build them bare
+        exc = cls.__new__(cls)
+        BaseException.__init__(exc, "boom")
+        return exc
+
+
+CLASSES = _exception_classes(ax) + _exception_classes(ai)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=[c.__name__ for c in CLASSES])
+def test_every_sdk_exception_is_mapped(cls: type[BaseException]) -> None:
+    err = translate(_instance(cls), subject="object 'x'", operation="GetSecret")
+    assert isinstance(err, ProviderError)
+    assert "unexpected" not in err.message, f"{cls.__name__} falls through to the generic case"
+    assert err.message.startswith("object 'x'")
+
+
+def test_walk_found_the_classes_that_matter() -> None:
+    names = {c.__name__ for c in CLASSES}
+    assert {
+        "HttpResponseError",
+        "ClientAuthenticationError",
+        "ResourceNotFoundError",
+        "ServiceRequestError",
+        "CredentialUnavailableError",
+    } <= names
+
+
+class _Response:
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status
+        self.headers = headers or {}
+        self.reason = "x"
+
+    def text(self) -> str:
+        return ""
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "kind", "retry_after"),
+    [
+        (429, {"Retry-After": "7"}, Unavailable, 7.0),
+        (503, {}, Unavailable, None),
+        (404, {}, NotFound, None),
+        (403, {}, PermissionDenied, None),
+        (401, {}, PermissionDenied, None),
+    ],
+    ids=["429", "503", "404", "403", "401"],
+)
+def test_http_status(
+    status: int, headers: dict[str, str], kind: type[ProviderError], retry_after: float | None
+) -> None:
+    exc: Any = ax.HttpResponseError(message="said", response=_Response(status, headers))
+    err = translate(exc, subject="object 'x'", operation="GetSecret")
+    assert type(err) is kind
+    assert f"HTTP {status}" in err.message
+    if retry_after is not None:
+        assert isinstance(err, Unavailable) and err.retry_after == retry_after
+
+
+def test_throttled_token_endpoint_is_transient_not_denied() -> None:
+    exc: Any = ax.ClientAuthenticationError(message="AADSTS50196", response=_Response(429))
+    assert isinstance(translate(exc, subject="s", operation="o"), Unavailable)
+
+
+def test_value_error_is_a_parameter_problem() -> None:
+    assert isinstance(
+        translate(ValueError("bad url"), subject="s", operation="o"), InvalidParameters
+    )

@@ -1,0 +1,148 @@
+"""Health: the gRPC health service on the socket; HTTP liveness goes through the socket."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from provider.health import Probes, parse_addr
+from tests.ops.conftest import http_get
+from tests.support.running import RunningProvider, settings_for
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[RunningProvider]:
+    settings = settings_for(
+        tmp_path, {}, health_addr="127.0.0.1:0", metrics_addr="localhost:0", also_serve=("aws",)
+    )
+    with RunningProvider(settings) as provider:
+        # Short, so a wedged server fails the probe quickly in these tests.
+        provider.app.probes.check_timeout = 0.5
+        yield provider
+
+
+def _health(socket: Path, service: str) -> int:
+    with grpc.insecure_channel(f"unix:{socket}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        return int(reply.status)
+
+
+def test_grpc_health_service_on_every_socket(running: RunningProvider) -> None:
+    for name in ("polysecret", "aws"):
+        for service in ("", "v1alpha1.CSIDriverProvider"):
+            assert _health(running.socket(name), service) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_probes_answer_ok_when_serving(running: RunningProvider) -> None:
+    port = running.app.port("/healthz")
+    assert http_get(port, "/healthz") == (200, "ok\n")
+    assert http_get(port, "/readyz") == (200, "ok\n")
+    assert http_get(port, "/nope")[0] == 404
+    # Different addresses: metrics on its own listener, not beside the probes.
+    assert running.app.port("/metrics") != port
+    assert http_get(port, "/metrics")[0] == 404
+
+
+def test_liveness_fails_when_the_server_is_wedged(running: RunningProvider) -> None:
+    port = running.app.port("/healthz")
+    assert http_get(port, "/healthz")[0] == 200
+    # Block the server's event loop: gRPC cannot answer, the HTTP thread still can.
+    running._loop.call_soon_threadsafe(time.sleep, 2.0)
+    time.sleep(0.1)
+    started = time.monotonic()
+    status, body = http_get(port, "/healthz")
+    assert status == 503
+    assert "Version call on polysecret.sock failed: DEADLINE_EXCEEDED" in body
+    assert time.monotonic() - started < 1.5
+    time.sleep(2.0)
+    assert http_get(port, "/healthz")[0] == 200  # recovers with the loop
+
+
+def test_liveness_fails_when_the_server_is_gone(running: RunningProvider) -> None:
+    port = running.app.port("/healthz")
+    # The gRPC servers stop without a shutdown being requested (a crash of the
+    # serving part while the process lives on): the socket file goes too.
+    running.run(running.app.server.stop(0))
+    status, body = http_get(port, "/healthz")
+    assert status == 503 and "missing" in body
+    assert http_get(port, "/readyz")[0] == 503
+
+
+def test_liveness_fails_when_the_socket_file_is_replaced(running: RunningProvider) -> None:
+    """A listener nobody can reach (socket file deleted) is as good as dead to the driver."""
+    port = running.app.port("/healthz")
+    running.socket().unlink()
+    running.socket().write_text("not a socket")
+    status, body = http_get(port, "/healthz")
+    assert status == 503 and "polysecret.sock failed" in body
+    running.socket().unlink()
+
+
+def test_shutdown_reports_not_ready_but_alive(running: RunningProvider) -> None:
+    port = running.app.port("/healthz")
+
+    async def begin_shutdown() -> None:
+        running.app.probes.stopping = True
+        await running.app.grpc_health.shutting_down()
+
+    running.run(begin_shutdown())
+    assert http_get(port, "/readyz") == (503, "shutting down\n")
+    # Draining is not a reason for kubelet to restart us.
+    assert http_get(port, "/healthz")[0] == 200
+    assert _health(running.socket(), "") == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_probes_before_start(tmp_path: Path) -> None:
+    probes = Probes(sockets=[tmp_path / "polysecret.sock"])
+    assert probes.live() == "not started"
+    assert probes.ready() == "not started"
+    probes.started = True
+    assert probes.live() == f"socket {tmp_path / 'polysecret.sock'} is missing"
+
+
+@pytest.mark.parametrize(
+    ("addr", "expected"),
+    [
+        ("127.0.0.1:8098", ("127.0.0.1", 8098)),
+        (":8098", ("0.0.0.0", 8098)),  # noqa: S104 - what parse_addr must answer
+        ("[::1]:9000", ("::1", 9000)),
+        ("localhost:0", ("localhost", 0)),
+    ],
+    ids=["ipv4", "all-interfaces", "ipv6", "ephemeral"],
+)
+def test_parse_addr(addr: str, expected: tuple[str, int]) -> None:
+    assert parse_addr(addr) == expected
+
+
+@pytest.mark.parametrize(
+    "addr", ["8098", "host:", "host:http"], ids=["no-colon", "no-port", "name"]
+)
+def test_parse_addr_rejects(addr: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_addr(addr)
+
+
+def test_taken_port_fails_start_before_any_socket(tmp_path: Path) -> None:
+    import socket as pysocket
+
+    with pysocket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = settings_for(tmp_path, {}, health_addr=f"127.0.0.1:{port}")
+        provider = RunningProvider(settings)
+        with pytest.raises(OSError):
+            provider.__enter__()
+        assert not (tmp_path / "polysecret.sock").exists()
+        provider._loop.call_soon_threadsafe(provider._loop.stop)
+        provider._thread.join(5)
+        provider._loop.close()
+        provider.app.executor.shutdown()
+    asyncio.set_event_loop(None)
