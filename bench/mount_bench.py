@@ -7,7 +7,7 @@ its RSS and CPU time can be read from /proc. Baselines fetch the same objects
 one after another with plain boto3: "peer-style" does what the AWS provider
 does on every mount (new session, STS AssumeRoleWithWebIdentity, new client),
 "warm sequential" reuses one client. Vault and Azure rows (when their test
-support is present) run the provider in-process against OpenBao / lowkey-vault.
+support is present) run the provider in-process against OpenBao / the Key Vault stand-in.
 
     python bench/mount_bench.py [--quick]
 """
@@ -414,7 +414,7 @@ def main() -> int:
     if args.only in (None, "vault"):
         in_process_rows("vault", "tests.support.openbao", args.quick)
     if args.only in (None, "azure"):
-        in_process_rows("azure", "tests.support.lowkey", args.quick)
+        in_process_rows("azure", "tests.support.azure_standin", args.quick)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Fixtures for the Azure tests: an HTTPS Key Vault and Azure AD on loopback, seeded once.
 
-See tests/support/lowkey.py for why these are our own servers and what they check.
+See tests/support/azure_standin.py for why these are our own servers and what they check.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from tests.support.lowkey import (
+from tests.support.azure_standin import (
     AUDIENCE,
     MI_CLIENT,
     SP_CLIENT,

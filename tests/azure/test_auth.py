@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from tests.azure.conftest import POD_TOKEN, SP_SECRET, Seeded, objects, wi_attrs
-from tests.support.lowkey import MI_CLIENT, SP_CLIENT, TENANT
+from tests.support.azure_standin import MI_CLIENT, SP_CLIENT, TENANT
 from tests.support.running import RunningProvider, files_of, pod_attributes
 
 pytestmark = pytest.mark.azure
@@ -133,6 +133,14 @@ def test_credentials_are_reused_per_identity_and_never_shared(
     )
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     assert backend.identities.created == created + 1
+
+
+def test_fresh_identity_asks_azure_ad_once(provider: RunningProvider, seeded: Seeded) -> None:
+    tokens = seeded.world.tokens
+    before = len(tokens.requests)
+    items = [f"objectName: {n}\nobjectType: secret" for n in ("plain", "b64", "hexed", "json")]
+    provider.mount(wi_attrs(*items, service_account="fresh"))
+    assert len(tokens.requests) - before == 1
 
 
 def test_throttled_then_success_honours_retry_after(

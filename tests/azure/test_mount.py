@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from tests.azure.conftest import POD_TOKEN, Seeded, objects, wi_attrs
-from tests.support.lowkey import TENANT
+from tests.support.azure_standin import TENANT
 from tests.support.running import RunningProvider, files_of, pod_attributes, versions_of
 
 pytestmark = pytest.mark.azure

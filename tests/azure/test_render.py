@@ -21,7 +21,7 @@ from provider.backends.azure.render import (
     render_secret,
 )
 from provider.errors import InvalidParameters, InvalidRequest
-from tests.support.lowkey import make_chain, public_jwk
+from tests.support.azure_standin import make_chain, public_jwk
 
 pytestmark = pytest.mark.azure
 

@@ -2,7 +2,7 @@
 
 Each backend's test support module provides
 ``bench_env(n_objects: int) -> contextmanager[BenchEnv]`` that starts its real
-server (moto, OpenBao, lowkey-vault), seeds ``n_objects`` objects and describes
+server (moto, OpenBao, a local Key Vault stand-in), seeds ``n_objects`` objects and describes
 how to mount them through the provider and how to fetch the same objects one
 after another with the plain SDK (the baseline the benchmark compares against).
 """

@@ -190,10 +190,20 @@ class AzureBackend(Backend[AzurePlan]):
         entry = self._identity(plan, ctx.request)  # builds objects only, no network
         vault_url = self.vault_url(plan)
         who = _describe_auth(plan, ctx.request)
-        results = await ctx.gather(
+        todo = list(plan.objects)
+        results = []
+        if not entry.warm and len(todo) > 1:
+            # A fresh credential has no token: N parallel reads would make N token
+            # requests (Azure AD throttles those). Read one first, then the rest.
+            first = todo.pop(0)
+            results.append(await self._object(
+                first, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx
+            ))
+        results += await ctx.gather(
             self._object(obj, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx)
-            for obj in plan.objects
+            for obj in todo
         )
+        entry.warm = True
         files: list[OutputFile] = []
         versions: list[ObjectVersion] = []
         for part_files, part_versions in results:

@@ -50,6 +50,8 @@ class IdentityEntry:
     def __init__(self, credential: Any, assertion: Assertion | None) -> None:
         self.credential = credential
         self.assertion = assertion
+        # False until a request succeeded: the credential has no access token yet.
+        self.warm = False
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 

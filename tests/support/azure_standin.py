@@ -3,9 +3,8 @@
 Why not lowkey-vault: its runnable jar (com.github.nagyesta.lowkey-vault:
 lowkey-vault-app) is not served by the Maven Central this machine reaches
 (every version 404s; the project now publishes the app to GitHub Packages and
-Docker Hub only), and no other registry ships it. scripts/install-azure.sh
-keeps trying (``LOWKEY_VERSION``) and says so. Until then these servers stand
-in for it, speaking the Key Vault REST API (7.x / 2025+) over real TLS, so the
+Docker Hub only), and no other registry ships it. Until it is reachable these
+servers stand in for it, speaking the Key Vault REST API (7.x / 2025+) over real TLS, so the
 provider's real SDK clients, credentials, challenge handshake, retries and
 TLS trust are all exercised; only the server side is ours.
 
