@@ -5,7 +5,7 @@ PIP    ?= $(PYTHON) -m pip
 export POLYSECRET_CACHE ?= $(HOME)/.cache/polysecret
 PROTO_OUT = provider/v1alpha1
 
-.PHONY: all test demo install install-test lint fmt proto proto-check bench lint-deploy conformance clean
+.PHONY: all test demo install install-test lint fmt proto proto-check bench lint-deploy conformance-go clean
 
 all: test
 
@@ -22,7 +22,14 @@ demo: install
 
 test: install-test proto-check lint
 	$(PYTHON) -m pytest -q
+	$(MAKE) conformance-go
 	bash scripts/lint-deploy.sh
+
+# The harness's own tests (tests/conformance/*_test.go): what the driver's
+# client and writer do with deliberately broken answers, on both driver lines.
+conformance-go:
+	cd tests/conformance && GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local go test -count=1 ./...
+	cd tests/conformance && GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local go test -count=1 -modfile=go.v15.mod ./...
 
 lint:
 	$(PYTHON) -m ruff check provider tests bench scripts

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import statistics
 import subprocess
 import sys
@@ -107,6 +108,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--starts", type=int, default=5)
     opts = ap.parse_args()
+    # moto's request log would bury the figures.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     result: dict[str, Any] = {}
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 import grpc
@@ -230,15 +231,21 @@ class ProviderServer:
             )
             for register in self._extra:
                 register(server)  # type: ignore[operator]
+            # Bind under a private name, then rename into place: gRPC unlinks
+            # the path it bound when it stops, and after a rolling update with
+            # maxSurge that path would be the new pod's socket. Renaming also
+            # means the driver never finds a socket that is not yet serving.
+            private = path.with_name(f".{path.stem}.{token_hex(3)}")
             # umask 077 while binding: the socket is never world-accessible,
             # not even for the instant before chmod.
             old = os.umask(0o077)
             try:
-                server.add_insecure_port(f"unix:{path}")
+                server.add_insecure_port(f"unix:{private}")
             finally:
                 os.umask(old)
             await server.start()
-            sockets.restrict(path)
+            sockets.restrict(private)
+            os.replace(private, path)
             self._inodes[path] = path.stat().st_ino
             self._servers.append(server)
             log.info("serving", extra={"socket": str(path)})
@@ -251,7 +258,8 @@ class ProviderServer:
         for path, inode in self._inodes.items():
             # Only our own socket: during a rolling update with maxSurge the new
             # pod may already have replaced it, and removing that one would cut
-            # the driver off from the new provider.
+            # the driver off from the new provider. (Our listener pins its inode,
+            # so a newer socket at the path always has a different one.)
             try:
                 if path.lstat().st_ino == inode:
                     sockets.remove(path)

@@ -76,12 +76,15 @@ def test_sigterm_lets_in_flight_mounts_finish_and_removes_socket(
         slow_proxy.wait_arrivals(before + 4)
         signalled = time.monotonic()
         p.proc.send_signal(signal.SIGTERM)
-        # ...and a call arriving after the signal is not served.
-        time.sleep(0.3)
-        refused = _call_without_waiting(p.socket)
+        # ...and calls arriving after the signal are refused while those still run.
+        refused = None
+        while refused is None and time.monotonic() - signalled < 5:
+            refused = _call_without_waiting(p.socket)
+        still_running = sum(not f.done() for f in futures)
         responses = [f.result(timeout=60) for f in futures]
 
-    assert refused is not None, "a new call was served after SIGTERM"
+    assert refused is not None, "new calls were still served 5 s after SIGTERM"
+    assert still_running == 4, "the in-flight mounts ended before new calls were refused"
     for response in responses:
         files = {f.path: f.contents.decode() for f in response.files}
         assert files == {n.replace("/", "_"): v for n, v in seeded.items()}
@@ -163,3 +166,21 @@ def test_logs_and_metrics_never_carry_secrets_or_tokens(
     # Metrics carry no object names either (labels are closed sets).
     for name in [*seeded, "ops/missing"]:
         assert name not in metrics
+
+
+def test_stopping_provider_leaves_a_newer_providers_socket(tmp_path: Path) -> None:
+    """Rolling update with maxSurge: the new pod binds first; the old one must not unlink it."""
+    from tests.support.running import RunningProvider, settings_for
+
+    old = RunningProvider(settings_for(tmp_path, {}))
+    new = RunningProvider(settings_for(tmp_path, {}))
+    with old:
+        with new:
+            old.stop()  # SIGTERM of the old pod after the new one took the path over
+            assert new.socket().is_socket()
+            with grpc.insecure_channel(f"unix:{new.socket()}") as channel:
+                reply = service_pb2_grpc.CSIDriverProviderStub(channel).Version(
+                    service_pb2.VersionRequest(version="v1alpha1"), timeout=5
+                )
+            assert reply.version == "v1alpha1"
+        assert not new.socket().exists()  # its own socket it does remove
