@@ -103,6 +103,17 @@ class DeadlineExceeded(ProviderError):
     code = "DeadlineExceeded"
 
 
+# A backend's own error text, quoted into our messages: long enough to say what
+# the server objected to, short enough for a pod event.
+MAX_QUOTE = 300
+
+
+def quote_backend_message(message: str) -> str:
+    """A backend's error text on one line, bounded to MAX_QUOTE characters."""
+    message = " ".join(message.split())
+    return message if len(message) <= MAX_QUOTE else message[: MAX_QUOTE - 3] + "..."
+
+
 class Problems:
     """Collects validation problems so that one error can list all of them."""
 

@@ -17,6 +17,7 @@ from provider.errors import (
     PermissionDenied,
     ProviderError,
     Unavailable,
+    quote_backend_message,
 )
 
 NOT_FOUND = {
@@ -61,12 +62,6 @@ TRANSIENT = {
     "RequestTimeoutException",
     "KMSInternalException",
 }
-_MAX_QUOTE = 300
-
-
-def _quote(message: str) -> str:
-    message = " ".join(message.split())
-    return message if len(message) <= _MAX_QUOTE else message[: _MAX_QUOTE - 3] + "..."
 
 
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
@@ -77,7 +72,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         err = exc.response.get("Error", {})
         code = str(err.get("Code", "")) or "Unknown"
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        said = _quote(str(err.get("Message", "")))
+        said = quote_backend_message(str(err.get("Message", "")))
         text = f"{subject}: {operation} failed with {code}" + (f": {said}" if said else "")
         if code in NOT_FOUND:
             return NotFound(text)
@@ -94,7 +89,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         return InvalidRequest(text, code="BackendRejected")
     if isinstance(exc, bx.ParamValidationError):
         return InvalidParameters(
-            [f"{subject}: {operation} rejected the request: {_quote(str(exc))}"]
+            [f"{subject}: {operation} rejected the request: {quote_backend_message(str(exc))}"]
         )
     if isinstance(
         exc,

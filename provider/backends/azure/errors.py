@@ -23,14 +23,8 @@ from provider.errors import (
     PermissionDenied,
     ProviderError,
     Unavailable,
+    quote_backend_message,
 )
-
-_MAX_QUOTE = 300
-
-
-def _quote(message: str) -> str:
-    message = " ".join(message.split())
-    return message if len(message) <= _MAX_QUOTE else message[: _MAX_QUOTE - 3] + "..."
 
 
 def _status(exc: BaseException) -> int:
@@ -66,7 +60,7 @@ def _said(exc: BaseException) -> str:
     except Exception:  # a half-built SDK exception must not break the translation
         text = type(exc).__name__
     # azure-core prefixes "(Code) " and appends "Code: ...\nMessage: ..."; keep the first line.
-    return _quote(text.splitlines()[0] if text else "")
+    return quote_backend_message(text.splitlines()[0] if text else "")
 
 
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
@@ -118,5 +112,5 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
     if isinstance(exc, ValueError):
         # The SDKs (and msal) raise ValueError for malformed input: a vault URL,
         # an authority, a tenant id.
-        return InvalidParameters([f"{subject}: {operation}: {_quote(str(exc))}"])
+        return InvalidParameters([f"{subject}: {operation}: {quote_backend_message(str(exc))}"])
     return ProviderError(f"{subject}: {operation}: unexpected error {type(exc).__name__}")

@@ -32,9 +32,8 @@ from provider.errors import (
     PermissionDenied,
     ProviderError,
     Unavailable,
+    quote_backend_message,
 )
-
-_MAX_QUOTE = 300
 
 # Exception classes that mean "the server or the network had a bad moment".
 TRANSIENT_VAULT = (
@@ -69,7 +68,7 @@ def _said(exc: hx.VaultError) -> str:
     text = "; ".join(" ".join(str(e).split()) for e in errors if e)
     if not text and exc.args and isinstance(exc.args[0], str):
         text = " ".join(exc.args[0].split())
-    return text if len(text) <= _MAX_QUOTE else text[: _MAX_QUOTE - 3] + "..."
+    return quote_backend_message(text)
 
 
 def _tls_problem(exc: rx.SSLError) -> bool:
