@@ -11,6 +11,8 @@ import json
 import logging
 import sys
 import time
+import traceback
+from types import TracebackType
 from typing import Any
 
 from provider.redaction import redact
@@ -21,6 +23,23 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+# Innermost frames kept of a traceback: enough to find a bug, short in a log.
+_FRAMES = 8
+
+
+def _where(tb: TracebackType | None) -> str:
+    """Where an exception was raised: ``file:line in function`` per frame.
+
+    Only locations, never the exception's text or the source lines: a bug's
+    message (a KeyError of a secret's key, a formatted value) may quote
+    anything, but a file name and a line number cannot.
+    """
+    frames = traceback.extract_tb(tb)[-_FRAMES:]
+    return " <- ".join(
+        f"{'/'.join(f.filename.split('/')[-2:])}:{f.lineno} in {f.name}" for f in reversed(frames)
+    )
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,8 +53,9 @@ class JsonFormatter(logging.Formatter):
         }
         entry.update(_extras(record))
         if record.exc_info and record.exc_info[0] is not None:
-            # The type only: an exception's text may quote anything.
+            # The type and where it was raised: an exception's text may quote anything.
             entry["exception"] = record.exc_info[0].__name__
+            entry["where"] = _where(record.exc_info[2])
         return json.dumps(entry, default=str)
 
 
@@ -47,7 +67,8 @@ class TextFormatter(logging.Formatter):
         )
         extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
         if record.exc_info and record.exc_info[0] is not None:
-            extras += f" exception={record.exc_info[0].__name__}"
+            where = _where(record.exc_info[2])
+            extras += f" exception={record.exc_info[0].__name__} where={where!r}"
         return f"{base} {extras}".rstrip()
 
 

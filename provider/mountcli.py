@@ -17,10 +17,14 @@ from typing import Any
 
 import grpc
 
+from provider.errors import InvalidPath
 from provider.settings import DEFAULT_SOCKET_DIR
 from provider.spc import PodContext, build_attributes, load_spc
 from provider.v1alpha1 import service_pb2, service_pb2_grpc
 from provider.writer import PayloadFile, write_payload
+
+# --driver-line choice -> is it v1.5.x's rotation reconciler?
+DRIVER_LINES = {"v1.6": False, "v1.5": False, "v1.5-rotation": True}
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -64,9 +68,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--volume-attribute", action="append", metavar="KEY=VALUE")
     p.add_argument(
         "--driver-line",
-        choices=["v1.6", "v1.5"],
+        choices=list(DRIVER_LINES),
         default="v1.6",
-        help="mimic this driver line (secrets null vs {}, volume attributes)",
+        help="mimic this caller: v1.6 and v1.5 send the same NodePublishVolume request "
+        "(volume attributes, secrets null without nodePublishSecretRef); v1.5-rotation is "
+        "v1.5.x's rotation reconciler (no volume attributes, secrets {})",
     )
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--quiet", action="store_true", help="do not print the files")
@@ -117,11 +123,12 @@ def run(args: argparse.Namespace) -> int:
         spc,
         pod,
         volume_attributes=_pairs(args.volume_attribute, "--volume-attribute"),
-        driver_line=args.driver_line,
+        rotation_reconciler=DRIVER_LINES[args.driver_line],
     )
     secrets: dict[str, str] | None = _pairs(args.secret, "--secret")
     if not secrets:
-        secrets = None if args.driver_line == "v1.6" else {}
+        # Go marshals NodePublishVolume's nil map as null; the reconciler makes a fresh {}.
+        secrets = {} if DRIVER_LINES[args.driver_line] else None
     socket = Path(args.socket_dir) / f"{args.provider or spc.provider}.sock"
     target = Path(args.target)
     try:
@@ -141,9 +148,15 @@ def run(args: argparse.Namespace) -> int:
     if not response.object_version:
         print("mount failed: the provider returned no object versions", file=sys.stderr)
         return 1
-    write_payload(
-        target, [PayloadFile(path=f.path, mode=f.mode, contents=f.contents) for f in response.files]
-    )
+    try:
+        write_payload(
+            target,
+            [PayloadFile(path=f.path, mode=f.mode, contents=f.contents) for f in response.files],
+        )
+    except InvalidPath as exc:
+        # The driver refuses such an answer whole, before writing anything; so do we.
+        print(f"mount failed: {exc}", file=sys.stderr)
+        return 1
     if not args.quiet:
         for f in sorted(response.files, key=lambda f: f.path):
             print(f"{oct(f.mode)[2:]:>4}  {len(f.contents):6d} B  {target / f.path}")

@@ -57,12 +57,19 @@ def build_attributes(
     pod: PodContext,
     *,
     volume_attributes: Mapping[str, str] | None = None,
-    driver_line: str = "v1.6",
+    rotation_reconciler: bool = False,
 ) -> dict[str, str]:
+    """The attributes JSON object of a Mount, as the driver builds it.
+
+    NodePublishVolume (both driver lines): the class parameters, then the
+    pod's volume attributes and kubelet's pod info over them. The v1.5.x
+    rotation reconciler (``rotation_reconciler``) rebuilds them from the class
+    and the Pod object instead: no volume attributes, no ``ephemeral``.
+    """
     attrs = dict(spc.parameters)
     volume = dict(volume_attributes or {})
     volume.setdefault("secretProviderClass", spc.name)
-    if driver_line == "v1.6":
+    if not rotation_reconciler:
         attrs.update(volume)
         attrs[keys.EPHEMERAL] = "true"
     attrs[keys.POD_NAME] = pod.name

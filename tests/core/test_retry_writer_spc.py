@@ -113,6 +113,39 @@ def test_writer_layout_and_replace(tmp_path: Path) -> None:
     assert not (target / first).exists() and not (target / "d").is_symlink()
 
 
+def test_writer_leaves_an_unchanged_volume_alone(tmp_path: Path) -> None:
+    """As the driver's writer: same contents, nothing to remove -> no new ..data (modes aside)."""
+    target = tmp_path / "vol"
+    payload = [PayloadFile("a", 0o600, b"1"), PayloadFile("d/b", 0o444, b"2")]
+    assert write_payload(target, payload) is True
+    first = os.readlink(target / DATA_LINK)
+    assert write_payload(target, payload) is False
+    assert write_payload(target, [PayloadFile("a", 0o644, b"1"), payload[1]]) is False
+    assert os.readlink(target / DATA_LINK) == first
+    assert _read(target)["a"] == (0o600, b"1")
+    # A file left out is a change: the volume is rewritten without it.
+    assert write_payload(target, [payload[0]]) is True
+    assert os.readlink(target / DATA_LINK) != first
+    assert _read(target) == {"a": (0o600, b"1")}
+    # So is new content.
+    assert write_payload(target, [PayloadFile("a", 0o600, b"changed")]) is True
+    assert _read(target) == {"a": (0o600, b"changed")}
+
+
+@pytest.mark.parametrize(
+    ("mode", "written"),
+    [
+        pytest.param(0o4755, 0o755, id="setuid"),
+        pytest.param(0o2640, 0o640, id="setgid"),
+        pytest.param(0o1600, 0o600, id="sticky"),
+        pytest.param(0o400, 0o400, id="plain"),
+    ],
+)
+def test_writer_applies_permission_bits_only(tmp_path: Path, mode: int, written: int) -> None:
+    write_payload(tmp_path, [PayloadFile("f", mode, b"x")])
+    assert (tmp_path / "f").stat().st_mode & 0o7777 == written
+
+
 def test_writer_refuses_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(InvalidPath):
         write_payload(tmp_path, [PayloadFile("../escape", 0o644, b"x")])
@@ -149,15 +182,17 @@ def test_load_spc() -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "has_v16_keys"),
-    [pytest.param("v1.6", True, id="v1.6"), pytest.param("v1.5", False, id="v1.5")],
+    ("reconciler", "has_v16_keys"),
+    [pytest.param(False, True, id="publish"), pytest.param(True, False, id="v1.5-reconciler")],
 )
-def test_build_attributes(line: str, has_v16_keys: bool) -> None:
+def test_build_attributes(reconciler: bool, has_v16_keys: bool) -> None:
     spc = load_spc(SPC)
     pod = PodContext(
         name="p", namespace="ns", service_account="sa", tokens={"sts.amazonaws.com": "t"}
     )
-    attrs = build_attributes(spc, pod, volume_attributes={"region": "eu-west-1"}, driver_line=line)
+    attrs = build_attributes(
+        spc, pod, volume_attributes={"region": "eu-west-1"}, rotation_reconciler=reconciler
+    )
     assert ("secretProviderClass" in attrs) is has_v16_keys
     assert ("csi.storage.k8s.io/ephemeral" in attrs) is has_v16_keys
     assert attrs["region"] == (
