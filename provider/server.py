@@ -235,7 +235,9 @@ class ProviderServer:
             # the path it bound when it stops, and after a rolling update with
             # maxSurge that path would be the new pod's socket. Renaming also
             # means the driver never finds a socket that is not yet serving.
-            private = path.with_name(f".{path.stem}.{token_hex(3)}")
+            # (5 bytes: shorter than any "<name>.sock", so never over the
+            # 107-byte limit of a Unix socket path when the final one is not.)
+            private = path.with_name(f".{token_hex(2)}")
             # umask 077 while binding: the socket is never world-accessible,
             # not even for the instant before chmod.
             old = os.umask(0o077)
