@@ -89,8 +89,13 @@ def api_path(secret_path: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 
 def _address(raw: str, problems: Problems) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(raw)
+        _ = parts.port  # raises on a port that is not a number in 0..65535
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. "http://[::1": urlsplit refuses a broken IPv6 host
+        usable = False
+    if not usable:
         problems.add(
             f"parameter 'vaultAddress': {raw[:80]!r} must be an http:// or https:// URL"
         )
