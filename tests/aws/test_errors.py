@@ -243,6 +243,32 @@ def test_invalid_argument_for_jmes_no_match(provider: RunningProvider, sm: Any) 
 
 
 @pytest.mark.parametrize(
+    ("expression", "needle"),
+    [
+        pytest.param("sort(mixed)", "sort() expects array-string or array-number, got ",
+                     id="wrong-type"),
+        pytest.param("length(n)", "length() expects string or array or object, got number",
+                     id="scalar"),
+        pytest.param("nofn(@)", "cannot be evaluated over the secret (UnknownFunctionError)",
+                     id="unknown-function"),
+    ],
+)
+def test_invalid_argument_for_jmes_that_fails_on_the_value(
+    provider: RunningProvider, sm: Any, expression: str, needle: str
+) -> None:
+    """A runtime JMESPath error names expression, alias and types, never the secret's values."""
+    sm.create_secret(Name="db", SecretString='{"mixed": [1, "pa55-Wörd-xyz"], "n": 98765}')
+    err = provider.mount_error(
+        attrs(f"- {{objectName: db, {SM}, jmesPath: [{{path: '{expression}', objectAlias: out}}]}}")
+    )
+    _assert_error(
+        err, grpc.StatusCode.INVALID_ARGUMENT, "InvalidSecretFormat", "object 'db'", "'out'",
+        needle,
+    )
+    assert "pa55" not in err.details() and "98765" not in err.details()
+
+
+@pytest.mark.parametrize(
     ("permission", "needle"),
     [
         pytest.param("abc", "not a JSON number", id="not-json"),

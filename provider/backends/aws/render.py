@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import jmespath.exceptions
+
 from provider.backends.aws.config import AwsObject
 from provider.backends.base import ObjectVersion, OutputFile
 from provider.errors import InvalidRequest
@@ -36,12 +38,29 @@ def render(obj: AwsObject, fetched: Fetched) -> tuple[list[OutputFile], list[Obj
             code="InvalidSecretFormat",
         ) from None
     for entry in obj.jmes:
-        result = entry.compiled.search(document)
+        where = (
+            f"object {obj.object_name!r}: jmesPath {entry.expression!r} "
+            f"(objectAlias {entry.file_name!r})"
+        )
+        try:
+            result = entry.compiled.search(document)
+        except jmespath.exceptions.JMESPathTypeError as exc:
+            # Its text quotes the offending value, which is secret content:
+            # name the function and the types only.
+            expected = " or ".join(exc.expected_types)
+            raise InvalidRequest(
+                f"{where} cannot be evaluated over the secret: {exc.function_name}() "
+                f"expects {expected}, got {exc.actual_type}",
+                code="InvalidSecretFormat",
+            ) from None
+        except jmespath.exceptions.JMESPathError as exc:  # e.g. an unknown function
+            raise InvalidRequest(
+                f"{where} cannot be evaluated over the secret ({type(exc).__name__})",
+                code="InvalidSecretFormat",
+            ) from None
         if result is None:
             raise InvalidRequest(
-                f"object {obj.object_name!r}: jmesPath {entry.expression!r} "
-                f"(objectAlias {entry.file_name!r}) matches nothing in the secret",
-                code="InvalidSecretFormat",
+                f"{where} matches nothing in the secret", code="InvalidSecretFormat"
             )
         # The AWS provider insists on a string result; other JSON values are
         # written as JSON text rather than failing the mount.
