@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -103,3 +104,16 @@ def test_value_error_is_a_parameter_problem() -> None:
     assert isinstance(
         translate(ValueError("bad url"), subject="s", operation="o"), InvalidParameters
     )
+
+
+def test_plain_http_authority_host_stops_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """azure-identity refuses it on every mount; we refuse it once, before serving."""
+    from provider.cli import main
+
+    code = main(["serve", "--socket-dir", str(tmp_path), "--azure-authority-host", "http://aad"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot start" in err and "--azure-authority-host" in err and "https://" in err
+    assert list(tmp_path.iterdir()) == []  # no socket was created

@@ -41,6 +41,15 @@ class AzureSettings:
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
 
+    def __post_init__(self) -> None:
+        # azure-identity refuses a plain-http authority when a credential is
+        # built, i.e. on every mount; say so once, at start-up.
+        if self.authority_host and not self.authority_host.lower().startswith("https://"):
+            raise ValueError(
+                f"--azure-authority-host / AZURE_AUTHORITY_HOST {self.authority_host[:80]!r} "
+                "must be an https:// URL (Azure AD tokens travel over TLS only)"
+            )
+
 
 def add_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--azure-authority-host", default=None,
