@@ -123,6 +123,18 @@ def test_sealed_vault_is_unavailable(make_provider: ProviderFactory, attrs: Attr
         assert err.code() == grpc.StatusCode.UNAVAILABLE
 
 
+@pytest.mark.parametrize("method", ["PUT", "POST"])
+def test_unsupported_method_is_invalid_argument_not_transient(
+    provider: RunningProvider, attrs: Attrs, method: str
+) -> None:
+    """Vault's 405 (hvac: UnexpectedError) must not be UNAVAILABLE: the driver would retry it."""
+    objects = f"- objectName: health\n  secretPath: sys/health\n  method: {method}"
+    err = provider.mount_error(attrs(spc(objects)))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert err.details().startswith("BackendRejected: object 'health'"), err.details()
+    assert f"does not support {method} sys/health here (check 'method')" in err.details()
+
+
 INVALID = [
     ("missing-role", {"roleName": ""}, ["'roleName' is required"]),
     ("both-mounts", {"vaultAuthMountPath": "a", "vaultKubernetesMountPath": "b"},

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import hvac.exceptions as hx
 import pytest
@@ -160,3 +163,52 @@ def test_whole_response_field_order_and_omitempty() -> None:
                            "lease_id": "", "warnings": None, "wrap_info": None})
     assert body == (b'{"request_id":"r","lease_id":"","lease_duration":0,"renewable":false,'
                     b'"data":{"k":"v"},"warnings":null,"mount_type":"kv"}')
+
+
+class _StatusHandler(BaseHTTPRequestHandler):
+    """Answers GET /v1/status/<code> with that status and a Vault-style error body.
+
+    A local stand-in because OpenBao cannot be made to answer 415 or 504 on demand.
+    """
+
+    def do_GET(self) -> None:
+        status = int(self.path.rsplit("/", 1)[-1])
+        body = b'{"errors":["status ' + str(status).encode() + b'"]}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("status", "raised", "transient"),
+    [
+        pytest.param(405, hx.UnsupportedOperation, False, id="405-method"),
+        pytest.param(415, hx.InvalidRequest, False, id="415-media-type"),
+        pytest.param(413, hx.InvalidRequest, False, id="413-too-large"),
+        pytest.param(408, hx.UnexpectedError, True, id="408-timeout"),
+        pytest.param(412, hx.PreconditionFailed, True, id="412-standby"),
+        pytest.param(504, hx.UnexpectedError, True, id="504-gateway"),
+    ],
+)
+def test_statuses_hvac_leaves_unmapped(status: int, raised: type, transient: bool) -> None:
+    from provider.backends.vault.transport import StatusAwareAdapter
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StatusHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        adapter = StatusAwareAdapter(base_uri=f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(hx.VaultError) as caught:
+            adapter.get(f"/v1/status/{status}")
+        adapter.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert type(caught.value) is raised
+    assert caught.value.errors == [f"status {status}"]
+    mapped = translate(caught.value, subject="object 'x'", operation="GET status")
+    assert isinstance(mapped, Unavailable) is transient, mapped

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import hvac.adapters
+import hvac.exceptions as hx
 import requests
 import requests.adapters
 import urllib3.connectionpool
@@ -135,6 +136,41 @@ class VaultHTTPAdapter(requests.adapters.HTTPAdapter):
         return None  # the context decides; requests would reset it from `verify`
 
 
+# 4xx answers that a retry may cure: request timeout, a performance standby
+# not yet consistent (412), too early, rate limited.
+_TRANSIENT_4XX = frozenset({408, 412, 425, 429})
+
+
+class StatusAwareAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]  # hvac is untyped
+    """hvac's adapter, with the statuses hvac leaves unmapped made precise.
+
+    hvac raises ``UnexpectedError`` for every status outside its table (405,
+    412, 413, 415, 504, ...) and keeps no status code, so "this method is not
+    supported at this path" would look as transient as a gateway timeout and
+    the driver would retry it forever. The status is known here, so this is
+    where it becomes the right class; the error translation then needs no
+    guesswork.
+    """
+
+    def _raise_for_error(self, method: str, url: str, response: requests.Response) -> None:
+        try:
+            super()._raise_for_error(method, url, response)
+        except hx.UnexpectedError as exc:
+            status = response.status_code
+            if status == 405:
+                better: type[hx.VaultError] = hx.UnsupportedOperation
+            elif status == 412:  # a performance standby not yet caught up: retry
+                better = hx.PreconditionFailed
+            elif 400 <= status < 500 and status not in _TRANSIENT_4XX:
+                better = hx.InvalidRequest
+            else:
+                raise
+            raise better(
+                exc.args[0] if exc.args else None, errors=exc.errors, method=method, url=url,
+                text=exc.text, json=exc.json,
+            ) from None
+
+
 class VaultTransport:
     """A session for one VaultConnection; hands out per-token hvac adapters."""
 
@@ -152,7 +188,7 @@ class VaultTransport:
 
     def adapter(self, token: str | None) -> hvac.adapters.JSONAdapter:
         """A cheap adapter over the shared session, carrying one token."""
-        return hvac.adapters.JSONAdapter(
+        return StatusAwareAdapter(
             base_uri=self.connection.address,
             token=token,
             session=self.session,
