@@ -63,12 +63,16 @@ class KubeClient:
             ca_file=os.path.join(SA_DIR, "ca.crt"),
         )
 
-    def _get(self, path: str, what: str) -> dict[str, Any]:
-        now = time.monotonic()
+    def _peek(self, path: str) -> dict[str, Any] | None:
         with self._lock:
             hit = self._cache.get(path)
-            if hit is not None and hit[0] > now:
-                return hit[1]
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def _get(self, path: str, what: str) -> dict[str, Any]:
+        now = time.monotonic()
+        hit = self._peek(path)
+        if hit is not None:
+            return hit
         request = urllib.request.Request(self._base + path)  # noqa: S310 - our API server
         if self._token_file:
             try:
@@ -102,19 +106,45 @@ class KubeClient:
                 code="KubernetesUnavailable",
             ) from None
         with self._lock:
+            if len(self._cache) >= _MAX_ENTRIES:
+                # One entry per ServiceAccount ever seen: drop the expired ones.
+                self._cache = {p: e for p, e in self._cache.items() if e[0] > now}
             self._cache[path] = (now + self._ttl, body)
         return body
 
     def service_account_annotations(self, namespace: str, name: str) -> dict[str, str]:
-        path = (
-            f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}"
-            f"/serviceaccounts/{urllib.parse.quote(name, safe='')}"
-        )
-        body = self._get(path, f"ServiceAccount {namespace}/{name}")
-        annotations = body.get("metadata", {}).get("annotations") or {}
-        return {str(k): str(v) for k, v in annotations.items()}
+        body = self._get(_sa_path(namespace, name), f"ServiceAccount {namespace}/{name}")
+        return _strings(body, "annotations")
+
+    def peek_service_account_annotations(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The cached annotations, or None when a read is needed (never reads)."""
+        body = self._peek(_sa_path(namespace, name))
+        return None if body is None else _strings(body, "annotations")
 
     def node_labels(self, name: str) -> dict[str, str]:
-        body = self._get(f"/api/v1/nodes/{urllib.parse.quote(name, safe='')}", f"Node {name}")
-        labels = body.get("metadata", {}).get("labels") or {}
-        return {str(k): str(v) for k, v in labels.items()}
+        body = self._get(_node_path(name), f"Node {name}")
+        return _strings(body, "labels")
+
+    def peek_node_labels(self, name: str) -> dict[str, str] | None:
+        body = self._peek(_node_path(name))
+        return None if body is None else _strings(body, "labels")
+
+
+# Cached reads kept before expired ones are dropped.
+_MAX_ENTRIES = 1024
+
+
+def _sa_path(namespace: str, name: str) -> str:
+    return (
+        f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}"
+        f"/serviceaccounts/{urllib.parse.quote(name, safe='')}"
+    )
+
+
+def _node_path(name: str) -> str:
+    return f"/api/v1/nodes/{urllib.parse.quote(name, safe='')}"
+
+
+def _strings(body: dict[str, Any], field: str) -> dict[str, str]:
+    values = body.get("metadata", {}).get(field) or {}
+    return {str(k): str(v) for k, v in values.items()}

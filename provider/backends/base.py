@@ -141,6 +141,21 @@ class FetchContext:
             attempt, deadline=self.deadline, policy=self._retry, on_retry=on_retry
         )
 
+    async def cached(
+        self, peek: Callable[[], T | None], load: Callable[[], T], *, operation: str
+    ) -> T:
+        """A value from one of the provider's caches, or ``load()`` through :meth:`call`.
+
+        ``peek`` must only look in memory (no I/O, no waiting on a slow lock):
+        a hit costs no thread hop and, since nothing was asked of the backend,
+        counts no backend request, so the metrics show real STS calls and
+        logins, not cache hits.
+        """
+        found = peek()
+        if found is not None:
+            return found
+        return await self.call(load, operation=operation)
+
     async def gather(self, calls: Iterable[Awaitable[T]]) -> list[T]:
         """Await all, in parallel; the first failure cancels the rest (all or nothing)."""
         tasks: list[asyncio.Task[Any]] = [asyncio.ensure_future(c) for c in calls]

@@ -52,6 +52,39 @@ def test_irsa_role_from_service_account_annotation(
     assert key == ("default", "app", "irsa", ROLE_ARN)
 
 
+def test_annotation_read_once_for_many_mounts(
+    make_provider: ProviderFactory, sm: Any, fake_kube: FakeKube
+) -> None:
+    """Rotation polls re-send the class: the ServiceAccount is read once, not per mount."""
+    sm.create_secret(Name="db", SecretString="x")
+    running = make_provider(kube_api=fake_kube.url)
+    for _ in range(3):
+        running.mount(attrs(ONE, role=False))
+    assert fake_kube.paths == ["/api/v1/namespaces/default/serviceaccounts/app"]
+
+
+def test_kube_cache_peeks_and_prunes(fake_kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
+    from provider import kube
+
+    client = kube.KubeClient(base_url=fake_kube.url, ttl=60.0)
+    assert client.peek_service_account_annotations("default", "app") is None  # never reads
+    assert fake_kube.paths == []
+    want = {"eks.amazonaws.com/role-arn": ROLE_ARN}
+    assert client.service_account_annotations("default", "app") == want
+    assert client.peek_service_account_annotations("default", "app") == want
+    assert client.peek_node_labels(NODE_NAME) is None
+    assert client.node_labels(NODE_NAME) == {"topology.kubernetes.io/region": NODE_REGION}
+    assert client.peek_node_labels(NODE_NAME) is not None
+    assert len(fake_kube.paths) == 2
+    # Full cache: expired entries go when the next read is stored; fresh ones stay.
+    monkeypatch.setattr(kube, "_MAX_ENTRIES", 2)
+    client._cache = {"/expired": (0.0, {}), **client._cache}  # 3 entries, one long expired
+    fake_kube.service_accounts[("default", "other")] = {}
+    assert client.service_account_annotations("default", "other") == {}
+    assert "/expired" not in client._cache
+    assert client.peek_service_account_annotations("default", "app") == want
+
+
 def test_role_arn_parameter_skips_the_kubernetes_api(
     make_provider: ProviderFactory, sm: Any, fake_kube: FakeKube
 ) -> None:

@@ -147,7 +147,11 @@ class AwsBackend(Backend[AwsPlan]):
                     "read its node's topology.kubernetes.io/region label"
                 ]
             )
-        labels = await ctx.call(lambda: kube.node_labels(node), operation="kube.GetNode")
+        labels = await ctx.cached(
+            lambda: kube.peek_node_labels(node),
+            lambda: kube.node_labels(node),
+            operation="kube.GetNode",
+        )
         region = str(labels.get(REGION_LABEL, ""))
         if not region:
             raise InvalidParameters(
@@ -168,7 +172,8 @@ class AwsBackend(Backend[AwsPlan]):
                 ]
             )
         try:
-            annotations = await ctx.call(
+            annotations = await ctx.cached(
+                lambda: kube.peek_service_account_annotations(pod.namespace, pod.service_account),
                 lambda: kube.service_account_annotations(pod.namespace, pod.service_account),
                 operation="kube.GetServiceAccount",
             )
@@ -201,8 +206,10 @@ class AwsBackend(Backend[AwsPlan]):
                 assert last is not None
                 raise last
 
-            return await ctx.call(
-                lambda: self.identities.get(key, load_pod_identity), operation="PodIdentity"
+            return await ctx.cached(
+                lambda: self.identities.fresh(key),
+                lambda: self.identities.get(key, load_pod_identity),
+                operation="PodIdentity",
             )
         token = ctx.request.token_for(STS_AUDIENCE, parameter="IRSA (usePodIdentity false)")
         role = await self._role_arn(plan, ctx)
@@ -227,8 +234,10 @@ class AwsBackend(Backend[AwsPlan]):
                 expires_at=epoch(c["Expiration"]),
             )
 
-        return await ctx.call(
-            lambda: self.identities.get(key, load_irsa), operation="AssumeRoleWithWebIdentity"
+        return await ctx.cached(
+            lambda: self.identities.fresh(key),
+            lambda: self.identities.get(key, load_irsa),
+            operation="AssumeRoleWithWebIdentity",
         )
 
     def _pod_identity_endpoints(self, address_type: str) -> tuple[str, ...]:

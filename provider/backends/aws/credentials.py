@@ -111,6 +111,11 @@ class IdentityCache:
             return entry
         return None
 
+    def fresh(self, key: tuple[str, ...]) -> _Entry | None:
+        """The entry for ``key`` if it is cached and fresh; never loads."""
+        with self._lock:
+            return self._fresh(key)
+
     def get(self, key: tuple[str, ...], load: Callable[[], Credentials]) -> _Entry:
         with self._lock:
             entry = self._fresh(key)

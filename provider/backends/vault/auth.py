@@ -71,7 +71,8 @@ class TokenCache:
         self.clock = clock
         self.logins = 0  # successful logins (tests, benchmarks)
 
-    def _fresh(self, key: TokenKey) -> VaultToken | None:
+    def fresh(self, key: TokenKey) -> VaultToken | None:
+        """The cached token for ``key`` if it is still fresh; never logs in."""
         with self._lock:
             found = self._entries.get(key)
             if found is not None and found.refresh_at > self.clock():
@@ -81,14 +82,14 @@ class TokenCache:
 
     def get(self, key: TokenKey, login: Callable[[], VaultToken]) -> VaultToken:
         """The cached token for ``key``, logging in with ``login`` when there is none."""
-        found = self._fresh(key)
+        found = self.fresh(key)
         if found is not None:
             return found
         with self._lock:
             key_lock = self._login_locks.setdefault(key, threading.Lock())
         with key_lock:
             # Another mount of the same identity may have logged in meanwhile.
-            found = self._fresh(key)
+            found = self.fresh(key)
             if found is not None:
                 return found
             token = login()

@@ -59,8 +59,10 @@ class VaultBackend(Backend[VaultPlan]):
     async def fetch(self, plan: VaultPlan, ctx: FetchContext) -> FetchResult:
         pod = ctx.request.pod
         jwt = ctx.request.token_for(plan.audience, parameter="audience")
-        transport = await ctx.call(
-            lambda: self.transports.get(plan.connection), operation="vault.connect", retry=False
+        transport = await ctx.cached(
+            lambda: self.transports.peek(plan.connection),
+            lambda: self.transports.get(plan.connection),  # TLS files are read here, once
+            operation="vault.connect",
         )
         key = TokenKey(
             pod_namespace=pod.namespace,
@@ -75,7 +77,11 @@ class VaultBackend(Backend[VaultPlan]):
         login = self._login_fn(plan, transport, jwt, f"{pod.namespace}/{pod.service_account}")
 
         async def token() -> VaultToken:
-            return await ctx.call(lambda: self.tokens.get(key, login), operation="vault.login")
+            return await ctx.cached(
+                lambda: self.tokens.fresh(key),
+                lambda: self.tokens.get(key, login),
+                operation="vault.login",
+            )
 
         first = await token()
         groups: dict[ReadKey, list[VaultObject]] = {}

@@ -208,6 +208,11 @@ class TransportCache:
         self._items: dict[VaultConnection, VaultTransport] = {}
         self._lock = threading.Lock()
 
+    def peek(self, connection: VaultConnection) -> VaultTransport | None:
+        """The transport if it exists. No lock: ``get`` holds it while building
+        one (file reads), and a single dict read is atomic."""
+        return self._items.get(connection)
+
     def get(self, connection: VaultConnection) -> VaultTransport:
         with self._lock:
             found = self._items.get(connection)
