@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from provider.v1alpha1 import service_pb2, service_pb2_grpc  # noqa: E402
+from tests.support.delay_proxy import DelayProxy  # noqa: E402
 from tests.support.moto import ROLE_ARN  # noqa: E402
 from tests.support.running import pod_attributes  # noqa: E402
 
@@ -93,48 +93,6 @@ class Client:
         elapsed = time.perf_counter() - t
         assert response.object_version, "mount returned no versions"
         return elapsed
-
-
-class DelayProxy:
-    """A TCP proxy that holds every client->server chunk for ``delay`` seconds.
-
-    moto answers in ~5 ms of its own CPU on this machine, so on 2 cores it, not
-    the network, bounds any parallelism. Real AWS endpoints are 5-30 ms away:
-    this row shows what parallel fetching buys when the round trip dominates.
-    """
-
-    def __init__(self, upstream_port: int, delay: float) -> None:
-        import asyncio
-
-        self.delay = delay
-        self.upstream = upstream_port
-        self.port = free_port()
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(5)
-
-    async def _start(self) -> None:
-        import asyncio
-
-        async def pump(reader: Any, writer: Any, delay: float) -> None:
-            try:
-                while data := await reader.read(65536):
-                    if delay:
-                        await asyncio.sleep(delay)
-                    writer.write(data)
-                    await writer.drain()
-            finally:
-                writer.close()
-
-        async def handle(reader: Any, writer: Any) -> None:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-            await asyncio.gather(
-                pump(reader, up_writer, self.delay),
-                pump(up_reader, writer, 0),
-                return_exceptions=True,
-            )
-
-        self.server = await asyncio.start_server(handle, "127.0.0.1", self.port)
 
 
 def latency_row(label: str, fn: Callable[[], float], rounds: int) -> list[float]:
@@ -337,6 +295,7 @@ def aws_rows(quick: bool) -> None:
         finally:
             slow.terminate()
             slow.wait(10)
+            proxy.close()
 
         print("\nAWS, concurrent mounts of a 10-object class (same service account)")
         attrs10 = pod_attributes(
@@ -402,6 +361,30 @@ def in_process_rows(backend: str, module: str, quick: bool) -> None:
                         )
         except Exception as exc:  # a missing server must not hide the other rows
             print(f"  {backend} {n} objects: failed: {type(exc).__name__}: {exc}")
+    print(f"\n{backend} with 10 ms simulated network latency per request (DelayProxy)")
+    for n in (1, 10):
+        try:
+            with support.bench_env(n, delay=0.010) as env:
+                work = Path(tempfile.mkdtemp(prefix=f"polysecret-bench-{backend}-slow-"))
+                with RunningProvider(settings_for(work, {backend: env.settings}), env.environ) as p:
+                    attrs = pod_attributes(env.parameters, tokens=env.tokens)
+                    mount = latency_row(
+                        f"provider mount, {n:2d} objects",
+                        timed(lambda a=attrs, e=env: p.mount(a, secrets=e.secrets)),
+                        rounds,
+                    )
+                    if env.sequential_fetch is not None:
+                        base = latency_row(
+                            f"plain SDK, peer-style per mount, {n:2d} seq",
+                            timed(env.sequential_fetch),
+                            max(5, rounds // 3),
+                        )
+                        print(
+                            "    -> speed-up x"
+                            f"{statistics.median(base) / statistics.median(mount):.2f}"
+                        )
+        except Exception as exc:
+            print(f"  {backend} {n} objects (delayed): failed: {type(exc).__name__}: {exc}")
 
 
 def main() -> int:

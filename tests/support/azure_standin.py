@@ -39,7 +39,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -652,10 +652,22 @@ def azure_world(directory: Path | None = None) -> Iterator[AzureWorld]:
 
 
 @contextmanager
-def bench_env(n_objects: int) -> Iterator[BenchEnv]:
-    """n secrets in the emulated vault, mounted with workload identity."""
+def bench_env(n_objects: int, delay: float = 0.0) -> Iterator[BenchEnv]:
+    """n secrets in the emulated vault, mounted with workload identity.
+
+    With ``delay``, Key Vault and the token endpoint are reached through
+    DelayProxies (TLS passes through; the certificate names 127.0.0.1).
+    """
+    from tests.support.delay_proxy import DelayProxy
+
     pod_token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YmVuY2g6YXBwIn0.c2ln"
-    with azure_world() as world:
+    with azure_world() as world, ExitStack() as stack:
+        vault_url, tokens_url = world.vault.url, world.tokens.url
+        if delay:
+            proxies = [DelayProxy(int(u.rsplit(":", 1)[1]), delay) for u in (vault_url, tokens_url)]
+            for proxy in proxies:
+                stack.callback(proxy.close)
+            vault_url, tokens_url = (proxy.url("https") for proxy in proxies)
         world.tokens.federated[WI_CLIENT] = pod_token
         names = [f"bench-{i}" for i in range(n_objects)]
         for name in names:
@@ -663,7 +675,7 @@ def bench_env(n_objects: int) -> Iterator[BenchEnv]:
         objects = "array:\n" + "".join(
             f"  - |\n    objectName: {n}\n    objectType: secret\n" for n in names
         )
-        settings = world.settings()
+        settings = world.settings(authority_host=tokens_url, keyvault_endpoint=vault_url + "/")
 
         def sequential_fetch() -> None:
             # What the Azure provider does per mount: a fresh credential and a
@@ -677,11 +689,11 @@ def bench_env(n_objects: int) -> Iterator[BenchEnv]:
                 TENANT,
                 WI_CLIENT,
                 lambda: pod_token,
-                authority=world.tokens.url,
+                authority=tokens_url,
                 transport=transport,
             )
             client = SecretClient(
-                world.vault.url + "/",
+                vault_url + "/",
                 cred,
                 transport=transport,
                 verify_challenge_resource=False,

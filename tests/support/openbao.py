@@ -382,15 +382,24 @@ def add_policy(client: Any, name: str, paths: dict[str, list[str]]) -> None:
 
 
 @contextlib.contextmanager
-def bench_env(n_objects: int) -> Iterator[Any]:
-    """OpenBao seeded with ``n_objects`` KV v2 secrets, for bench/ (see benchenv.py)."""
+def bench_env(n_objects: int, delay: float = 0.0) -> Iterator[Any]:
+    """OpenBao seeded with ``n_objects`` KV v2 secrets, for bench/ (see benchenv.py).
+
+    With ``delay``, the provider and the baseline reach it through a DelayProxy.
+    """
     import hvac
 
     from provider.backends.vault import VaultSettings
     from tests.support.benchenv import BenchEnv
+    from tests.support.delay_proxy import DelayProxy
 
     signer = TokenSigner()
-    with openbao_server() as bao:
+    with openbao_server() as bao, contextlib.ExitStack() as stack:
+        address = bao.address
+        if delay:
+            proxy = DelayProxy(int(address.rsplit(":", 1)[1]), delay)
+            stack.callback(proxy.close)
+            address = proxy.url()
         root = bao.client()
         enable_jwt_auth(root, signer)
         add_policy(root, "bench", {"secret/data/bench/*": ["read"]})
@@ -408,7 +417,7 @@ def bench_env(n_objects: int) -> Iterator[Any]:
 
         def sequential_fetch() -> None:
             # As the peer does per mount: a fresh login, then one read per object.
-            client = hvac.Client(url=bao.address)
+            client = hvac.Client(url=address)
             client.auth.jwt.jwt_login(role="bench", jwt=token, path=AUTH_MOUNT)
             for i in range(n_objects):
                 client.secrets.kv.v2.read_secret_version(
@@ -417,8 +426,8 @@ def bench_env(n_objects: int) -> Iterator[Any]:
 
         yield BenchEnv(
             backend="vault",
-            settings=VaultSettings(address=bao.address),
-            parameters={"roleName": "bench", "vaultAddress": bao.address, "objects": objects},
+            settings=VaultSettings(address=address),
+            parameters={"roleName": "bench", "vaultAddress": address, "objects": objects},
             tokens={"vault": token},
             sequential_fetch=sequential_fetch,
         )
