@@ -337,54 +337,35 @@ def in_process_rows(backend: str, module: str, quick: bool) -> None:
     from tests.support.running import RunningProvider, settings_for
 
     rounds = 10 if quick else 30
-    print(f"\n{backend} (in-process provider, real server), sequential mounts")
-    for n in (1, 10):
-        try:
-            with support.bench_env(n) as env:
-                work = Path(tempfile.mkdtemp(prefix=f"polysecret-bench-{backend}-"))
-                with RunningProvider(settings_for(work, {backend: env.settings}), env.environ) as p:
-                    attrs = pod_attributes(env.parameters, tokens=env.tokens)
-                    mount = latency_row(
-                        f"provider mount, {n:2d} objects",
-                        timed(lambda a=attrs, e=env: p.mount(a, secrets=e.secrets)),
-                        rounds,
-                    )
-                    if env.sequential_fetch is not None:
-                        base = latency_row(
-                            f"plain SDK, peer-style per mount, {n:2d} seq",
-                            timed(env.sequential_fetch),
-                            max(5, rounds // 3),
+    for delay, title in (
+        (0.0, "(in-process provider, real server), sequential mounts"),
+        (0.010, "with 10 ms simulated network latency per request (DelayProxy)"),
+    ):
+        print(f"\n{backend} {title}")
+        for n in (1, 10):
+            try:
+                with support.bench_env(n, delay=delay) as env:
+                    work = Path(tempfile.mkdtemp(prefix=f"polysecret-bench-{backend}-"))
+                    settings = settings_for(work, {backend: env.settings})
+                    with RunningProvider(settings, env.environ) as p:
+                        attrs = pod_attributes(env.parameters, tokens=env.tokens)
+                        mount = latency_row(
+                            f"provider mount, {n:2d} objects",
+                            timed(lambda a=attrs, e=env: p.mount(a, secrets=e.secrets)),
+                            rounds,
                         )
-                        print(
-                            "    -> speed-up x"
-                            f"{statistics.median(base) / statistics.median(mount):.2f}"
-                        )
-        except Exception as exc:  # a missing server must not hide the other rows
-            print(f"  {backend} {n} objects: failed: {type(exc).__name__}: {exc}")
-    print(f"\n{backend} with 10 ms simulated network latency per request (DelayProxy)")
-    for n in (1, 10):
-        try:
-            with support.bench_env(n, delay=0.010) as env:
-                work = Path(tempfile.mkdtemp(prefix=f"polysecret-bench-{backend}-slow-"))
-                with RunningProvider(settings_for(work, {backend: env.settings}), env.environ) as p:
-                    attrs = pod_attributes(env.parameters, tokens=env.tokens)
-                    mount = latency_row(
-                        f"provider mount, {n:2d} objects",
-                        timed(lambda a=attrs, e=env: p.mount(a, secrets=e.secrets)),
-                        rounds,
-                    )
-                    if env.sequential_fetch is not None:
-                        base = latency_row(
-                            f"plain SDK, peer-style per mount, {n:2d} seq",
-                            timed(env.sequential_fetch),
-                            max(5, rounds // 3),
-                        )
-                        print(
-                            "    -> speed-up x"
-                            f"{statistics.median(base) / statistics.median(mount):.2f}"
-                        )
-        except Exception as exc:
-            print(f"  {backend} {n} objects (delayed): failed: {type(exc).__name__}: {exc}")
+                        if env.sequential_fetch is not None:
+                            base = latency_row(
+                                f"plain SDK, peer-style per mount, {n:2d} seq",
+                                timed(env.sequential_fetch),
+                                max(5, rounds // 3),
+                            )
+                            print(
+                                "    -> speed-up x"
+                                f"{statistics.median(base) / statistics.median(mount):.2f}"
+                            )
+            except Exception as exc:  # a missing server must not hide the other rows
+                print(f"  {backend} {n} objects: failed: {type(exc).__name__}: {exc}")
 
 
 def main() -> int:
