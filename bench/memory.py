@@ -39,19 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 from provider.v1alpha1 import service_pb2, service_pb2_grpc  # noqa: E402
 from tests.support.moto import REGION, ROLE_ARN, moto_server, seed_client  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.running import pod_attributes  # noqa: E402
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.YmVuY2gtc2lnbmF0dXJl"
 CONCURRENCY = 64
 OBJECTS = 10
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def mib(pid: int, field: str) -> float:

@@ -36,17 +36,13 @@ sys.path.insert(0, str(ROOT))
 from provider.v1alpha1 import service_pb2, service_pb2_grpc  # noqa: E402
 from tests.support.delay_proxy import DelayProxy  # noqa: E402
 from tests.support.moto import ROLE_ARN  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.running import pod_attributes  # noqa: E402
 
 REGION = "us-east-1"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDphcHAifQ.bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float:

@@ -114,19 +114,15 @@ def publish_attributes(
     ``secretProviderClass``), then what kubelet adds with podInfoOnMount and,
     when the CSIDriver has tokenRequests, the tokens JSON.
     """
-    attributes = dict(parameters)
-    attributes.update(volume_attributes)
-    attributes.update(
-        {
-            POD_NAME: pod_name,
-            POD_NAMESPACE: pod_namespace,
-            POD_UID: pod_uid,
-            SERVICE_ACCOUNT_NAME: service_account,
-            EPHEMERAL: "true" if ephemeral else "false",
-        }
+    attributes = rotation_attributes(
+        {**parameters, **volume_attributes},
+        pod_name=pod_name,
+        pod_namespace=pod_namespace,
+        pod_uid=pod_uid,
+        service_account=service_account,
+        tokens=tokens,
     )
-    if tokens:
-        attributes[SERVICE_ACCOUNT_TOKENS] = tokens
+    attributes[EPHEMERAL] = "true" if ephemeral else "false"
     return attributes
 
 

@@ -152,6 +152,16 @@ def _set_mode(path: str, mode: int) -> Breaker:
     return breaker
 
 
+def _our_tree(backend: Backend, scenario: backends.Scenario, tmp_path: Path) -> Path:
+    """What `polysecret mount` writes from the real (unbroken) provider."""
+    ours = tmp_path / "ours"
+    cli_mount(
+        scenario, socket_dir=backend.socket_dir, target=ours,
+        spc_file=tmp_path / "spc.yaml", driver_line="v1.6",
+    )  # fmt: skip
+    return ours
+
+
 def test_tree_check_catches_a_wrong_mode(
     broken: tuple[BrokenProvider, Path],
     aws_backend: Backend,
@@ -162,11 +172,7 @@ def test_tree_check_catches_a_wrong_mode(
     """0777 where the SPC asks 0600: the driver writes it, the comparison reports it."""
     servicer, sockets = broken
     servicer.breaker = _set_mode("keystore.p12", 0o777)
-    ours = tmp_path / "ours"
-    cli_mount(
-        aws_scenario, socket_dir=aws_backend.socket_dir, target=ours,
-        spc_file=tmp_path / "spc.yaml", driver_line="v1.6",
-    )  # fmt: skip
+    ours = _our_tree(aws_backend, aws_scenario, tmp_path)
     for line, binary in sorted(binaries.items()):
         target = tmp_path / line
         result = go_mount(binary, aws_scenario, socket_dir=sockets, target=target)
@@ -191,11 +197,7 @@ def test_driver_drops_mode_bits_above_0777(
     driver ever honour such bits, this fails and the tree check must learn about them."""
     servicer, sockets = broken
     servicer.breaker = _set_mode("keystore.p12", 0o4600 | 0o2000)
-    ours = tmp_path / "ours"
-    cli_mount(
-        aws_scenario, socket_dir=aws_backend.socket_dir, target=ours,
-        spc_file=tmp_path / "spc.yaml", driver_line="v1.6",
-    )  # fmt: skip
+    ours = _our_tree(aws_backend, aws_scenario, tmp_path)
     for line, binary in sorted(binaries.items()):
         target = tmp_path / line
         result = go_mount(binary, aws_scenario, socket_dir=sockets, target=target)

@@ -11,16 +11,10 @@ only, so TLS passes through untouched (the certificate still names 127.0.0.1).
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from typing import Any
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.ports import free_port
 
 
 class DelayProxy:
@@ -29,7 +23,7 @@ class DelayProxy:
     def __init__(self, upstream_port: int, delay: float) -> None:
         self.delay = delay
         self.upstream = upstream_port
-        self.port = _free_port()
+        self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
