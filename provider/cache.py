@@ -1,0 +1,292 @@
+"""One cache primitive for the whole provider: bounded, expiring, single-flight.
+
+Every cache the provider keeps (plans, credentials and tokens per identity,
+Kubernetes reads, fetched objects) has the same needs: entries expire on their
+own schedule (a token at 2/3 of its TTL, an object at the end of its refresh
+window); memory is bounded in entries *and* bytes, because a SecretProviderClass
+author controls what goes in; evicting an entry may have to release something
+(a connection pool); and when fifty pods of one service account start at once,
+one backend request serves them all.
+
+Single flight is on the event loop, not on a thread lock. A thread lock held by
+a stalled backend call locks every later caller out for as long as the call
+hangs, and pins one worker thread per waiter. Here a waiter awaits the flight
+only until its *own* deadline, and a flight whose starter's deadline has passed
+is no longer joined: the next caller starts a fresh one, so an identity is never
+locked out after the backend recovers.
+
+Reads that need no waiting (``peek``, ``put``, ``invalidate``) are thread-safe
+and never block on I/O, so a cache hit costs no thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# Lookup results, as metrics label them.
+HIT = "hit"
+MISS = "miss"
+COALESCED = "coalesced"
+EXPIRED = "expired"
+
+
+class CacheObserver(Protocol):
+    """Told about every lookup (metrics hook; never sees keys or values)."""
+
+    def cache_lookup(self, cache: str, result: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Counters and sizes of one cache, for tests, metrics and benchmarks."""
+
+    entries: int
+    bytes: int
+    hits: int
+    misses: int
+    coalesced: int
+    expired: int
+    evictions: int
+    loads: int
+
+
+@dataclass
+class _Entry(Generic[V]):
+    value: V
+    expires_at: float
+    size: int
+
+    def __repr__(self) -> str:  # values may be secrets or credentials
+        return f"_Entry(expires_at={self.expires_at!r}, size={self.size})"
+
+
+@dataclass
+class _Flight(Generic[V]):
+    future: asyncio.Future[V]
+    # After this (monotonic) the flight is no longer joined: its starter gave up.
+    deadline: float
+
+
+class Cache(Generic[K, V]):
+    """An LRU with per-entry expiry, bounds on entries and bytes, single-flight loads.
+
+    ``ttl`` is the default lifetime; ``expiry(value)`` may give one per value
+    (seconds from now; ``<= 0`` means do not keep it). ``size_of`` measures a
+    value for the byte bound; a value larger than the whole bound is returned
+    but not kept. ``on_evict`` runs (outside the lock) for every entry that
+    leaves the cache other than by ``put`` of the same key, so the owner can
+    close what the value holds.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_entries: int,
+        max_bytes: int | None = None,
+        ttl: float = float("inf"),
+        expiry: Callable[[V], float] | None = None,
+        size_of: Callable[[V], int] | None = None,
+        on_evict: Callable[[K, V], None] | None = None,
+        observer: CacheObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.name = name
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._ttl = ttl
+        self._expiry = expiry
+        self._size_of = size_of
+        self._on_evict = on_evict
+        self._observer = observer
+        self._clock = clock
+        self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._flights: dict[K, _Flight[V]] = {}
+        self._hits = self._misses = self._coalesced = 0
+        self._expired = self._evictions = self._loads = 0
+
+    def __repr__(self) -> str:
+        return f"Cache({self.name!r}, entries={len(self)})"
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def set_observer(self, observer: CacheObserver | None) -> None:
+        self._observer = observer
+
+    # -- non-blocking, thread-safe --------------------------------------------
+
+    def peek(self, key: K) -> V | None:
+        """The live value for ``key``, or None; counts a hit or an expiry, never a miss."""
+        evicted: list[tuple[K, V]] = []
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.expires_at <= self._clock():
+                self._drop(key, entry, evicted)
+                self._expired += 1
+                result = EXPIRED
+                value = None
+            else:
+                self._entries.move_to_end(key)
+                self._hits += 1
+                result = HIT
+                value = entry.value
+        self._evicted(evicted)
+        self._observe(result)
+        return value
+
+    def put(self, key: K, value: V, *, ttl: float | None = None) -> V:
+        """Keep ``value`` for ``ttl`` seconds (default: ``expiry(value)`` or the cache's ttl)."""
+        if ttl is None:
+            ttl = self._expiry(value) if self._expiry is not None else self._ttl
+        evicted: list[tuple[K, V]] = []
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+                if old.value is not value:
+                    evicted.append((key, old.value))
+            size = self._size_of(value) if self._size_of is not None else 0
+            fits = self._max_bytes is None or size <= self._max_bytes
+            if ttl > 0 and fits:
+                self._entries[key] = _Entry(value, self._clock() + ttl, size)
+                self._bytes += size
+                self._shrink(evicted)
+        self._evicted(evicted)
+        return value
+
+    def invalidate(self, key: K, value: V | None = None) -> bool:
+        """Forget ``key`` (only if it still holds ``value``, when given: a newer entry stays)."""
+        evicted: list[tuple[K, V]] = []
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or (value is not None and entry.value is not value):
+                return False
+            self._drop(key, entry, evicted)
+        self._evicted(evicted)
+        return True
+
+    def invalidate_where(self, predicate: Callable[[K], bool]) -> int:
+        """Forget every entry whose key matches (e.g. all of one identity after a denial)."""
+        evicted: list[tuple[K, V]] = []
+        with self._lock:
+            for key in [k for k in self._entries if predicate(k)]:
+                self._drop(key, self._entries[key], evicted)
+        self._evicted(evicted)
+        return len(evicted)
+
+    def clear(self) -> None:
+        """Forget everything (shutdown): owners get ``on_evict`` for each entry."""
+        with self._lock:
+            evicted = [(k, e.value) for k, e in self._entries.items()]
+            self._entries.clear()
+            self._bytes = 0
+            self._evictions += len(evicted)
+        self._evicted(evicted)
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(
+                entries=len(self._entries),
+                bytes=self._bytes,
+                hits=self._hits,
+                misses=self._misses,
+                coalesced=self._coalesced,
+                expired=self._expired,
+                evictions=self._evictions,
+                loads=self._loads,
+            )
+
+    # -- single flight, on the event loop -------------------------------------
+
+    async def get(
+        self,
+        key: K,
+        load: Callable[[], Awaitable[V]],
+        *,
+        timeout: float,
+        ttl: float | None = None,
+    ) -> V:
+        """The cached value, or the result of one shared ``load()``.
+
+        Waits at most ``timeout`` seconds (raises :class:`TimeoutError`); the
+        load itself goes on for those still waiting on it, and is no longer
+        joined once its starter's time is up. A failed load is not cached.
+        """
+        found = self.peek(key)
+        if found is not None:
+            return found
+        now = self._clock()
+        flight = self._flights.get(key)
+        if flight is not None and not flight.future.done() and flight.deadline > now:
+            with self._lock:
+                self._coalesced += 1
+            self._observe(COALESCED)
+        else:
+            with self._lock:
+                self._misses += 1
+            self._observe(MISS)
+            flight = _Flight(asyncio.ensure_future(self._load(key, load, ttl)), now + timeout)
+            self._flights[key] = flight
+            # Nobody may be left to read a failure: retrieve it so asyncio does not warn.
+            flight.future.add_done_callback(_consume)
+        if timeout <= 0:
+            raise TimeoutError
+        return await asyncio.wait_for(asyncio.shield(flight.future), timeout=timeout)
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]], ttl: float | None) -> V:
+        try:
+            value = await load()
+            with self._lock:
+                self._loads += 1
+            return self.put(key, value, ttl=ttl)
+        finally:
+            current = self._flights.get(key)
+            if current is not None and current.future is asyncio.current_task():
+                del self._flights[key]
+
+    # -- internals (called with the lock held) --------------------------------
+
+    def _drop(self, key: K, entry: _Entry[V], evicted: list[tuple[K, V]]) -> None:
+        del self._entries[key]
+        self._bytes -= entry.size
+        self._evictions += 1
+        evicted.append((key, entry.value))
+
+    def _shrink(self, evicted: list[tuple[K, V]]) -> None:
+        while self._entries and (
+            len(self._entries) > self._max_entries
+            or (self._max_bytes is not None and self._bytes > self._max_bytes)
+        ):
+            key, entry = next(iter(self._entries.items()))
+            self._drop(key, entry, evicted)
+
+    def _evicted(self, evicted: list[tuple[K, V]]) -> None:
+        if self._on_evict is None:
+            return
+        for key, value in evicted:
+            self._on_evict(key, value)
+
+    def _observe(self, result: str) -> None:
+        if self._observer is not None:
+            self._observer.cache_lookup(self.name, result)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
