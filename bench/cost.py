@@ -1,0 +1,237 @@
+"""CPU and memory per cold mount, per backend, next to the Go peers' figures.
+
+A cold mount is one that reaches the backend: every pod start, every refresh,
+every node after a restart. The provider runs in its own process (so its CPU
+time and RSS are its own, read from /proc), built exactly as the tests build it
+(tests.support.running.RunningProvider) from settings handed over in a pickle;
+the backends (moto, OpenBao, the Key Vault stand-in) run beside it. Each mount
+comes from a new pod of the same service account, as in the peers' runs; the
+class sets ``refreshInterval: "0"`` where the rotation cache exists, so every
+object is really read.
+
+    python bench/cost.py [--mounts N] [--backends aws,vault,azure] [--sizes 1,10,50]
+
+Prints figures; asserts nothing (the machine is shared: compare within a run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# ../shared/spec/performance.md: the Go peers measured here, CPU ms per mount
+# for 1 / 10 / 50 objects on loopback, and their RSS (idle, after ~600 mounts).
+PEER_CPU_MS = {
+    "vault": {1: 1.8, 10: 5.0, 50: 11.9},
+    "aws": {1: 6.7, 10: 18.0, 50: 72.5},
+    "azure": {1: 3.0, 10: 6.0},
+}
+PEER_RSS_MIB = {"vault": "32-33 / up to 65", "aws": "29-31 / up to 65", "azure": "19 / 27+"}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# -- the provider's own process ------------------------------------------------
+
+
+def child(handover: str) -> int:
+    """Serve with the pickled settings until SIGTERM (runs in the measured process)."""
+    from tests.support.running import RunningProvider
+
+    with open(handover, "rb") as fh:
+        settings, environ = pickle.load(fh)  # noqa: S301 - our own file, just written
+    stop = False
+
+    def on_term(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    with RunningProvider(settings, environ):
+        print("ready", flush=True)
+        while not stop:
+            time.sleep(0.05)
+    return 0
+
+
+@contextlib.contextmanager
+def provider_process(settings: Any, environ: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    with tempfile.NamedTemporaryFile("wb", suffix=".pickle", delete=False) as fh:
+        pickle.dump((settings, environ), fh)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", fh.name],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the provider process did not start")
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        os.unlink(fh.name)
+
+
+# -- backends ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def aws_env(n_objects: int) -> Iterator[Any]:
+    from provider.backends import load_all_settings
+    from provider.cli import build_parser
+    from tests.support.benchenv import BenchEnv
+    from tests.support.moto import REGION, ROLE_ARN, moto_server, seed_client
+
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDphcHAifQ.c2ln"
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # moto keeps its state per process: a fresh prefix per run.
+    prefix = f"cost-{uuid.uuid4().hex[:8]}"
+    with moto_server() as url:
+        sm = seed_client(url, "secretsmanager")
+        for i in range(n_objects):
+            sm.create_secret(
+                Name=f"{prefix}/secret-{i:03d}",
+                SecretString=json.dumps({"user": f"u{i}", "password": "p" * 32}),
+            )
+        args = build_parser().parse_args(
+            ["serve", "--aws-endpoint-url", url, "--aws-region", REGION]
+        )
+        environ = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+        objects = "".join(
+            f"- objectName: {prefix}/secret-{i:03d}\n  objectType: secretsmanager\n"
+            for i in range(n_objects)
+        )
+        yield BenchEnv(
+            backend="aws",
+            settings=load_all_settings(args, environ)["aws"],
+            parameters={"roleArn": ROLE_ARN, "objects": objects},
+            tokens={"sts.amazonaws.com": token},
+            environ=environ,
+        )
+
+
+def backend_env(backend: str, n_objects: int) -> contextlib.AbstractContextManager[Any]:
+    if backend == "aws":
+        return aws_env(n_objects)
+    if backend == "vault":
+        from tests.support.openbao import bench_env
+
+        return bench_env(n_objects)
+    from tests.support.azure_standin import bench_env as azure_bench_env
+
+    return azure_bench_env(n_objects)
+
+
+# -- measuring -----------------------------------------------------------------
+
+
+def measure(backend: str, n_objects: int, mounts: int) -> dict[str, float]:
+    from provider.mountcli import mount_once
+    from tests.support.running import pod_attributes, settings_for
+
+    with backend_env(backend, n_objects) as env:
+        work = Path(tempfile.mkdtemp(prefix=f"polysecret-cost-{backend}-"))
+        settings = settings_for(work, {backend: env.settings})
+        params = {**env.parameters, "refreshInterval": "0"}
+        with provider_process(settings, env.environ) as proc:
+            idle = rss_mib(proc.pid)
+            sock = work / "polysecret.sock"
+
+            def mount(i: int) -> None:
+                attrs = pod_attributes(params, pod=f"app-{i}", tokens=env.tokens)
+                attrs["csi.storage.k8s.io/pod.uid"] = str(uuid.uuid4())
+                mount_once(
+                    socket=sock,
+                    attributes=attrs,
+                    secrets=env.secrets,
+                    target=work / "target",
+                    permission="420",
+                    current_versions={},
+                    timeout=60,
+                )
+
+            # Warm-up: the SDK import, the first login and TLS handshakes are
+            # start-up costs, not per-mount ones.
+            for i in range(2):
+                mount(-1 - i)
+            cpu0 = cpu_seconds(proc.pid)
+            wall0 = time.perf_counter()
+            for i in range(mounts):
+                mount(i)
+            wall = (time.perf_counter() - wall0) / mounts
+            cpu = (cpu_seconds(proc.pid) - cpu0) / mounts
+            return {
+                "cpu_ms": cpu * 1000,
+                "wall_ms": wall * 1000,
+                "idle": idle,
+                "after": rss_mib(proc.pid),
+            }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--mounts", type=int, default=40, help="measured mounts per row")
+    parser.add_argument("--backends", default="aws,vault,azure")
+    parser.add_argument("--sizes", default="1,10,50")
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args.child)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print("cold mounts (every object read), new pod per mount, one service account")
+    print(
+        f"{'backend':8} {'objects':>7} {'CPU ms/mount':>13} {'peer CPU':>9} "
+        f"{'ours/peer':>9} {'wall ms':>8} {'RSS idle':>9} {'RSS after':>10}"
+    )
+    for backend in args.backends.split(","):
+        for n in sizes:
+            mounts = max(5, args.mounts // max(1, n // 10))
+            try:
+                row = measure(backend, n, mounts)
+            except Exception as exc:  # one missing server must not hide the other rows
+                print(f"{backend:8} {n:7d} failed: {type(exc).__name__}: {exc}")
+                continue
+            peer = PEER_CPU_MS[backend].get(n)
+            ratio = f"x{row['cpu_ms'] / peer:.2f}" if peer else "-"
+            print(
+                f"{backend:8} {n:7d} {row['cpu_ms']:13.2f} {peer or float('nan'):9.1f} "
+                f"{ratio:>9} {row['wall_ms']:8.2f} {row['idle']:8.1f}M {row['after']:9.1f}M"
+            )
+        print(f"{'':8} peers' RSS idle / after load: {PEER_RSS_MIB[backend]} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
