@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket as socketlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,15 +39,38 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("mount", help="mount a SecretProviderClass into a directory")
-    p.add_argument("spc", help="SecretProviderClass YAML file")
+    p = sub.add_parser(
+        "mount",
+        help="mount a SecretProviderClass into a directory, as the driver would",
+        description="Call Mount on a running provider with the attributes the Secrets Store "
+        "CSI Driver would send for a pod, and write the answer with the driver's rules.",
+    )
+    p.add_argument("spc", help="SecretProviderClass YAML file, or - to read it from stdin")
     p.add_argument("--target", required=True, help="directory to write the files into")
-    p.add_argument("--socket-dir", default=DEFAULT_SOCKET_DIR)
-    p.add_argument("--provider", default="", help="socket name (default: spec.provider)")
-    p.add_argument("--pod-name", default="demo")
-    p.add_argument("--namespace", default="default")
-    p.add_argument("--service-account", default="default")
-    p.add_argument("--pod-uid", default="00000000-0000-0000-0000-000000000000")
+    p.add_argument(
+        "--socket-dir",
+        default=DEFAULT_SOCKET_DIR,
+        help="where the provider's sockets are (default: %(default)s)",
+    )
+    p.add_argument(
+        "--provider", default="", help="socket name (default: the class's spec.provider)"
+    )
+    p.add_argument("--pod-name", default="demo", help="the pod's name (default: %(default)s)")
+    p.add_argument(
+        "--namespace",
+        default=None,
+        help="the pod's namespace (default: the class's metadata.namespace, else 'default')",
+    )
+    p.add_argument(
+        "--service-account",
+        default="default",
+        help="the pod's service account (default: %(default)s)",
+    )
+    p.add_argument(
+        "--pod-uid",
+        default="00000000-0000-0000-0000-000000000000",
+        help="the pod's UID (default: %(default)s)",
+    )
     p.add_argument(
         "--token",
         action="append",
@@ -65,7 +89,12 @@ def add_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="nodePublishSecretRef data (repeatable)",
     )
-    p.add_argument("--volume-attribute", action="append", metavar="KEY=VALUE")
+    p.add_argument(
+        "--volume-attribute",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a volumeAttributes entry of the pod's CSI volume (repeatable)",
+    )
     p.add_argument(
         "--driver-line",
         choices=list(DRIVER_LINES),
@@ -74,8 +103,32 @@ def add_parser(sub: Any) -> None:
         "(volume attributes, secrets null without nodePublishSecretRef); v1.5-rotation is "
         "v1.5.x's rotation reconciler (no volume attributes, secrets {})",
     )
-    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the answer (default: %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print the files")
+
+
+def listening(path: Path) -> str:
+    """Why nobody answers on ``path``, or "" when something accepts connections there.
+
+    gRPC's wait_for_ready would sit out the whole timeout on a missing socket
+    and then say only DEADLINE_EXCEEDED; a plain connect tells at once.
+    """
+    if not path.exists():
+        return f"no provider socket at {path} (is the provider running, with this --socket-dir?)"
+    probe = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(str(path))
+    except OSError as exc:
+        return f"no provider is listening on {path} ({exc.strerror or type(exc).__name__})"
+    finally:
+        probe.close()
+    return ""
 
 
 def mount_once(
@@ -108,13 +161,14 @@ def mount_once(
 
 
 def run(args: argparse.Namespace) -> int:
-    spc = load_spc(Path(args.spc).read_text(encoding="utf-8"))
+    text = sys.stdin.read() if args.spc == "-" else Path(args.spc).read_text(encoding="utf-8")
+    spc = load_spc(text)
     tokens = _pairs(args.token, "--token")
     for aud, path in _pairs(args.token_file, "--token-file").items():
         tokens[aud] = Path(path).read_text(encoding="utf-8").strip()
     pod = PodContext(
         name=args.pod_name,
-        namespace=args.namespace,
+        namespace=args.namespace or spc.namespace or "default",
         uid=args.pod_uid,
         service_account=args.service_account,
         tokens=tokens,
@@ -131,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
         secrets = {} if DRIVER_LINES[args.driver_line] else None
     socket = Path(args.socket_dir) / f"{args.provider or spc.provider}.sock"
     target = Path(args.target)
+    problem = listening(socket)
+    if problem:
+        print(f"mount failed: {problem}", file=sys.stderr)
+        return 1
     try:
         response = mount_once(
             socket=socket,

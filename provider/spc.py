@@ -22,6 +22,8 @@ class SecretProviderClass:
     name: str
     provider: str
     parameters: dict[str, str]
+    # metadata.namespace, "" when the file does not say (pods must be in the class's namespace).
+    namespace: str = ""
 
 
 def load_spc(text: str) -> SecretProviderClass:
@@ -30,8 +32,10 @@ def load_spc(text: str) -> SecretProviderClass:
         if isinstance(doc, dict) and doc.get("kind") == "SecretProviderClass":
             spec: dict[str, Any] = doc.get("spec") or {}
             params = spec.get("parameters") or {}
+            metadata: dict[str, Any] = doc.get("metadata") or {}
             return SecretProviderClass(
-                name=str((doc.get("metadata") or {}).get("name", "")),
+                name=str(metadata.get("name", "")),
+                namespace=str(metadata.get("namespace") or ""),
                 provider=str(spec.get("provider", "")),
                 # Kubernetes stores parameters as map[string]string.
                 parameters={
