@@ -7,6 +7,7 @@ All or nothing: any failure fails the whole mount and nothing is returned.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -14,8 +15,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from provider import derived
 from provider.backends import BackendRegistry
 from provider.backends.base import Backend, FetchContext, FetchResult, RequestObserver
+from provider.cache import Cache
 from provider.errors import InvalidRequest, ProviderError
 from provider.paths import check_paths
 from provider.request import POD_KEY_PREFIX, MountRequest, parse_mount_request
@@ -81,6 +84,10 @@ class MountPipeline:
         self._retry = retry
         self._observer = observer
         self._plans = PlanCache()
+        # keysAsFiles / templates, by their parameter texts (compiled templates included).
+        self._derived: Cache[tuple[str, ...], derived.DerivedPlan] = Cache(
+            "derived", max_entries=256, max_bytes=16 * 1024 * 1024, size_of=_derived_size
+        )
 
     def parse(self, wire: MountInput) -> MountRequest:
         return parse_mount_request(
@@ -106,13 +113,37 @@ class MountPipeline:
             retry=self._retry,
             observer=self._observer,
         )
+        extra = await self._derived_plan(request)  # checked before any backend call
         result = await backend.fetch(plan, ctx)
+        if extra:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(
+                self._executor, derived.apply, extra, result, request.default_mode
+            )
         check_paths([(f.path, f.source) for f in result.files])
         check_size(result, self._max_response_bytes)
         if not result.versions:
             # The driver fails a mount with no object versions; say why ourselves.
             raise ProviderError("the backend returned no object versions")
         return MountOutcome(backend=name, result=result, object_count=backend.object_count(plan))
+
+    async def _derived_plan(self, request: MountRequest) -> derived.DerivedPlan | None:
+        params = request.attributes
+        if not derived.wanted(params):
+            return None
+        key = tuple(params.get(name, "") for name in derived.PARAMETERS)
+        found = self._derived.peek(key)
+        if found is not None:
+            return found
+        loop = asyncio.get_running_loop()
+        # Compiling templates is CPU work: off the event loop.
+        plan = await loop.run_in_executor(self._executor, derived.parse, params)
+        return self._derived.put(key, plan)
+
+
+def _derived_size(plan: derived.DerivedPlan) -> int:
+    # Compiled templates are a few times their source; the source bound is what we know.
+    return 4096 * (len(plan.keys) + 1) + 64 * 1024 * len(plan.templates)
 
 
 class PlanCache:
