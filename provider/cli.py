@@ -59,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-addr", default="", help="HOST:PORT for /metrics (off if empty)")
     add_all_flags(serve)
 
-    from provider import mountcli
+    from provider import lint, mountcli
 
     mountcli.add_parser(sub)
+    lint.add_parser(sub)
     return parser
 
 
@@ -182,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from provider import mountcli
 
         return mountcli.run(args)
+    if args.command == "lint":
+        from provider import lint
+
+        return lint.run(args)
     return 2
 
 

@@ -127,6 +127,17 @@ class MountPipeline:
             raise ProviderError("the backend returned no object versions")
         return MountOutcome(backend=name, result=result, object_count=backend.object_count(plan))
 
+    async def validate(self, request: MountRequest, *, served_name: str) -> str:
+        """Every check a Mount makes before its first backend call; the backend's name.
+
+        ``polysecret lint`` runs exactly this, offline, so the two always agree.
+        """
+        name = choose_backend(request.attributes, served_name)
+        backend = await self._registry.get(name)
+        self._plans.plan(name, backend, request)
+        await self._derived_plan(request)
+        return name
+
     async def _derived_plan(self, request: MountRequest) -> derived.DerivedPlan | None:
         params = request.attributes
         if not derived.wanted(params):

@@ -26,22 +26,25 @@ class SecretProviderClass:
     namespace: str = ""
 
 
+def spc_from_document(doc: Mapping[str, Any]) -> SecretProviderClass:
+    """A SecretProviderClass from its parsed YAML document."""
+    spec: dict[str, Any] = doc.get("spec") or {}
+    params = spec.get("parameters") or {}
+    metadata: dict[str, Any] = doc.get("metadata") or {}
+    return SecretProviderClass(
+        name=str(metadata.get("name", "")),
+        namespace=str(metadata.get("namespace") or ""),
+        provider=str(spec.get("provider", "")),
+        # Kubernetes stores parameters as map[string]string.
+        parameters={str(k): v if isinstance(v, str) else json.dumps(v) for k, v in params.items()},
+    )
+
+
 def load_spc(text: str) -> SecretProviderClass:
     """The first SecretProviderClass document in a YAML file."""
     for doc in yaml.safe_load_all(text):
         if isinstance(doc, dict) and doc.get("kind") == "SecretProviderClass":
-            spec: dict[str, Any] = doc.get("spec") or {}
-            params = spec.get("parameters") or {}
-            metadata: dict[str, Any] = doc.get("metadata") or {}
-            return SecretProviderClass(
-                name=str(metadata.get("name", "")),
-                namespace=str(metadata.get("namespace") or ""),
-                provider=str(spec.get("provider", "")),
-                # Kubernetes stores parameters as map[string]string.
-                parameters={
-                    str(k): v if isinstance(v, str) else json.dumps(v) for k, v in params.items()
-                },
-            )
+            return spc_from_document(doc)
     raise ValueError("no SecretProviderClass document found")
 
 

@@ -74,10 +74,32 @@ def _mutated(rnd: random.Random, obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+KEYS_ENTRY = {"file": "db", "path": "data.data", "directory": "d", "prefix": "P_",
+              "keys": ["a"], "mode": "0400", "keepFile": False}  # fmt: skip
+TEMPLATE_ENTRY = {"file": "t", "mode": "0400",
+                  "template": "{{ db.a }}{% for x in range(3) %}x{% endfor %}"}  # fmt: skip
+TEMPLATES = ["{{ a.b() }}", "{% macro m() %}{% endmacro %}", "{{ x | center(9) }}", "{% if %}",
+             "{{ '%s' % x }}", "{% include 'x' %}", "{{ y }}"]  # fmt: skip
+
+
+def _derived(rnd: random.Random, params: dict[str, str]) -> None:
+    """keysAsFiles and templates: the same in every dialect, mutated alike."""
+    if rnd.random() < 0.25:
+        params["keysAsFiles"] = yaml.safe_dump([_mutated(rnd, KEYS_ENTRY)])
+    if rnd.random() < 0.25:
+        entry = _mutated(rnd, TEMPLATE_ENTRY)
+        if rnd.random() < 0.5:
+            entry["template"] = rnd.choice(TEMPLATES)
+        params["templates"] = yaml.safe_dump([entry])
+    if rnd.random() < 0.05:
+        params[rnd.choice(["keysAsFiles", "templates"])] = str(rnd.choice(TOP))
+
+
 def _top(rnd: random.Random, params: dict[str, str], keys: list[str]) -> dict[str, str]:
     for key in keys:
         if rnd.random() < 0.2:
             params[key] = str(rnd.choice(TOP))
+    _derived(rnd, params)
     return params
 
 
