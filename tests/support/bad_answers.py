@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,6 +76,8 @@ class BadAnswers:
     upstream: str
     url: str = ""
     rules: list[Rule] = field(default_factory=list)
+    # Every request, with the monotonic time it arrived (to measure retry waits).
+    log: list[tuple[float, Seen]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def when(self, match: Callable[[Seen], bool], answer: Answer,
@@ -88,9 +91,16 @@ class BadAnswers:
     def clear(self) -> None:
         with self.lock:
             self.rules.clear()
+            self.log.clear()
+
+    def arrivals(self, match: Callable[[Seen], bool]) -> list[float]:
+        """When the requests that ``match`` arrived (monotonic seconds), in order."""
+        with self.lock:
+            return [at for at, seen in self.log if match(seen)]
 
     def _rule_for(self, seen: Seen) -> Rule | None:
         with self.lock:
+            self.log.append((time.monotonic(), seen))
             for rule in self.rules:
                 if (rule.times is None or rule.hits < rule.times) and rule.match(seen):
                     rule.hits += 1
