@@ -353,9 +353,9 @@ class AwsBackend(Backend[AwsPlan]):
                         f"SSM parameters not found in {where} (or version/label not found): "
                         + ", ".join(repr(m) for m in missing)
                     )
-                listed = answer.get("Parameters")
-                listed = listed if isinstance(listed, list) else []
-                found = [p for p in listed if isinstance(p, dict)]
+                params = answer.get("Parameters")
+                params = params if isinstance(params, list) else []
+                found = [p for p in params if isinstance(p, dict)]
                 out: dict[int, Fetched] = {}
                 for obj, sel in selectors:
                     subject = f"object {obj.object_name!r} (parameter {sel.name!r} in {where})"
