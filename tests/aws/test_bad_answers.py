@@ -9,6 +9,7 @@ UNAVAILABLE, not INTERNAL. Messages never quote the value or the pod's token.
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -70,13 +71,16 @@ BAD_SECRET_ANSWERS = {
 
 @pytest.mark.parametrize("answer", BAD_SECRET_ANSWERS.values(), ids=BAD_SECRET_ANSWERS.keys())
 def test_unusable_secret_answer_is_retried_then_unavailable(
-    via_proxy: RunningProvider, proxy: BadAnswers, seeded: str, answer: Answer
+    via_proxy: RunningProvider, proxy: BadAnswers, seeded: str, answer: Answer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="provider")
     rule = proxy.when(aws("GetSecretValue"), answer)
     err = via_proxy.mount_error(attrs(SECRET))
     assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
     assert err.details().startswith("BackendUnavailable: object 'db'"), err.details()
     _assert_clean(err)
+    assert VALUE[:12] not in caplog.text and STS_TOKEN not in caplog.text
     assert rule.hits == 4  # every attempt of the retry policy, none hidden in botocore
 
 
@@ -137,8 +141,10 @@ BAD_STS_ANSWERS = {
 
 @pytest.mark.parametrize("answer", BAD_STS_ANSWERS.values(), ids=BAD_STS_ANSWERS.keys())
 def test_unreadable_sts_answer_is_retried_then_unavailable(
-    via_proxy: RunningProvider, proxy: BadAnswers, seeded: str, answer: Answer
+    via_proxy: RunningProvider, proxy: BadAnswers, seeded: str, answer: Answer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="provider")
     rule = proxy.when(aws("AssumeRoleWithWebIdentity"), answer)
     err = via_proxy.mount_error(attrs(SECRET))
     assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
@@ -146,6 +152,8 @@ def test_unreadable_sts_answer_is_retried_then_unavailable(
     details = err.details()
     assert "SecretAccessKey" not in details and "SessionToken" not in details
     _assert_clean(err)
+    # botocore puts the raw (cut) STS body in its exception: it reaches no log either.
+    assert "SecretAccessKey" not in caplog.text and STS_TOKEN not in caplog.text
     assert rule.hits == 4
     proxy.clear()  # the fault clears: the next mount logs in and reads at once
     assert files_of(via_proxy.mount(attrs(SECRET))) == {"db": (0o644, VALUE.encode())}
