@@ -102,6 +102,8 @@ BAD_PARAMETER_ANSWERS = {
     "cut-in-half": Answer(cut=0.5),
     "no-value": Answer(body=b'{"Parameters":[{"Name":"/app/p","Version":1}]}', headers=JSON),
     "no-version": Answer(body=b'{"Parameters":[{"Name":"/app/p","Value":"x"}]}', headers=JSON),
+    "odd-invalid-list": Answer(body=b'{"Parameters":[],"InvalidParameters":[{"x":1}]}',
+                               headers=JSON),
 }
 
 

@@ -342,7 +342,8 @@ class AwsBackend(Backend[AwsPlan]):
                         exc, subject=f"objects {listed} (SSM in {where})", operation="GetParameters"
                     ) from None
                 listed_invalid = answer.get("InvalidParameters")
-                invalid = set(listed_invalid) if isinstance(listed_invalid, list) else set()
+                listed_invalid = listed_invalid if isinstance(listed_invalid, list) else []
+                invalid = {n for n in listed_invalid if isinstance(n, str)}
                 missing = [
                     o.object_name
                     for (o, _), n in zip(selectors, names, strict=True)
