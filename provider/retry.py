@@ -1,7 +1,9 @@
 """Bounded retries with capped exponential backoff and full jitter.
 
 Only :class:`~provider.errors.Unavailable` is retried: throttling, network and
-server faults. Every wait fits inside the call's deadline, so a slow backend
+server faults. A server's Retry-After is honoured (it knows its own load
+better than our backoff does). Every wait fits inside the call's deadline: when
+it would not, the fault is reported at once instead, so a slow backend
 turns into UNAVAILABLE (which the driver itself retries) well before kubelet's
 two-minute budget is gone. SDK-level retries are switched off in the backends
 so that this is the one retry loop and it honours our deadline.
@@ -10,7 +12,9 @@ so that this is the one retry loop and it honours our deadline.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +23,35 @@ from typing import TypeVar
 from provider.errors import DeadlineExceeded, Unavailable
 
 T = TypeVar("T")
+
+# However long a server asks us to wait, we never plan a wait longer than this:
+# a Retry-After of an hour is a server fault, and the mount deadline (which
+# caps every wait anyway) is two minutes at most.
+RETRY_AFTER_CEILING = 60.0
+_SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from an HTTP Retry-After header (RFC 9110 section 10.2.3).
+
+    Either delta-seconds (``"2"``) or an HTTP-date; a date in the past means
+    "now" (0). Anything else is ignored (None), as RFC 9110 allows.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _SECONDS.fullmatch(text):  # RFC 9110 says integer; some servers send "1.5"
+        return min(float(text), RETRY_AFTER_CEILING)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT
+        return None
+    delta = when.timestamp() - (time.time() if now is None else now)
+    return min(max(0.0, delta), RETRY_AFTER_CEILING)
 
 
 @dataclass(frozen=True)
@@ -49,7 +82,9 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (attempt counts from 1)."""
         if retry_after is not None and retry_after >= 0:
-            return min(retry_after, self.max_delay * 4)
+            # The server's word, up to the ceiling; ``with_retries`` gives up
+            # instead when the wait would not leave time for the next attempt.
+            return min(retry_after, RETRY_AFTER_CEILING)
         ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
 

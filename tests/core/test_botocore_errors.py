@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 import botocore.exceptions as bx
+import botocore.parsers
 import grpc
 import pytest
 
@@ -19,12 +20,15 @@ from provider.errors import (
     Unavailable,
 )
 from provider.status import to_status
+from tests.support.mapping import assert_mapped
 
+# botocore.parsers holds ResponseParserError: what an unreadable answer raises.
 CLASSES = sorted(
     (
         cls
-        for _, cls in inspect.getmembers(bx, inspect.isclass)
-        if issubclass(cls, Exception) and cls.__module__ == bx.__name__
+        for module in (bx, botocore.parsers)
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, Exception) and cls.__module__ == module.__name__
     ),
     key=lambda c: c.__name__,
 )
@@ -46,9 +50,63 @@ def _instance(cls: type[Exception]) -> Exception:
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_every_botocore_exception_is_translated(cls: type[Exception]) -> None:
     err = translate(_instance(cls), subject="object 'db'", operation="GetSecretValue")
-    assert isinstance(err, ProviderError)
-    assert str(err).startswith(err.code + ": ")
-    assert "object 'db'" in str(err)
+    assert_mapped(err, cls, "object 'db'")
+
+
+def test_the_walk_finds_the_classes() -> None:
+    names = {c.__name__ for c in CLASSES}
+    assert len(CLASSES) > 90 and {"ResponseParserError", "ClientError", "BotoCoreError"} <= names
+
+
+def test_a_class_botocore_adds_later_is_caught() -> None:
+    """The helper fails on the catch-all: the check above can fail."""
+
+    class NewInBotocore(bx.BotoCoreError):
+        fmt = "new"
+
+    err = translate(NewInBotocore(), subject="object 'db'", operation="GetSecretValue")
+    with pytest.raises(AssertionError, match="catch-all"):
+        assert_mapped(err, NewInBotocore, "object 'db'")
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (botocore.parsers.ResponseParserError("<Creds>AKIA-SECRET-SessionToken"), Unavailable),
+        (bx.IncompleteReadError(actual_bytes=1, expected_bytes=2), Unavailable),
+        (AttributeError("'list' object has no attribute 'get'"), Unavailable),
+        (bx.ConfigParseError(path="/x"), InvalidRequest),
+        (bx.LoginError(), PermissionDenied),
+        (bx.UnknownParameterError(name="x", operation="o", choices="c"), InvalidParameters),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_families(exc: Exception, expected: type[ProviderError]) -> None:
+    err = translate(exc, subject="role 'r'", operation="AssumeRoleWithWebIdentity")
+    assert type(err) is expected
+    assert "AKIA" not in str(err) and "SessionToken" not in str(err)  # raw bodies never quoted
+
+
+@pytest.mark.parametrize(
+    ("header", "low", "high"),
+    [("2", 2.0, 2.0), ("0.5", 0.5, 0.5), (None, None, None), ("soon", None, None)],
+)
+def test_retry_after_from_a_throttled_answer(
+    header: str | None, low: float | None, high: float | None
+) -> None:
+    response: Any = {
+        "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+        "ResponseMetadata": {
+            "HTTPStatusCode": 400,
+            "HTTPHeaders": {} if header is None else {"retry-after": header},
+        },
+    }
+    err = translate(bx.ClientError(response, "GetSecretValue"), subject="s", operation="o")
+    assert isinstance(err, Unavailable) and err.code == "Throttled"
+    if low is None:
+        assert err.retry_after is None
+    else:
+        assert err.retry_after is not None and low <= err.retry_after <= (high or low)
 
 
 @pytest.mark.parametrize(

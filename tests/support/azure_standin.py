@@ -386,7 +386,7 @@ class KeyVaultEmulator:
         self.allowed: set[str] | None = None  # client ids allowed; None: everyone
         self.requests: list[tuple[str, str, int]] = []
         self._store: dict[tuple[str, str], list[Version]] = {}
-        self._faults: list[tuple[int, dict[str, str]]] = []
+        self._faults: list[tuple[int, dict[str, str], Any]] = []
         self._clock = int(time.time()) - 10_000
         self._lock = threading.Lock()
 
@@ -499,10 +499,17 @@ class KeyVaultEmulator:
         )
         return version
 
-    def fail_next(self, status: int, headers: dict[str, str] | None = None, times: int = 1) -> None:
-        """The next ``times`` authenticated requests answer ``status`` (429, 503, ...)."""
+    def fail_next(
+        self, status: int, headers: dict[str, str] | None = None, times: int = 1,
+        body: Any = None,
+    ) -> None:
+        """The next ``times`` authenticated requests answer ``status`` (429, 503, ...).
+
+        ``body`` (raw bytes or a JSON value) replaces Key Vault's error body: an
+        answer that is not what the API promises (``fail_next(200, body=b"oops")``).
+        """
         with self._lock:
-            self._faults.extend([(status, dict(headers or {}))] * times)
+            self._faults.extend([(status, dict(headers or {}), body)] * times)
 
     def reset_faults(self) -> None:
         with self._lock:
@@ -534,13 +541,11 @@ class KeyVaultEmulator:
         with self._lock:
             fault = self._faults.pop(0) if self._faults else None
         if fault is not None:
-            return (
-                fault[0],
-                fault[1],
-                _kv_error(
-                    "Throttled" if fault[0] == 429 else "ServiceUnavailable", "Injected fault."
-                ),
-            )
+            status, fault_headers, body = fault
+            if body is None:
+                code = "Throttled" if status == 429 else "ServiceUnavailable"
+                body = _kv_error(code, "Injected fault.")
+            return status, fault_headers, body
         if self.allowed is not None and client not in self.allowed:
             return (
                 403,

@@ -36,10 +36,10 @@ from provider.backends.aws.credentials import (
     IdentityCache,
     pod_identity_credentials,
     session_name,
+    sts_credentials,
 )
-from provider.backends.aws.credentials import _epoch as epoch
 from provider.backends.aws.errors import translate
-from provider.backends.aws.render import Fetched, render
+from provider.backends.aws.render import Fetched, parameter_answer, render, secret_answer
 from provider.backends.base import (
     Backend,
     BackendServices,
@@ -226,13 +226,7 @@ class AwsBackend(Backend[AwsPlan]):
                 raise translate(
                     exc, subject=f"role {role!r}", operation="AssumeRoleWithWebIdentity"
                 ) from None
-            c = answer["Credentials"]
-            return Credentials(
-                access_key=c["AccessKeyId"],
-                secret_key=c["SecretAccessKey"],
-                session_token=c["SessionToken"],
-                expires_at=epoch(c["Expiration"]),
-            )
+            return sts_credentials(answer, role)
 
         return await ctx.cached(
             lambda: self.identities.fresh(key),
@@ -310,19 +304,12 @@ class AwsBackend(Backend[AwsPlan]):
                     kwargs["VersionId"] = sel.version
                 if sel.label:
                     kwargs["VersionStage"] = sel.label
+                subject = f"object {obj.object_name!r} (secret {sel.name!r} in {where})"
                 try:
                     answer = client("secretsmanager", where).get_secret_value(**kwargs)
                 except Exception as exc:
-                    raise translate(
-                        exc,
-                        subject=f"object {obj.object_name!r} (secret {sel.name!r} in {where})",
-                        operation="GetSecretValue",
-                    ) from None
-                if answer.get("SecretString") is not None:
-                    value = answer["SecretString"].encode("utf-8")
-                else:
-                    value = bytes(answer.get("SecretBinary") or b"")
-                return Fetched(value, str(answer.get("VersionId", "")))
+                    raise translate(exc, subject=subject, operation="GetSecretValue") from None
+                return secret_answer(answer, subject)
 
             return call
 
@@ -354,7 +341,9 @@ class AwsBackend(Backend[AwsPlan]):
                     raise translate(
                         exc, subject=f"objects {listed} (SSM in {where})", operation="GetParameters"
                     ) from None
-                invalid = set(answer.get("InvalidParameters") or [])
+                listed_invalid = answer.get("InvalidParameters")
+                listed_invalid = listed_invalid if isinstance(listed_invalid, list) else []
+                invalid = {n for n in listed_invalid if isinstance(n, str)}
                 missing = [
                     o.object_name
                     for (o, _), n in zip(selectors, names, strict=True)
@@ -365,18 +354,21 @@ class AwsBackend(Backend[AwsPlan]):
                         f"SSM parameters not found in {where} (or version/label not found): "
                         + ", ".join(repr(m) for m in missing)
                     )
-                found = answer.get("Parameters") or []
+                params = answer.get("Parameters")
+                params = params if isinstance(params, list) else []
+                found = [p for p in params if isinstance(p, dict)]
                 out: dict[int, Fetched] = {}
                 for obj, sel in selectors:
+                    subject = f"object {obj.object_name!r} (parameter {sel.name!r} in {where})"
                     param = _match_parameter(found, sel)
                     if param is None:
-                        raise NotFound(
-                            f"object {obj.object_name!r}: SSM returned no parameter "
-                            f"{sel.name!r} in {where}"
+                        # SSM lists every name it was asked for, found or invalid:
+                        # an answer that lists neither is not a usable answer.
+                        raise Unavailable(
+                            f"{subject}: AWS's GetParameters answer lists the parameter neither "
+                            "as found nor as invalid; not a usable answer"
                         )
-                    out[id(obj)] = Fetched(
-                        str(param.get("Value", "")).encode("utf-8"), str(param.get("Version", ""))
-                    )
+                    out[id(obj)] = parameter_answer(param, subject)
                 return out
 
             return call

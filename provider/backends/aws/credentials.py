@@ -87,6 +87,33 @@ def pod_identity_credentials(endpoint: str, token: str, timeout: float = 5.0) ->
         raise Unavailable("the EKS Pod Identity agent sent an unreadable answer") from None
 
 
+def sts_credentials(answer: Any, role: str) -> Credentials:
+    """The credentials of an AssumeRoleWithWebIdentity answer; Unavailable if it has none.
+
+    botocore reads an STS answer without its Credentials element as a plain
+    ``{}``: that answer is unusable (a proxy or a fault in between), never a
+    denial. Its content is never quoted (it may hold keys).
+    """
+    creds = answer.get("Credentials") if isinstance(answer, dict) else None
+    found: Credentials | None = None
+    if isinstance(creds, dict):
+        try:
+            found = Credentials(
+                access_key=str(creds["AccessKeyId"]),
+                secret_key=str(creds["SecretAccessKey"]),
+                session_token=str(creds["SessionToken"]),
+                expires_at=_epoch(creds["Expiration"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            found = None
+    if found is None or not (found.access_key and found.secret_key and found.session_token):
+        raise Unavailable(
+            f"role {role!r}: AWS's AssumeRoleWithWebIdentity answer holds no usable "
+            "credentials; not a usable answer"
+        )
+    return found
+
+
 class IdentityCache:
     """LRU map from an identity key to (credentials, clients built from them).
 

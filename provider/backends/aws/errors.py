@@ -1,14 +1,32 @@
 """botocore exceptions -> the provider's error tree, in one function.
 
 Every botocore exception class maps to the most specific provider error (a
-test walks ``botocore.exceptions`` and fails if one is left unmapped). The
-AWS message is quoted after redaction: it names ARNs and actions, which is
-what the user needs to fix a policy, and never the secret value.
+test walks ``botocore.exceptions`` and ``botocore.parsers`` and fails if one
+reaches the catch-all). The AWS message is quoted after redaction: it names
+ARNs and actions, which is what the user needs to fix a policy, and never the
+secret value. The text of an exception about an unreadable answer is never
+quoted: botocore puts the raw body in it, and a cut STS answer holds
+credentials.
+
+    ClientError                         by AWS error code and HTTP status (below)
+    unreadable or cut answers           Unavailable (retried): ResponseParserError,
+      (and the AttributeError/TypeError  IncompleteReadError, checksum errors ...
+      botocore's parser raises on a
+      body of the wrong JSON type)
+    network, timeouts, retry quota      Unavailable
+    no usable credentials               PermissionDenied (AuthFailed)
+    request botocore refuses to send    InvalidParameters (object names, region)
+    region and endpoint resolution      InvalidParameters ('region')
+    the provider's own AWS setup        InvalidRequest (ProviderMisconfigured):
+      (AWS_* environment, config files,  the pod cannot fix it and retrying
+      botocore data, SDK features we     cannot help; the message says to fix
+      never use)                         the provider's deployment
 """
 
 from __future__ import annotations
 
 import botocore.exceptions as bx
+import botocore.parsers
 
 from provider.errors import (
     InvalidParameters,
@@ -19,6 +37,7 @@ from provider.errors import (
     Unavailable,
     quote_backend_message,
 )
+from provider.retry import parse_retry_after
 
 NOT_FOUND = {
     "ResourceNotFoundException",
@@ -64,10 +83,97 @@ TRANSIENT = {
 }
 
 
+# The answer could not be read: cut short, garbled, or not what the API
+# promises. A retry may get a whole answer; never quote these (raw bodies).
+UNREADABLE = (
+    botocore.parsers.ResponseParserError,
+    bx.IncompleteReadError,
+    bx.ResponseStreamingError,
+    bx.ChecksumError,
+    bx.FlexibleChecksumError,
+    bx.AwsChunkedWrapperError,
+)
+# botocore's parsers assume the body has the shape of the API model: a JSON list
+# or a string where an object belongs ends in one of these, raised by the SDK.
+PARSER_FAULTS = (AttributeError, TypeError, KeyError, IndexError, ValueError, UnicodeError)
+NETWORK = (
+    bx.ConnectionError
+    | bx.HTTPClientError
+    | bx.ConnectionClosedError
+    | bx.ReadTimeoutError
+    | bx.ConnectTimeoutError
+    | bx.EndpointConnectionError
+    # botocore's own retry quota: transient as well.
+    | bx.CapacityNotAvailableError
+)
+NO_CREDENTIALS = (
+    bx.NoCredentialsError
+    | bx.PartialCredentialsError
+    | bx.CredentialRetrievalError
+    | bx.UnknownCredentialError
+    | bx.TokenRetrievalError
+    | bx.NoAuthTokenError
+    | bx.MetadataRetrievalError
+    | bx.SSOError
+    | bx.LoginError
+    | bx.RefreshWithMFAUnsupportedError
+)
+# botocore refused to send the request: a name or value from the SecretProviderClass
+# breaks the API's rules (length, pattern, a host label built from it).
+BAD_REQUEST = (
+    bx.ParamValidationError
+    | bx.ValidationError
+    | bx.MissingParametersError
+    | bx.InvalidDNSNameError
+    | bx.InvalidHostLabelError
+    | bx.InvalidExpressionError
+)
+BAD_REGION = (
+    bx.NoRegionError
+    | bx.UnknownEndpointError
+    | bx.InvalidRegionError
+    | bx.EndpointResolutionError
+    | bx.UnknownRegionError
+    | bx.BaseEndpointResolverError
+    | bx.ServiceNotInRegionError
+    | bx.UnsupportedOutpostResourceError
+)
+
+# Raised before any request leaves: the provider's AWS configuration (AWS_*
+# variables, config files), its botocore data, or an SDK feature it never uses.
+# Listed one by one, so that a class botocore adds later reaches the catch-all
+# and the mapping test names it.
+PROVIDER_SETUP = (
+    bx.ConfigNotFound, bx.ConfigParseError, bx.ProfileNotFound, bx.InvalidConfigError,
+    bx.InvalidRetryConfigurationError, bx.InvalidDefaultsMode,
+    bx.InvalidEndpointConfigurationError, bx.InvalidEndpointDiscoveryConfigurationError,
+    bx.InvalidIMDSEndpointError, bx.InvalidIMDSEndpointModeError, bx.InvalidProxiesConfigError,
+    bx.InvalidSTSRegionalEndpointsConfigError, bx.InvalidChecksumConfigError,
+    bx.InvalidS3AddressingStyleError, bx.InvalidS3UsEast1RegionalEndpointConfigError,
+    bx.UnsupportedS3AccesspointConfigurationError, bx.UnsupportedS3ArnError,
+    bx.UnsupportedS3ConfigurationError, bx.UnsupportedS3ControlArnError,
+    bx.UnsupportedS3ControlConfigurationError, bx.UnknownSignatureVersionError,
+    bx.UnsupportedSignatureVersionError, bx.UnsupportedTLSVersionWarning,
+    bx.MissingDependencyException, bx.MD5UnavailableError, bx.DataNotFoundError,
+    bx.ApiVersionNotFoundError, bx.UndefinedModelAttributeError, bx.UnknownServiceStyle,
+    bx.UnsupportedServiceProtocolsError, bx.UnknownClientMethodError, bx.EndpointProviderError,
+    bx.OperationNotPageableError, bx.PaginationError, bx.WaiterError, bx.WaiterConfigError,
+    bx.StubResponseError, bx.UnseekableStreamError, bx.ImminentRemovalWarning,
+)
+
+
+def retry_after(exc: bx.ClientError) -> float | None:
+    """The Retry-After AWS sent with a throttling or 503 answer, in seconds."""
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
+    value = headers.get("retry-after") if isinstance(headers, dict) else None
+    return parse_retry_after(value if isinstance(value, str) else None)
+
+
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
     """The provider error for ``exc`` raised by ``operation`` while reading ``subject``."""
     if isinstance(exc, ProviderError):
         return exc
+    name = type(exc).__name__
     if isinstance(exc, bx.ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code", "")) or "Unknown"
@@ -80,57 +186,40 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
             return PermissionDenied(text)
         if code in TRANSIENT or status == 429 or status >= 500:
             return Unavailable(
-                text, code="Throttled" if "hrottl" in code or status == 429 else None
+                text,
+                code="Throttled" if "hrottl" in code or status == 429 else None,
+                retry_after=retry_after(exc),
             )
         if code == "InvalidRequestException" and "delet" in said.lower():
             return NotFound(text)
         if status == 403:
             return PermissionDenied(text)
         return InvalidRequest(text, code="BackendRejected")
+    if isinstance(exc, UNREADABLE):
+        return Unavailable(f"{subject}: {operation}: AWS's answer could not be read ({name})")
+    if isinstance(exc, NETWORK):
+        return Unavailable(f"{subject}: {operation}: cannot reach AWS ({name})")
+    if isinstance(exc, NO_CREDENTIALS):
+        return PermissionDenied(
+            f"{subject}: no usable AWS credentials for {operation}", code="AuthFailed"
+        )
     if isinstance(exc, bx.ParamValidationError):
         return InvalidParameters(
             [f"{subject}: {operation} rejected the request: {quote_backend_message(str(exc))}"]
         )
-    if isinstance(
-        exc,
-        bx.NoCredentialsError
-        | bx.PartialCredentialsError
-        | bx.CredentialRetrievalError
-        | bx.UnknownCredentialError
-        | bx.TokenRetrievalError
-        | bx.NoAuthTokenError
-        | bx.MetadataRetrievalError
-        | bx.SSOError,
-    ):
-        return PermissionDenied(
-            f"{subject}: no usable AWS credentials for {operation}", code="AuthFailed"
+    if isinstance(exc, BAD_REGION):
+        return InvalidParameters([f"{subject}: {operation}: {name}: set parameter 'region'"])
+    if isinstance(exc, BAD_REQUEST):
+        return InvalidParameters([f"{subject}: {operation}: AWS SDK refused the request ({name})"])
+    if isinstance(exc, PROVIDER_SETUP) or type(exc) is bx.BotoCoreError:
+        # No SecretProviderClass can fix that, and no retry.
+        return InvalidRequest(
+            f"{subject}: {operation}: the provider's AWS SDK setup cannot make this request "
+            f"({name}); check the provider's AWS_* environment and its installation",
+            code="ProviderMisconfigured",
         )
-    if isinstance(
-        exc,
-        bx.ConnectionError
-        | bx.HTTPClientError
-        | bx.ConnectionClosedError
-        | bx.ReadTimeoutError
-        | bx.ConnectTimeoutError
-        | bx.EndpointConnectionError
-        # A body cut short, or botocore's own retry quota: transient as well.
-        | bx.IncompleteReadError
-        | bx.CapacityNotAvailableError,
-    ):
-        return Unavailable(f"{subject}: {operation}: cannot reach AWS ({type(exc).__name__})")
-    if isinstance(
-        exc,
-        bx.NoRegionError
-        | bx.UnknownEndpointError
-        | bx.InvalidRegionError
-        | bx.EndpointResolutionError
-        | bx.UnknownRegionError,
-    ):
-        return InvalidParameters(
-            [f"{subject}: {operation}: {type(exc).__name__}: set parameter 'region'"]
+    if isinstance(exc, PARSER_FAULTS):
+        return Unavailable(
+            f"{subject}: {operation}: AWS's answer is not what the API promises ({name})"
         )
-    if isinstance(exc, bx.BotoCoreError):
-        return ProviderError(
-            f"{subject}: {operation}: unexpected AWS SDK error {type(exc).__name__}"
-        )
-    return ProviderError(f"{subject}: {operation}: unexpected error {type(exc).__name__}")
+    return ProviderError(f"{subject}: {operation}: unexpected error {name}")

@@ -4,24 +4,62 @@ The object's own file, plus one file per ``jmesPath`` entry holding the
 expression's result over the JSON secret. Object version ids are the file
 names (as the AWS provider reports them); jmesPath files carry their parent's
 version.
+
+An answer is read only when it has what the API promises (a value and a
+version): botocore turns an empty, cut or non-JSON body into ``{}`` without
+complaint, and that must never become an empty file. Such an answer is
+Unavailable (retried), and its content is never quoted.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import jmespath.exceptions
 
 from provider.backends.aws.config import AwsObject
 from provider.backends.base import ObjectVersion, OutputFile
-from provider.errors import InvalidRequest
+from provider.errors import InvalidRequest, Unavailable
 
 
 @dataclass(frozen=True)
 class Fetched:
     value: bytes = field(repr=False)
     version: str
+
+
+def secret_answer(answer: Any, subject: str) -> Fetched:
+    """The value and version of a GetSecretValue answer, or Unavailable if it has none."""
+    if not isinstance(answer, dict):
+        raise _unusable(subject, "GetSecretValue", "is not an object")
+    version = answer.get("VersionId")
+    if not isinstance(version, str) or not version:
+        raise _unusable(subject, "GetSecretValue", "has no VersionId")
+    text, binary = answer.get("SecretString"), answer.get("SecretBinary")
+    if isinstance(text, str):
+        return Fetched(text.encode("utf-8"), version)
+    if isinstance(binary, bytes | bytearray):
+        return Fetched(bytes(binary), version)
+    raise _unusable(subject, "GetSecretValue", "has neither SecretString nor SecretBinary")
+
+
+def parameter_answer(param: dict[str, Any], subject: str) -> Fetched:
+    """The value and version of one GetParameters entry, or Unavailable if it has none."""
+    value, version = param.get("Value"), param.get("Version")
+    if not isinstance(value, str):
+        raise _unusable(subject, "GetParameters", "has no Value")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _unusable(subject, "GetParameters", "has no Version")
+    return Fetched(value.encode("utf-8"), str(version))
+
+
+def _unusable(subject: str, operation: str, what: str) -> Unavailable:
+    return Unavailable(
+        f"{subject}: AWS's {operation} answer {what}; not a usable answer (a proxy or a "
+        "fault in between?)"
+    )
 
 
 def render(obj: AwsObject, fetched: Fetched) -> tuple[list[OutputFile], list[ObjectVersion]]:

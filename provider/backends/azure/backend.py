@@ -55,7 +55,7 @@ from provider.backends.base import (
     ObjectVersion,
     OutputFile,
 )
-from provider.errors import InvalidParameters, NotFound
+from provider.errors import InvalidParameters, NotFound, Unavailable
 from provider.request import MountRequest
 
 _KNOWN_AUTHORITIES = {c.authority_host.rstrip("/") for c in CLOUDS.values()}
@@ -263,25 +263,45 @@ def _read(client: Any, obj: AzureObject, version: str) -> Rendered:
     if obj.type is ObjectType.SECRET:
         secret = client.get_secret(obj.name, version or None)
         props = secret.properties
+        if not isinstance(secret.value, str):
+            raise _unusable(obj, "no value")
         value = SecretValue(
-            value=secret.value or "",
+            value=secret.value,
             content_type=props.content_type or "",
             cert_backed=bool(props.key_id),
-            version=props.version or "",
+            version=_version(obj, props),
         )
         return render_secret(obj, value), value.version
     if obj.type is ObjectType.KEY:
         key = client.get_key(obj.name, version or None)
         jwk = key.key
+        if jwk is None:
+            raise _unusable(obj, "no key")
         fields = {
             name: _plain(getattr(jwk, name, None)) for name in ("kty", "n", "e", "crv", "x", "y")
         }
-        return render_key(obj, fields), key.properties.version or ""
+        if not fields["kty"]:
+            raise _unusable(obj, "a key without a type (kty)")
+        return render_key(obj, fields), _version(obj, key.properties)
     if version:
         cert = client.get_certificate_version(obj.name, version)
     else:
         cert = client.get_certificate(obj.name)
-    return render_cert(obj, cert.cer), cert.properties.version or ""
+    return render_cert(obj, cert.cer), _version(obj, cert.properties)
+
+
+def _unusable(obj: AzureObject, what: str) -> Unavailable:
+    # Key Vault always sends these: a proxy or a fault answered. Retried; never
+    # an empty file or an empty version.
+    return Unavailable(f"{obj.describe}: Key Vault's answer has {what}; not a usable answer")
+
+
+def _version(obj: AzureObject, props: Any) -> str:
+    """The object's version id from its Key Vault id; every real answer carries one."""
+    version = getattr(props, "version", None)
+    if not isinstance(version, str) or not version:
+        raise _unusable(obj, "no id (no version)")
+    return version
 
 
 def _history(client: Any, obj: AzureObject) -> list[str]:

@@ -25,6 +25,7 @@ from provider.errors import (
     Unavailable,
     quote_backend_message,
 )
+from provider.retry import parse_retry_after
 
 
 def _status(exc: BaseException) -> int:
@@ -39,16 +40,13 @@ def _status(exc: BaseException) -> int:
 
 
 def retry_after(exc: BaseException) -> float | None:
-    """Seconds from a Retry-After header (delta seconds; Key Vault sends those)."""
+    """Seconds from a Retry-After header (delta seconds or an HTTP-date)."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if not headers:
         return None
     value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return parse_retry_after(value if isinstance(value, str) else None)
 
 
 def _said(exc: BaseException) -> str:
@@ -61,6 +59,16 @@ def _said(exc: BaseException) -> str:
         text = type(exc).__name__
     # azure-core prefixes "(Code) " and appends "Code: ...\nMessage: ..."; keep the first line.
     return quote_backend_message(text.splitlines()[0] if text else "")
+
+
+def _raised_in(exc: BaseException, package: str) -> bool:
+    """Whether ``exc`` was raised by code of ``package`` (its innermost frame)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(package)
 
 
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
@@ -88,26 +96,39 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         return PermissionDenied(text, code="AuthFailed")
     if status in (401, 403):
         return PermissionDenied(text)
+    if isinstance(exc, ax.ServiceRequestError | ax.ServiceResponseError | ax.TooManyRedirectsError):
+        # Network faults and timeouts: worth another try.
+        return Unavailable(f"{subject}: {operation}: cannot reach Azure ({type(exc).__name__})")
     if isinstance(
         exc,
-        ax.ServiceRequestError | ax.ServiceResponseError | ax.TooManyRedirectsError
-        | ax.IncompleteReadError | ax.DecodeError,
+        ax.IncompleteReadError | ax.DecodeError | ax.DeserializationError
+        | ax.StreamConsumedError | ax.StreamClosedError | ax.ResponseNotReadError,
     ):
-        # Network faults, timeouts, a cut or unreadable answer: worth another try.
-        return Unavailable(f"{subject}: {operation}: cannot reach Azure ({type(exc).__name__})")
+        # The answer was cut, garbled or not what the API promises: a retry may
+        # get a whole one. Never quoted: the text may hold the body.
+        return Unavailable(
+            f"{subject}: {operation}: Azure's answer could not be read ({type(exc).__name__})"
+        )
     if isinstance(exc, ax.HttpResponseError):
         # 400, 409, 412 ... : Key Vault rejected what we asked; retrying cannot help.
         return InvalidRequest(text, code="BackendRejected")
-    if isinstance(exc, ax.SerializationError | ax.DeserializationError):
-        return ProviderError(f"{subject}: {operation}: Azure SDK could not (de)serialize")
-    if isinstance(exc, ax.StreamConsumedError | ax.StreamClosedError | ax.ResponseNotReadError):
-        return ProviderError(f"{subject}: {operation}: Azure SDK stream misuse")
+    if isinstance(exc, ax.SerializationError):
+        # The SDK could not put the object's name or version into a request.
+        return InvalidParameters(
+            [f"{subject}: {operation}: the Azure SDK cannot build a request for this object"]
+        )
     if type(exc) is ax.AzureError:
-        # The base class itself: azure-core raises it for assorted client-side faults.
-        return ProviderError(f"{subject}: {operation}: Azure SDK failed: {said}")
-    if isinstance(exc, ax.AzureError):
-        return ProviderError(
-            f"{subject}: {operation}: unexpected Azure SDK error {type(exc).__name__}"
+        # The base class itself: azure-core raises it for faults of the exchange
+        # it cannot classify (a broken connection pool, an unexpected stream state).
+        return Unavailable(f"{subject}: {operation}: Azure SDK failed: {said}")
+    if isinstance(exc, AttributeError | TypeError | KeyError | IndexError) or (
+        isinstance(exc, ValueError) and _raised_in(exc, "azure.keyvault")
+    ):
+        # The SDK's models assume the answer has the API's shape: a list, a
+        # string or an object without an id ends in one of these. Retried.
+        return Unavailable(
+            f"{subject}: {operation}: Key Vault's answer is not what the API promises "
+            f"({type(exc).__name__})"
         )
     if isinstance(exc, ValueError):
         # The SDKs (and msal) raise ValueError for malformed input: a vault URL,

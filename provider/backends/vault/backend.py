@@ -27,9 +27,9 @@ from provider.backends.vault import VaultSettings
 from provider.backends.vault.auth import TokenCache, TokenKey, VaultToken, token_from_login
 from provider.backends.vault.config import ReadKey, VaultObject, VaultPlan, parse_plan
 from provider.backends.vault.errors import translate
-from provider.backends.vault.render import render
+from provider.backends.vault.render import check, render
 from provider.backends.vault.transport import TransportCache, VaultTransport
-from provider.errors import PermissionDenied
+from provider.errors import PermissionDenied, Unavailable
 from provider.request import MountRequest
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,10 @@ class VaultBackend(Backend[VaultPlan]):
                 )
             except Exception as exc:
                 raise translate(exc, subject=subject, operation="the login", login=True) from None
+            if not isinstance(answer, dict) or not isinstance(answer.get("auth"), dict):
+                # Every login answer has an auth object: this one is not usable.
+                raise Unavailable(f"{subject}: Vault's login answer has no 'auth' object; "
+                                  "not a usable answer")
             found = token_from_login(answer, self.tokens.clock())
             if found is None:
                 raise PermissionDenied(f"{subject}: Vault's answer holds no token",
@@ -163,6 +167,9 @@ def _read_fn(
             )
         except Exception as exc:
             raise translate(exc, subject=subject, operation=f"{read.method} {read.path}") from None
-        return answer if isinstance(answer, dict) else None
+        answer = answer if isinstance(answer, dict) else None
+        for obj in objects:
+            check(obj, answer)  # here, so that an unusable answer is retried
+        return answer
 
     return call

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hvac.exceptions as hx
 import requests.exceptions as rx
 
+from provider.backends.vault.transport import UnusableAnswer
 from provider.errors import (
     InvalidParameters,
     InvalidRequest,
@@ -87,9 +88,15 @@ def translate(
     """
     if isinstance(exc, ProviderError):
         return exc
+    if isinstance(exc, UnusableAnswer):
+        # Something other than Vault answered (a proxy's page) or the body was cut.
+        return Unavailable(
+            f"{subject}: {operation}: Vault's answer {exc.reason}; not a usable answer"
+        )
     if isinstance(exc, hx.VaultError):
         said = _said(exc)
         tail = f": {said}" if said else ""
+        retry_after = getattr(exc, "retry_after", None)
         if isinstance(exc, hx.Forbidden | hx.Unauthorized):
             return PermissionDenied(
                 f"{subject}: Vault denied {operation}{tail}",
@@ -105,9 +112,11 @@ def translate(
             return NotFound(f"{subject}: nothing at this path in Vault{tail}")
         if isinstance(exc, hx.RateLimitExceeded):
             return Unavailable(f"{subject}: Vault is rate limiting {operation}{tail}",
-                               code="Throttled")
-        if isinstance(exc, TRANSIENT_VAULT):
-            return Unavailable(f"{subject}: Vault could not serve {operation}{tail}")
+                               code="Throttled", retry_after=retry_after)
+        if isinstance(exc, TRANSIENT_VAULT) or type(exc) is hx.VaultError:
+            # hvac raises the base class itself for answers it cannot classify.
+            return Unavailable(f"{subject}: Vault could not serve {operation}{tail}",
+                               retry_after=retry_after)
         if isinstance(exc, hx.InvalidRequest | hx.ParamValidationError):
             if login:
                 # jwt/kubernetes auth answer 400 for a role that does not exist or

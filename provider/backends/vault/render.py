@@ -10,6 +10,10 @@ Versions: a KV v2 response says its version; otherwise the version is an
 HMAC-SHA256 of the object's parameters and the content under the provider
 key. Never a plain hash, which would let anyone who sees the
 SecretProviderClassPodStatus test guesses of a low-entropy secret.
+
+A 200 answer without ``data`` (or a KV v2 answer without ``data.data`` or its
+version) is not something Vault sends: it is Unavailable (retried), never a
+file holding ``null`` and never a made-up version.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 from provider.backends.base import ObjectVersion, OutputFile
 from provider.backends.vault.config import VaultObject
 from provider.encodings import decode
-from provider.errors import InvalidRequest, NotFound
+from provider.errors import InvalidRequest, NotFound, Unavailable
 
 _GO_ESCAPES = (
     ("<", "\\u003c"),
@@ -62,13 +66,39 @@ def _subject(obj: VaultObject) -> str:
     return f"object {obj.object_name!r} (secretPath {obj.secret_path!r})"
 
 
-def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
-    """The file's bytes for ``obj`` from Vault's ``answer``."""
-    data = answer.get("data") if answer else None
+def _unusable(obj: VaultObject, what: str) -> Unavailable:
+    # Vault answers a read it cannot serve with 404 (or 204): a 200 without the
+    # data is a fault in between, retried, never an empty file.
+    return Unavailable(f"{_subject(obj)}: Vault's answer {what}; not a usable answer")
+
+
+def check(obj: VaultObject, answer: dict[str, Any] | None) -> None:
+    """Unavailable unless ``answer`` has what a Vault read promises.
+
+    Called inside the read (so the retry loop sees it) and again by ``render``.
+    """
+    if answer is None:
+        return  # 204 No Content: nothing at this path (NotFound when rendered)
+    data = answer.get("data")
     if not isinstance(data, dict):
+        raise _unusable(obj, "has no 'data' object")
+    if not _kv2_shaped(data):
+        return
+    if not isinstance(data.get("data"), dict):
+        raise _unusable(obj, "is a KV v2 answer without its 'data.data' object")
+    metadata = data.get("metadata")
+    version = metadata.get("version") if isinstance(metadata, dict) else None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _unusable(obj, "is a KV v2 answer without a version in 'data.metadata'")
+
+
+def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
+    """The file's bytes for ``obj`` from Vault's ``answer`` (None: 204, no content)."""
+    check(obj, answer)
+    data = answer.get("data") if answer else None
+    if answer is None or not isinstance(data, dict):
         raise NotFound(f"{_subject(obj)}: Vault returned no data")
     if not obj.secret_key:
-        assert answer is not None
         return whole_response(answer)
     nested = data.get("data")
     values = nested if isinstance(nested, dict) else data
@@ -89,18 +119,20 @@ def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
         ) from None
 
 
+def _kv2_shaped(data: dict[str, Any]) -> bool:
+    """A KV v2 read: exactly ``data`` and ``metadata`` (a KV v1 secret with a key
+    named ``data`` has others, or no ``metadata``)."""
+    return set(data) == {"data", "metadata"}
+
+
 def kv2_version(answer: dict[str, Any] | None) -> str:
-    """The KV v2 version of ``answer``, or "" when it is not a KV v2 read."""
+    """The KV v2 version of a checked ``answer``, or "" when it is not a KV v2 read."""
     data = answer.get("data") if answer else None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+    if not isinstance(data, dict) or not _kv2_shaped(data):
         return ""
     metadata = data.get("metadata")
-    if not isinstance(metadata, dict):
-        return ""
-    version = metadata.get("version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        return ""
-    return str(version)
+    version = metadata.get("version") if isinstance(metadata, dict) else None
+    return str(version) if isinstance(version, int) else ""
 
 
 def hmac_version(key: bytes, obj: VaultObject, content: bytes) -> str:

@@ -29,6 +29,7 @@ import urllib3.connectionpool
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.backends.vault.config import VaultConnection
 from provider.errors import InvalidRequest
+from provider.retry import parse_retry_after
 
 
 def build_ssl_context(tls: VaultTls) -> ssl.SSLContext:
@@ -141,6 +142,17 @@ class VaultHTTPAdapter(requests.adapters.HTTPAdapter):
 _TRANSIENT_4XX = frozenset({408, 412, 425, 429})
 
 
+class UnusableAnswer(ValueError):
+    """A 2xx answer that is not what Vault sends (not JSON, not an object).
+
+    The reason names the shape only, never the body.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class StatusAwareAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]  # hvac is untyped
     """hvac's adapter, with the statuses hvac leaves unmapped made precise.
 
@@ -152,7 +164,34 @@ class StatusAwareAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]  # hv
     guesswork.
     """
 
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        """Vault's answer as a JSON object; None for 204 No Content.
+
+        hvac's JSONAdapter hands back the raw response when a 200 is not JSON,
+        which reads as "no data" (NotFound) or "no token" (AuthFailed). Vault
+        only ever answers a JSON object: anything else came from something in
+        between or was cut short, and is UnusableAnswer (retried).
+        """
+        response = hvac.adapters.RawAdapter.request(self, *args, **kwargs)
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            raise UnusableAnswer("is not JSON") from None
+        if not isinstance(body, dict):
+            raise UnusableAnswer("is not a JSON object")
+        return body
+
     def _raise_for_error(self, method: str, url: str, response: requests.Response) -> None:
+        try:
+            self._raise_precise(method, url, response)
+        except hx.VaultError as exc:
+            # A 429 or 503 may say when to come back; the retry loop honours it.
+            exc.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise
+
+    def _raise_precise(self, method: str, url: str, response: requests.Response) -> None:
         try:
             super()._raise_for_error(method, url, response)
         except hx.UnexpectedError as exc:
