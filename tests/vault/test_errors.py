@@ -32,6 +32,10 @@ def spc(objects: str = APP, **params: str) -> dict[str, str]:
                      id="kv1-missing-path"),
         pytest.param("- objectName: nokey\n  secretPath: secret/data/app\n  secretKey: nope",
                      ["'nokey'", "'secretKey'", "'nope'"], id="missing-key"),
+        pytest.param("- objectName: deep\n  secretPath: secret/data/app\n  secretKey: config.z",
+                     ["'deep'", "'config.z'"], id="missing-nested-key"),
+        pytest.param("- objectName: deep\n  secretPath: secret/data/app\n"
+                     "  secretKey: username.x", ["'username.x'"], id="path-through-a-string"),
         pytest.param("- objectName: v9\n  secretPath: secret/data/versioned?version=9\n"
                      "  secretKey: value", ["'v9'", "version=9"], id="missing-version"),
     ],

@@ -40,6 +40,13 @@ DIALECT = [
     ("kv2-non-string-as-go-json",
      "- objectName: cfg\n  secretPath: secret/data/app\n  secretKey: config",
      "cfg", 0o644, b'{"a":1,"b":[true,"x\\u003cy\\u0026z"]}', "kv2:1"),
+    # A key that does not exist as written is read as a path into nested maps.
+    ("kv2-nested-key-path",
+     "- objectName: a\n  secretPath: secret/data/app\n  secretKey: config.a",
+     "a", 0o644, b"1", "kv2:1"),
+    ("kv2-nested-key-path-to-list",
+     "- objectName: b\n  secretPath: secret/data/app\n  secretKey: config.b",
+     "b", 0o644, b'[true,"x\\u003cy\\u0026z"]', "kv2:1"),
     ("kv2-latest", "- objectName: v\n  secretPath: secret/data/versioned\n  secretKey: value",
      "v", 0o644, b"two", "kv2:2"),
     ("kv2-query-version", "- objectName: v\n  secretPath: secret/data/versioned?version=1\n"

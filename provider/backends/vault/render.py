@@ -102,12 +102,12 @@ def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
         return whole_response(answer)
     nested = data.get("data")
     values = nested if isinstance(nested, dict) else data
-    if obj.secret_key not in values:
+    value = _lookup(values, obj.secret_key)
+    if value is _MISSING:
         raise NotFound(
             f"{_subject(obj)}: parameter 'secretKey': key {obj.secret_key!r} does not exist "
             "at the secret path"
         )
-    value = values[obj.secret_key]
     text = value if isinstance(value, str) else go_json(value)
     try:
         return decode(text, obj.encoding)
@@ -117,6 +117,26 @@ def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
             f"{_subject(obj)}: parameter 'encoding': key {obj.secret_key!r}: {exc}",
             code="InvalidSecretFormat",
         ) from None
+
+
+_MISSING = object()
+
+
+def _lookup(values: dict[str, Any], key: str) -> Any:
+    """``values[key]``; else, for a dotted key, the value at that path into nested maps.
+
+    The key as written wins (``tls.crt`` is a common key name, and the peer
+    reads it so); only a key that does not exist is read as a path
+    (``config.db.password``), which the peer would have failed.
+    """
+    if key in values:
+        return values[key]
+    current: Any = values
+    for step in key.split(".") if "." in key else ():
+        if not isinstance(current, dict) or step not in current:
+            return _MISSING
+        current = current[step]
+    return current if "." in key else _MISSING
 
 
 def _kv2_shaped(data: dict[str, Any]) -> bool:
