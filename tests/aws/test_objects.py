@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
 import pytest
 
 from tests.aws.conftest import attrs
@@ -229,3 +230,38 @@ def test_ssm_parameter_by_arn_is_implied_type() -> None:
     plan = parse_plan({"objects": f"- objectName: {arn}\n  objectAlias: conf"}, 0o644, "us-east-1")
     assert plan.objects[0].object_type is ObjectType.SSM_PARAMETER
     assert plan.objects[0].file_name == "conf"
+
+
+@pytest.mark.parametrize(
+    ("stored", "encoding", "expected"),
+    [
+        pytest.param("AAEC/w==", "base64", b"\x00\x01\x02\xff", id="base64"),
+        pytest.param("0001ff", "HEX", b"\x00\x01\xff", id="hex-any-case"),
+        pytest.param("plain", "utf8", b"plain", id="utf8-as-stored"),
+    ],
+)
+def test_object_encoding_decodes_the_value_into_the_file(
+    provider: RunningProvider, sm: Any, stored: str, encoding: str, expected: bytes
+) -> None:
+    sm.create_secret(Name="bin", SecretString=stored)
+    resp = provider.mount(
+        attrs(f"- objectName: bin\n  objectType: secretsmanager\n  objectEncoding: {encoding}\n")
+    )
+    assert files_of(resp) == {"bin": (0o644, expected)}
+
+
+def test_object_encoding_errors_name_the_encoding_never_the_value(
+    provider: RunningProvider, sm: Any
+) -> None:
+    sm.create_secret(Name="bin", SecretString="not%base64!")
+    err = provider.mount_error(
+        attrs("- objectName: bin\n  objectType: secretsmanager\n  objectEncoding: base64\n")
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "objectEncoding" in err.details() and "base64" in err.details()
+    assert "not%base64!" not in err.details()
+    err = provider.mount_error(
+        attrs("- objectName: bin\n  objectType: secretsmanager\n  objectEncoding: rot13\n")
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'rot13' is not one of utf-8, base64, hex" in err.details()

@@ -17,6 +17,7 @@ import jmespath
 import jmespath.exceptions
 
 from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+from provider.encodings import normalize_encoding
 from provider.errors import InvalidPath, Problems
 from provider.modes import parse_octal_mode
 from provider.paths import check_paths
@@ -30,6 +31,8 @@ OBJECT_KEYS = (
     "filePermission",
     "jmesPath",
     "failoverObject",
+    # Ours (the AWS provider has none): how the value is stored, decoded before writing.
+    "objectEncoding",
 )
 JMES_KEYS = ("path", "objectAlias", "filePermission")
 FAILOVER_KEYS = ("objectName", "objectVersion", "objectVersionLabel")
@@ -90,6 +93,8 @@ class AwsObject:
     jmes: tuple[JmesFile, ...]
     arn: Arn | None
     failover_arn: Arn | None
+    # objectEncoding: utf-8 (as stored), base64 or hex (decoded into the file).
+    encoding: str = "utf-8"
 
 
 @dataclass(frozen=True)
@@ -370,6 +375,11 @@ def _parse_object(
         failover_sel = Selector(name, version, label)
     file_name = translate(alias or name, translation)
     jmes = _jmes_entries(o.get("jmesPath"), where, translation, mode, problems)
+    try:
+        encoding = normalize_encoding(as_text(o.get("objectEncoding")))
+    except ValueError as exc:
+        problems.add(f"{where}: parameter 'objectEncoding': {exc}")
+        encoding = "utf-8"
     if obj_type is None:
         return None
     return AwsObject(
@@ -382,4 +392,5 @@ def _parse_object(
         jmes=jmes,
         arn=arn,
         failover_arn=failover_arn,
+        encoding=encoding,
     )

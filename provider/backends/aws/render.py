@@ -21,6 +21,7 @@ import jmespath.exceptions
 
 from provider.backends.aws.config import AwsObject
 from provider.backends.base import ObjectVersion, OutputFile
+from provider.encodings import decode
 from provider.errors import InvalidRequest, Unavailable
 
 
@@ -63,7 +64,15 @@ def _unusable(subject: str, operation: str, what: str) -> Unavailable:
 
 
 def render(obj: AwsObject, fetched: Fetched) -> tuple[list[OutputFile], list[ObjectVersion]]:
-    files = [OutputFile(obj.file_name, obj.mode, fetched.value, obj.object_name)]
+    try:
+        value = decode(fetched.value, obj.encoding)
+    except ValueError as exc:
+        # The message names the encoding, never the value.
+        raise InvalidRequest(
+            f"object {obj.object_name!r}: parameter 'objectEncoding': {exc}",
+            code="InvalidSecretFormat",
+        ) from None
+    files = [OutputFile(obj.file_name, obj.mode, value, obj.object_name)]
     versions = [ObjectVersion(obj.file_name, fetched.version)]
     if not obj.jmes:
         return files, versions
