@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -34,9 +35,11 @@ def _serve_flags() -> list[str]:
     serve = next(
         a for a in parser._actions if a.dest == "command"
     ).choices["serve"]  # type: ignore[attr-defined]
+    # Our own flags; the peers' aliases (provider/peerflags.py, no default of their
+    # own) land in these, so the chart has no values for them.
     return [
         s for a in serve._actions for s in a.option_strings
-        if s.startswith("--") and s not in ("--help",)
+        if s.startswith("--") and s not in ("--help",) and a.default is not argparse.SUPPRESS
     ]
 
 
