@@ -73,14 +73,20 @@ grep -q 'automountServiceAccountToken: false' "$tmp/no-rbac.yaml" || {
 
 step "deterministic, strict YAML"
 variants=(default all no-rbac with-driver no-affinity hmac-key)
-render >"$tmp/again-default.yaml"
-render -f daemonset/ci-values-all.yaml >"$tmp/again-all.yaml"
-render --set provider.hmacKey.key=lint-only-key-0123456789 >"$tmp/again-hmac-key.yaml"
-for v in default all hmac-key; do
+declare -A variant_args=(
+  [default]="" [all]="-f daemonset/ci-values-all.yaml"
+  [no-rbac]="--set rbac.serviceAccounts=false --set aws.region=us-east-1"
+  [with-driver]="--set secrets-store-csi-driver.install=true"
+  [no-affinity]="--set excludeVirtualNodes=false"
+  [hmac-key]="--set provider.hmacKey.key=lint-only-key-0123456789"
+)
+for v in "${variants[@]}"; do
+  read -r -a extra <<<"${variant_args[$v]}"
+  render "${extra[@]}" >"$tmp/again-$v.yaml"
   diff -u "$tmp/$v.yaml" "$tmp/again-$v.yaml" >/dev/null || {
     diff -u "$tmp/$v.yaml" "$tmp/again-$v.yaml" | head -20; echo "$v: two renders differ"; exit 1; }
 done
-echo "identical on a second render: default all hmac-key"
+echo "identical on a second render: ${variants[*]}"
 "$PYTHON" - "${variants[@]/#/$tmp/}" <<'PY'
 import sys, yaml
 # Strict parsers (kubectl's, Go's yaml.v3, kustomize) reject a mapping with a key twice;
