@@ -13,6 +13,7 @@ non-root variant, and the image's size.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -88,8 +89,15 @@ def test_process_is_confined_as_the_chart_says(start_container: StartContainer) 
     denied = container.exec("python3", "-c", write, "/opt/venv/probe")
     assert denied.returncode != 0 and "Read-only file system" in denied.stderr, denied.stderr
     assert container.exec("python3", "-c", write, "/tmp/probe").returncode == 0
-    # Root without CAP_DAC_OVERRIDE: a directory root does not own stays closed to it.
-    assert container.exec("python3", "-c", write, "/proc/1/probe").returncode != 0
+    # Root without CAP_DAC_OVERRIDE: a file another uid owns, mode 0600, stays closed to it.
+    private = container.socket_dir / "private"
+    private.write_text("not for the provider")
+    os.chown(private, 65532, 65532)
+    private.chmod(0o600)
+    read = "import sys; open(sys.argv[1]).read()"
+    denied = container.exec("python3", "-c", read, f"{container.run.socket_dir}/private")
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr, denied.stderr
+    private.unlink()
 
 
 def test_sigterm_removes_the_socket(start_container: StartContainer) -> None:
