@@ -1,28 +1,30 @@
 # syntax=docker/dockerfile:1
-# polysecret: the Secrets Store CSI Driver provider image.
+# polysecret: the Secrets Store CSI Driver provider image. Build it with
+# `make image` (scripts/build-image.sh), which first puts the wheels in build/wheels.
 #
-# Two stages: the builder installs the package with every backend's SDK into a
-# virtualenv; the runtime stage copies only that venv onto the same slim base
-# (no pip cache, no build tools, no source tree).
+# BASE is a build argument: a release uses the pinned upstream Python image
+# (pin the digest too, e.g. python:3.11.14-slim-trixie@sha256:<digest>); CI, with
+# no image registry reachable, passes a minimal Debian bookworm made by
+# debootstrap (python3, python3-venv, ca-certificates). Either way `python3`
+# is on PATH and the same wheels (CPython 3.11, manylinux) install.
 #
-# Base image pinned by tag; pin the digest too when releasing, e.g.
-#   FROM python:3.11.14-slim-trixie@sha256:<digest from `docker buildx imagetools inspect`>
-# (no registry is reachable from CI here, so the digest is not filled in).
+# Two stages: the builder installs the wheels into a virtualenv offline
+# (--no-index: nothing is fetched during the build); the runtime stage copies
+# only that venv onto the same base (no pip, no wheels, no source tree).
+ARG BASE=python:3.11.14-slim-trixie
 
-FROM python:3.11.14-slim-trixie AS builder
+FROM ${BASE} AS builder
+ARG VERSION=0.1.0
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY provider ./provider
+COPY build/wheels /wheels
 # Byte-code is compiled here, at build time: the runtime root filesystem is read-only.
-RUN /opt/venv/bin/pip install --no-cache-dir ".[all]" \
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels "polysecret[all]==${VERSION}" \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
  && /opt/venv/bin/pip uninstall -y pip setuptools
 
-FROM python:3.11.14-slim-trixie
+FROM ${BASE}
 LABEL org.opencontainers.image.title="polysecret" \
       org.opencontainers.image.description="Secrets Store CSI Driver provider for AWS, Azure Key Vault and Vault/OpenBao" \
       org.opencontainers.image.licenses="Apache-2.0"

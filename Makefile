@@ -3,9 +3,11 @@
 PYTHON ?= python3
 PIP    ?= $(PYTHON) -m pip
 export POLYSECRET_CACHE ?= $(HOME)/.cache/polysecret
+# The image `make image` builds and `make test` runs (tests/image).
+export POLYSECRET_IMAGE ?= localhost/polysecret:dev
 PROTO_OUT = provider/v1alpha1
 
-.PHONY: all test demo install install-test lint fmt proto proto-check bench lint-deploy conformance-go clean
+.PHONY: all test demo install install-test lint fmt proto proto-check bench lint-deploy conformance-go image clean
 
 all: test
 
@@ -20,7 +22,7 @@ install-test: install
 demo: install
 	$(PYTHON) scripts/demo.py
 
-test: install-test proto-check lint
+test: install-test proto-check lint image
 	$(PYTHON) -m pytest -q
 	$(MAKE) conformance-go
 	bash scripts/lint-deploy.sh
@@ -30,6 +32,12 @@ test: install-test proto-check lint
 conformance-go:
 	cd tests/conformance && GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local go test -count=1 ./...
 	cd tests/conformance && GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local go test -count=1 -modfile=go.v15.mod ./...
+
+# The container image, with podman (installed by scripts/install-image-deps.sh):
+# a debootstrapped Debian base and wheels from PyPI, both cached under
+# $(POLYSECRET_CACHE)/image. A release: BASE_IMAGE=<pinned upstream> make image.
+image:
+	bash scripts/build-image.sh $(POLYSECRET_IMAGE)
 
 lint:
 	$(PYTHON) -m ruff check provider tests bench scripts

@@ -14,8 +14,9 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from provider import PROVIDER_NAME, __version__
+from provider import PROVIDER_NAME, __version__, peerflags
 from provider.backends import add_all_flags, load_all_settings
 from provider.settings import DEFAULT_SOCKET_DIR, ServerSettings
 
@@ -26,10 +27,18 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
+class _NoAbbrevParser(argparse.ArgumentParser):
+    """No abbreviations: a peer's flag must never silently match one of ours by prefix."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="polysecret", description=__doc__)
+    parser = _NoAbbrevParser(prog="polysecret", description=__doc__)
     parser.add_argument("--version", action="version", version=f"{PROVIDER_NAME} {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_NoAbbrevParser)
 
     serve = sub.add_parser("serve", help="serve the provider API on a Unix socket")
     env = os.environ.get
@@ -47,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mount-timeout", type=float, default=90.0, help="seconds per Mount")
     serve.add_argument("--grace-period", type=float, default=20.0,
                        help="seconds for in-flight mounts on SIGTERM")
+    # warn, trace and off: vault-csi-provider's spellings (peerflags.LOG_LEVELS).
     serve.add_argument("--log-level", default=env("POLYSECRET_LOG_LEVEL", "info"),
-                       choices=["debug", "info", "warning", "error"])
+                       choices=["debug", "info", "warning", "error", *peerflags.LOG_LEVELS])
     serve.add_argument("--log-format", default="json", choices=["json", "text"])
     serve.add_argument("--node-name", default=env("NODE_NAME", ""),
                        help="this node (for region lookup)")
@@ -58,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--health-addr", default="", help="HOST:PORT for HTTP probes (off if empty)")
     serve.add_argument("--metrics-addr", default="", help="HOST:PORT for /metrics (off if empty)")
     add_all_flags(serve)
+    peerflags.add_peer_flags(serve)
+    peerflags.env_defaults(serve, os.environ)
 
     from provider import lint, mountcli
 
@@ -164,13 +176,40 @@ def _exit_if_backend_calls_linger(code: int) -> None:
         os._exit(code)
 
 
+def serve_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    found: argparse.ArgumentParser = next(
+        a for a in parser._actions if a.dest == "command"
+    ).choices["serve"]  # type: ignore[index]
+    return found
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse, reading ``serve``'s flags the way Go does too (``-flag=v``, ``-bool=false``)."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        argv = ["serve", *peerflags.go_style(argv[1:], serve_parser(parser))]
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except ValueError as exc:  # a POLYSECRET_* variable that is not a boolean
+        print(f"polysecret: {exc}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         from provider import logs
         from provider.sockets import SocketError
 
+        try:
+            notices = peerflags.apply(args)
+        except ValueError as exc:
+            print(f"polysecret: cannot start: {exc}", file=sys.stderr)
+            return 2
         logs.configure(args.log_level, args.log_format)
+        for notice in notices:
+            log.info(notice)
         try:
             settings = settings_from(args, os.environ)
             code = asyncio.run(serve(settings, os.environ))

@@ -63,7 +63,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "polysecret.hmacSecretName" -}}
 {{- if .Values.provider.hmacKey.existingSecret -}}
 {{- .Values.provider.hmacKey.existingSecret -}}
-{{- else if .Values.provider.hmacKey.create -}}
+{{- else if .Values.provider.hmacKey.key -}}
 {{- printf "%s-hmac" (include "polysecret.fullname" .) -}}
 {{- end -}}
 {{- end -}}
@@ -106,4 +106,46 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- with .Values.extraArgs }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/*
+The pod's affinity: .Values.affinity, plus (excludeVirtualNodes) two NotIn
+expressions in every required nodeSelectorTerm. Terms are ORed, expressions
+within a term ANDed, so the exclusion must be in each term to hold.
+*/}}
+{{- define "polysecret.affinity" -}}
+{{- $affinity := deepCopy (.Values.affinity | default dict) -}}
+{{- if .Values.excludeVirtualNodes -}}
+{{- $exclude := list
+      (dict "key" "eks.amazonaws.com/compute-type" "operator" "NotIn" "values" (list "fargate"))
+      (dict "key" "type" "operator" "NotIn" "values" (list "virtual-kubelet")) -}}
+{{- $node := $affinity.nodeAffinity | default dict -}}
+{{- $required := $node.requiredDuringSchedulingIgnoredDuringExecution | default dict -}}
+{{- $terms := list -}}
+{{- range ($required.nodeSelectorTerms | default (list dict)) -}}
+{{- $term := deepCopy . -}}
+{{- $_ := set $term "matchExpressions" (concat ($term.matchExpressions | default list) $exclude) -}}
+{{- $terms = append $terms $term -}}
+{{- end -}}
+{{- $_ := set $required "nodeSelectorTerms" $terms -}}
+{{- $_ := set $node "requiredDuringSchedulingIgnoredDuringExecution" $required -}}
+{{- $_ := set $affinity "nodeAffinity" $node -}}
+{{- end -}}
+{{- with $affinity }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* Settings that only fail at run time, refused at render time instead. */}}
+{{- define "polysecret.checks" -}}
+{{- $key := .Values.provider.hmacKey.key -}}
+{{- if and $key (lt (len $key) 16) -}}
+{{- fail "provider.hmacKey.key must be at least 16 characters" -}}
+{{- end -}}
+{{- $driver := index .Values "secrets-store-csi-driver" | default dict -}}
+{{- if $driver.install -}}
+{{- $linux := $driver.linux | default dict -}}
+{{- $dirs := concat (list $linux.providersDir) ($linux.additionalProvidersDirs | default list) -}}
+{{- if not (has .Values.provider.socketDir $dirs) -}}
+{{- fail (printf "provider.socketDir %s is not a directory the driver reads (secrets-store-csi-driver.linux.providersDir %s, additionalProvidersDirs %v)" .Values.provider.socketDir $linux.providersDir ($linux.additionalProvidersDirs | default list)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
