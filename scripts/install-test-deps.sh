@@ -14,5 +14,7 @@ export POLYSECRET_CACHE="${POLYSECRET_CACHE:-$HOME/.cache/polysecret}"
 mkdir -p "$POLYSECRET_CACHE"
 echo "== building helm (chart tests)"
 bash scripts/install-helm.sh
+echo "== the driver's chart (our chart's optional dependency)"
+bash scripts/driver-chart.sh
 echo "== building the driver's client (conformance)"
 bash tests/conformance/build.sh

