@@ -23,6 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from provider import calltime
 from provider.errors import DeadlineExceeded, ProviderError, Unavailable
 from provider.request import MountRequest
 from provider.retry import Deadline, RetryPolicy, with_retries
@@ -112,8 +113,13 @@ class FetchContext:
                 started = time.perf_counter()
                 outcome = "ok"
                 try:
+                    # run_until: the thread, not only this future, is freed at
+                    # the deadline (its sockets are shut; provider.calltime).
                     return await asyncio.wait_for(
-                        loop.run_in_executor(self._executor, fn), timeout=remaining
+                        loop.run_in_executor(
+                            self._executor, calltime.run_until, self.deadline.at, fn
+                        ),
+                        timeout=remaining,
                     )
                 except TimeoutError:
                     outcome = "DeadlineExceeded"
