@@ -27,6 +27,9 @@ from provider.retry import Deadline
 
 # Weight of the newest mount in the moving average of mount times.
 SMOOTHING = 0.2
+# A waiting mount leaves the queue when less than this many typical mount
+# times are left: admitted later, it would likely end in DEADLINE_EXCEEDED.
+MARGIN = 1.5
 
 
 def default_limit(workers: int, max_parallel: int) -> int:
@@ -73,12 +76,14 @@ class Admission:
         if ahead >= self.queue_limit:
             self._shed(f"{ahead} mounts are already waiting")
         # Arrival order: this mount starts after `ahead // limit + 1` rounds.
-        if typical is not None and (ahead // self.limit + 2) * typical > deadline.remaining():
+        rounds = ahead // self.limit + MARGIN + 1
+        if typical is not None and rounds * typical > deadline.remaining():
             self._shed(f"{self.active + ahead} mounts are ahead of this one")
-        # Leave the queue while a typical mount could still finish (half the
-        # time left when none has finished yet).
+        # Leave the queue while a typical mount could still finish, with half
+        # a mount to spare: mounts vary (half the time left when none has
+        # finished yet).
         left = deadline.remaining()
-        budget = left - (typical if typical is not None else left / 2)
+        budget = left - (MARGIN * typical if typical is not None else left / 2)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:

@@ -6,6 +6,7 @@ are read the same way for AWS, Azure and Vault so that messages look alike.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -211,13 +212,22 @@ def fold_keys(
     for key, value in item.items():
         canonical = by_lower.get(str(key).lower())
         if canonical is None:
-            problems.add(f"{where}: unknown key {str(key)[:40]!r} (known: {', '.join(known)})")
+            problems.add(f"{where}: unknown key {str(key)[:40]!r} ({_suggest(str(key), known)})")
             continue
         if canonical in out:
             problems.add(f"{where}: key {canonical!r} is given twice")
             continue
         out[canonical] = value
     return out
+
+
+def _suggest(key: str, known: tuple[str, ...]) -> str:
+    """"did you mean 'objectName'?" for a near miss; else the known keys."""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(key[:100].lower(), list(by_lower), n=1, cutoff=0.75)
+    if close:
+        return f"did you mean {by_lower[close[0]]!r}?"
+    return f"known: {', '.join(known)}"
 
 
 def as_text(value: Any) -> str:

@@ -23,7 +23,9 @@ import grpc
 
 from provider import API_VERSION, PROVIDER_NAME, __version__, sockets
 from provider.backends.base import FetchResult
+from provider.errors import InvalidParameters
 from provider.pipeline import MountInput, MountPipeline
+from provider.redaction import redact
 from provider.request import MountRequest
 from provider.retry import Deadline
 from provider.status import error_code, to_status
@@ -138,6 +140,10 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
                 seconds=elapsed,
                 outcome=error_code(exc),
                 message=message,
+                # The status message is bounded; the log keeps every problem.
+                problems=[redact(p, secrets) for p in exc.problems]
+                if isinstance(exc, InvalidParameters)
+                else None,
             )
             if code == grpc.StatusCode.INTERNAL:
                 log.error("unexpected error in Mount", exc_info=exc)
@@ -165,6 +171,7 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
         seconds: float,
         outcome: str,
         message: str,
+        problems: list[str] | None = None,
     ) -> None:
         pod = parsed.pod if parsed is not None else None
         log.log(
@@ -180,6 +187,7 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
                 "duration_ms": round(seconds * 1000, 2),
                 "outcome": outcome,
                 **({"error": message} if message else {}),
+                **({"problems": problems} if problems else {}),
             },
         )
 
