@@ -222,7 +222,7 @@ def fold_keys(
 
 
 def _suggest(key: str, known: tuple[str, ...]) -> str:
-    """"did you mean 'objectName'?" for a near miss; else the known keys."""
+    """ "did you mean 'objectName'?" for a near miss; else the known keys."""
     by_lower = {k.lower(): k for k in known}
     close = difflib.get_close_matches(key[:100].lower(), list(by_lower), n=1, cutoff=0.75)
     if close:

@@ -127,8 +127,10 @@ def aws_mount(provider: RunningProvider, pod: str) -> Any:
 
 
 def vault_mount(provider: RunningProvider, signer: TokenSigner, pod: str) -> Any:
-    params = {"roleName": "app",
-              "objects": "- {objectName: pw, secretPath: secret/data/app, secretKey: password}"}
+    params = {
+        "roleName": "app",
+        "objects": "- {objectName: pw, secretPath: secret/data/app, secretKey: password}",
+    }
     attributes = pod_attributes(params, pod=pod, tokens={"vault": signer.token("app")})
     return provider.mount(attributes, timeout=10)
 
