@@ -2,6 +2,9 @@
 
 All parameters arrive as strings; booleans, YAML documents and required keys
 are read the same way for AWS, Azure and Vault so that messages look alike.
+Every YAML document of a class goes through :func:`parse_yaml`, which bounds
+nesting and alias expansion: a class author must not be able to crash or
+stall the provider every pod of the node depends on.
 """
 
 from __future__ import annotations

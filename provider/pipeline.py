@@ -1,7 +1,8 @@
 """The Mount flow, in one read.
 
-request -> typed config -> backend plan (validated, no network) -> fetch as the
-pod (parallel, bounded) -> path rules -> files and object versions.
+request -> ``prepare``: backend and plan (validated, no network; parsed once per
+class, off the event loop, cached) -> ``fetch``: admitted as a whole mount, as
+the pod (parallel, bounded) -> path rules -> files and object versions.
 All or nothing: any failure fails the whole mount and nothing is returned.
 """
 
@@ -207,12 +208,6 @@ class MountPipeline:
         size = sum(len(k) + len(v) for k, v in request.attributes.items())
         keep = backend.cache_plans
         return _Planned(name, planned, PLAN_BYTES_PER_CHAR * size, keep, None if keep else request)
-
-    async def mount(
-        self, request: MountRequest, *, served_name: str, deadline: Deadline
-    ) -> MountOutcome:
-        prepared = await self.prepare(request, served_name=served_name, deadline=deadline)
-        return await self.fetch(request, prepared, deadline=deadline)
 
     async def fetch(
         self, request: MountRequest, prepared: Prepared, *, deadline: Deadline

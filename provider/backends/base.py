@@ -8,9 +8,9 @@ backend, path rules, the response, error-to-status mapping — belongs to the
 pipeline, so a new backend plugs in without changing it.
 
 Blocking SDK calls go through :meth:`FetchContext.call`, which runs them on the
-shared thread pool, bounds the parallelism of one mount, retries transient
-faults inside the deadline and is the single place where backend requests are
-timed and counted.
+backend's thread pool, ends them at the deadline (provider.calltime), bounds
+the parallelism of one mount, retries transient faults inside the deadline and
+is the single place where backend requests are timed and counted.
 """
 
 from __future__ import annotations
