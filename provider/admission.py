@@ -7,10 +7,11 @@ mounts of 10 objects against a backend taking 1 s per request, 20 s deadline,
 most ``limit`` mounts at once; a mount, once admitted, keeps its place until it
 is done (mounts already in progress are never slowed by newcomers), and the
 others wait in arrival order. A waiting mount is turned away with UNAVAILABLE
-(the driver and kubelet retry it) as soon as it could not finish in time:
-on arrival when the queue ahead of it, at the recent mount time, would take
-longer than its deadline, and at the latest when what is left of its deadline
-is shorter than one recent mount.
+(the driver and kubelet retry it) as soon as it could not finish in time: on
+arrival and every quarter second while it waits, it checks whether its turn
+(a slot frees every recent-mount-time / limit seconds) plus one mount would
+outlast its deadline; before any mount has finished it waits at most half its
+time.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from provider.retry import Deadline
 SMOOTHING = 0.2
 # A waiting mount leaves the queue when less than this many typical mount
 # times are left: admitted later, it would likely end in DEADLINE_EXCEEDED.
-MARGIN = 1.5
+MARGIN = 1.25
+# How often a waiting mount re-checks whether it can still make it.
+RECHECK = 0.25
 
 
 def default_limit(workers: int, max_parallel: int) -> int:
@@ -71,38 +74,52 @@ class Admission:
         if self.active < self.limit and not self._waiters:
             self.active += 1
             return
-        typical = self.mount_seconds
-        ahead = len(self._waiters)
-        if ahead >= self.queue_limit:
-            self._shed(f"{ahead} mounts are already waiting")
-        # Arrival order: this mount starts after `ahead // limit + 1` rounds.
-        rounds = ahead // self.limit + MARGIN + 1
-        if typical is not None and rounds * typical > deadline.remaining():
-            self._shed(f"{self.active + ahead} mounts are ahead of this one")
-        # Leave the queue while a typical mount could still finish, with half
-        # a mount to spare: mounts vary (half the time left when none has
-        # finished yet).
-        left = deadline.remaining()
-        budget = left - (MARGIN * typical if typical is not None else left / 2)
+        if len(self._waiters) >= self.queue_limit:
+            self._shed(f"{len(self._waiters)} mounts are already waiting")
+        self._check(len(self._waiters), deadline)
+        # Until a mount has finished there is no estimate: wait half the time left.
+        patience = deadline.at - deadline.remaining() / 2
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout=max(0.0, budget))
-        except TimeoutError:
+            while True:
+                typical = self.mount_seconds
+                if typical is not None:
+                    # Re-checked as the queue moves and the estimate changes:
+                    # a hopeless mount leaves as soon as that shows.
+                    self._check(self._waiters.index(waiter), deadline)
+                    # Leave while a typical mount could still finish, with a
+                    # quarter of a mount to spare: mounts vary.
+                    leave_at = deadline.at - MARGIN * typical
+                else:
+                    leave_at = patience
+                wait = leave_at - time.monotonic()
+                if wait <= 0:
+                    self._shed("no mount slot came free in time")
+                done, _ = await asyncio.wait({waiter}, timeout=min(wait, RECHECK))
+                if done:
+                    return
+        except BaseException:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # handed a slot just as the wait ended: pass it on
-            else:
-                waiter.cancel()
-            self._shed("no mount slot came free in time")
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release()
+                self._release()  # handed a slot just as it gave up: pass it on
             else:
                 waiter.cancel()
             raise
         finally:
             with contextlib.suppress(ValueError):  # already handed a slot
                 self._waiters.remove(waiter)
+
+    def _check(self, position: int, deadline: Deadline) -> None:
+        """Shed now if, at the recent mount time, this mount's turn would come too late."""
+        typical = self.mount_seconds
+        if typical is None:
+            return
+        # A slot comes free every typical / limit seconds on average: this
+        # mount starts after position + 1 of them, then needs a mount's time.
+        # (No margin here: the estimate is re-checked as the queue moves, and
+        # the margin applies when it finally gives up waiting.)
+        if ((position + 1) / self.limit + 1) * typical > deadline.remaining():
+            self._shed(f"{self.active + position} mounts are ahead of this one")
 
     def _shed(self, why: str) -> None:
         self.shed += 1

@@ -32,6 +32,10 @@ from tests.support.running import RunningProvider, files_of, pod_attributes, set
 OBJECTS = 10
 MOUNTS = 40
 DEADLINE = 8.0
+WORKERS = 4
+DELAY = 0.2
+# Whole mounts the threads can finish within one deadline (16): 2.5x overload.
+CAPACITY = WORKERS / DELAY / OBJECTS * DEADLINE
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +50,11 @@ def overloaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runni
             root.secrets.kv.v2.create_or_update_secret(
                 path=f"load/s{i}", mount_point="secret", secret={"v": f"value-{i}"}
             )
-        proxy = DelayProxy(int(bao.address.rsplit(":", 1)[1]), 0.2)
+        proxy = DelayProxy(int(bao.address.rsplit(":", 1)[1]), DELAY)
         settings = settings_for(
             tmp_path_factory.mktemp("overload"),
             {"vault": VaultSettings(address=proxy.url())},
-            workers=4,
+            workers=WORKERS,
             max_parallel=2,
             mount_timeout=DEADLINE,
         )
@@ -87,11 +91,11 @@ def test_overload_admits_whole_mounts_and_sheds_the_rest_early(
         results = list(pool.map(lambda i: mount(provider, token, f"p{i}"), range(MOUNTS)))
     codes = Counter(code for code, _ in results)
     print("outcomes:", dict(codes))
-    # Capacity is ~2 mounts/s for 8 s: at least a quarter of the 40 must
-    # succeed (0 before admission: all 40 DEADLINE_EXCEEDED), and the others
-    # are told to come back. A few admitted mounts may still run out of time
-    # on a machine this busy (shared CPU); never INTERNAL.
-    assert codes["OK"] >= MOUNTS // 4, codes
+    # At least half of what the threads can finish must succeed (0 before
+    # admission: all 40 DEADLINE_EXCEEDED), and the others are told to come
+    # back. A few admitted mounts may still run out of time on a machine this
+    # busy (shared CPU); never INTERNAL.
+    assert codes["OK"] >= CAPACITY / 2, codes
     assert set(codes) <= {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED"}, codes
     assert codes["DEADLINE_EXCEEDED"] <= 4, codes
     shed = [seconds for code, seconds in results if code == "UNAVAILABLE"]
