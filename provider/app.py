@@ -20,7 +20,8 @@ from provider.health import GrpcHealth, HttpEndpoint, Probes, Route, probe_route
 from provider.kube import KubeClient
 from provider.metrics import Metrics
 from provider.pipeline import MountPipeline
-from provider.server import MountObserver, ProviderServer, make_executor
+from provider.pools import BackendPools
+from provider.server import MountObserver, ProviderServer
 from provider.settings import ServerSettings
 
 log = logging.getLogger("provider.app")
@@ -37,7 +38,8 @@ class App:
         mount_observer: MountObserver | None = None,
     ) -> None:
         self.settings = settings
-        self.executor = make_executor(settings.workers)
+        # One pool per backend: a slow backend cannot take another's threads.
+        self.executor = BackendPools(settings.workers)
         # Always collected (cheap); served only when --metrics-addr is set.
         self.metrics = Metrics()
         services = BackendServices(
@@ -49,9 +51,12 @@ class App:
         self.registry = BackendRegistry(settings.backends, services)
         self.pipeline = MountPipeline(
             registry=self.registry,
-            executor=self.executor,
+            pools=self.executor,
             max_parallel=settings.max_parallel,
             observer=observer or self.metrics,
+            max_objects=settings.max_objects,
+            max_mounts=settings.max_mounts,
+            plan_cache_bytes=settings.plan_cache_mib * 1024 * 1024,
         )
         self.grpc_health = GrpcHealth()
         self.server = ProviderServer(
@@ -104,6 +109,7 @@ class App:
         await self.server.stop(self.settings.grace_period)
         self._stop_http()
         self.registry.close()
+        self.pipeline.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _stop_http(self) -> None:

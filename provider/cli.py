@@ -52,7 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-parallel", type=int, default=8,
                        help="objects fetched at once per mount")
-    serve.add_argument("--workers", type=int, default=32, help="threads for backend calls")
+    serve.add_argument("--workers", type=int, default=32,
+                       help="threads for backend calls, per backend")
+    serve.add_argument("--max-objects", type=int, default=1000,
+                       help="objects one SecretProviderClass may mount")
+    serve.add_argument("--max-mounts", type=int, default=0,
+                       help="mounts fetched at once per backend; more wait or are shed with "
+                            "UNAVAILABLE (0: 2 x workers / max-parallel)")
+    serve.add_argument("--plan-cache-mib", type=int, default=64,
+                       help="memory for parsed SecretProviderClasses (plan cache)")
     serve.add_argument("--mount-timeout", type=float, default=90.0, help="seconds per Mount")
     serve.add_argument("--grace-period", type=float, default=20.0,
                        help="seconds for in-flight mounts on SIGTERM")
@@ -85,6 +93,9 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Serve
         also_serve=tuple(args.also_serve),
         max_parallel=max(1, args.max_parallel),
         workers=max(1, args.workers),
+        max_objects=max(1, args.max_objects),
+        max_mounts=max(0, args.max_mounts),
+        plan_cache_mib=max(1, args.plan_cache_mib),
         mount_timeout=args.mount_timeout,
         grace_period=args.grace_period,
         log_level=args.log_level,

@@ -51,13 +51,17 @@ class InvalidRequest(ProviderError):
 
 
 class InvalidParameters(InvalidRequest):
-    """One or more parameters are wrong; every problem is reported at once."""
+    """One or more parameters are wrong; every problem is reported at once.
+
+    ``problems`` keeps the whole list (the provider logs it); the message is
+    bounded (:func:`summarize`).
+    """
 
     code = "InvalidParameters"
 
     def __init__(self, problems: Iterable[str], *, code: str | None = None) -> None:
         self.problems = tuple(problems)
-        super().__init__("; ".join(self.problems), code=code)
+        super().__init__(summarize(self.problems), code=code)
 
 
 class InvalidPath(InvalidRequest):
@@ -112,6 +116,43 @@ def quote_backend_message(message: str) -> str:
     """A backend's error text on one line, bounded to MAX_QUOTE characters."""
     message = " ".join(message.split())
     return message if len(message) <= MAX_QUOTE else message[: MAX_QUOTE - 3] + "..."
+
+
+# The status message travels in gRPC metadata (clients refuse more than 8 KiB
+# by default, 16 KiB hard) and becomes the pod's FailedMount event: a few
+# problems of bounded length, then how many more there are.
+MAX_PROBLEM = 400
+MAX_MESSAGE = 3072
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` UTF-8 bytes, marked with "..." when cut."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def summarize(problems: Iterable[str], limit: int = MAX_MESSAGE) -> str:
+    """Problems joined by "; ": each once, each clipped, within ``limit`` bytes.
+
+    What does not fit is counted ("... and 7 more"): the provider's log has
+    them all.
+    """
+    unique = list(dict.fromkeys(problems))
+    shown: list[str] = []
+    used = 0
+    for index, problem in enumerate(unique):
+        item = clip(problem, MAX_PROBLEM)
+        size = len(item.encode("utf-8", "surrogatepass")) + 2
+        more = len(unique) - index - 1
+        # Room for the "... and N more" tail unless this is the last one.
+        if shown and used + size + (80 if more else 0) > limit:
+            shown.append(f"... and {len(unique) - index} more (all in the provider's log)")
+            break
+        shown.append(item)
+        used += size
+    return "; ".join(shown)
 
 
 class Problems:

@@ -4,7 +4,7 @@ A SecretProviderClass is only checked when a pod mounts it, and its errors
 then surface as ``FailedMount`` events on that pod. Lint reads the classes
 (a file, or ``kubectl get secretproviderclass -o yaml`` on stdin), and runs
 the very checks a Mount runs before its first network call
-(:meth:`provider.pipeline.MountPipeline.validate`): backend choice, the
+(:meth:`provider.pipeline.MountPipeline.prepare`): backend choice, the
 dialect's parameters and objects, keysAsFiles and templates. No network, no
 tokens. It assumes the pod side is right: a nodePublishSecretRef is taken as
 present (it lives on the pod's volume, not in the class).
@@ -82,27 +82,35 @@ async def check(pipeline: Any, spc: SecretProviderClass) -> Finding:
         permission="420",
         current_versions={},
     )
+    from provider.retry import Deadline
+
     try:
-        backend = await pipeline.validate(request, served_name=spc.provider)
+        prepared = await pipeline.prepare(
+            request, served_name=spc.provider, deadline=Deadline.after(120)
+        )
     except InvalidParameters as exc:
         return Finding(spc, "", exc.problems)
     except ProviderError as exc:
         return Finding(spc, "", (str(exc),))
-    return Finding(spc, backend, ())
+    return Finding(spc, prepared.backend, ())
 
 
 def _pipeline() -> Any:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from provider.backends import BackendRegistry, load_all_settings
+    from provider.backends import BackendRegistry
     from provider.backends.base import BackendServices
-    from provider.cli import build_parser
+    from provider.cli import build_parser, settings_from
     from provider.pipeline import MountPipeline
+    from provider.pools import BackendPools
 
-    # The backends' defaults, as a provider started without flags has them.
-    args = build_parser().parse_args(["serve"])
-    registry = BackendRegistry(load_all_settings(args, os.environ), BackendServices())
-    return MountPipeline(registry=registry, executor=ThreadPoolExecutor(2), max_parallel=1)
+    # The limits and backend defaults of a provider started without flags
+    # (POLYSECRET_* variables apply, as they do to `serve`).
+    settings = settings_from(build_parser().parse_args(["serve"]), os.environ)
+    return MountPipeline(
+        registry=BackendRegistry(settings.backends, BackendServices()),
+        pools=BackendPools(1),
+        max_parallel=1,
+        max_objects=settings.max_objects,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

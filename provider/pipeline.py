@@ -1,26 +1,34 @@
 """The Mount flow, in one read.
 
-request -> typed config -> backend plan (validated, no network) -> fetch as the
-pod (parallel, bounded) -> path rules -> files and object versions.
+request -> ``prepare``: backend and plan (validated, no network; parsed once per
+class, off the event loop, cached) -> ``fetch``: admitted as a whole mount, as
+the pod (parallel, bounded) -> path rules -> files and object versions.
 All or nothing: any failure fails the whole mount and nothing is returned.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections import OrderedDict
+import hashlib
 from collections.abc import Mapping
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from provider import derived
+from provider.admission import Admission, default_limit
 from provider.backends import BackendRegistry
-from provider.backends.base import Backend, FetchContext, FetchResult, RequestObserver
+from provider.backends.base import FetchContext, FetchResult, RequestObserver
 from provider.cache import Cache
-from provider.errors import InvalidRequest, ProviderError
+from provider.dialect import ParseMemo, parse_once
+from provider.errors import (
+    DeadlineExceeded,
+    InvalidParameters,
+    InvalidRequest,
+    ProviderError,
+)
 from provider.paths import check_paths
+from provider.pools import BackendPools
 from provider.request import POD_KEY_PREFIX, MountRequest, parse_mount_request
 from provider.retry import Deadline, RetryPolicy
 from provider.selection import choose_backend
@@ -28,6 +36,11 @@ from provider.selection import choose_backend
 # The driver's default --max-call-recv-msg-size: a larger answer fails inside
 # the driver with an opaque gRPC error, so we say which objects are too big.
 DRIVER_MAX_RECEIVE = 4 * 1024 * 1024
+# Objects one class may mount (--max-objects). Real classes list a few to a
+# few hundred; 1000 objects already take a minute of requests at 20 per second
+# and most of the driver's 4 MiB answer, while 12,000 took 1.1 MiB of YAML and
+# a second of CPU per parse.
+DEFAULT_MAX_OBJECTS = 1000
 
 
 def check_size(result: FetchResult, limit: int) -> None:
@@ -66,28 +79,70 @@ class MountInput:
     current_versions: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A request's backend and validated plan: everything before the network."""
+
+    backend: str
+    plan: Any
+    # keysAsFiles / templates (provider.derived), None when the class has none.
+    extra: derived.DerivedPlan | None = None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A plan cache entry (``size``: a bound on its memory; ``keep``: cacheable)."""
+
+    backend: str
+    plan: Any
+    extra: derived.DerivedPlan | None
+    size: int
+    keep: bool
+    # A plan that may depend on the pod (Backend.cache_plans False) is only
+    # good for the request it was made for, even if others joined its flight.
+    request: MountRequest | None
+
+
+# A parsed plan takes about as much memory as its parameters' text (measured:
+# 120 classes of 1.4 MiB held 183 MiB); counted twice to be safe.
+PLAN_BYTES_PER_CHAR = 2
+
+
 class MountPipeline:
     def __init__(
         self,
         *,
         registry: BackendRegistry,
-        executor: Executor,
+        pools: BackendPools,
         max_parallel: int,
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
         max_response_bytes: int = DRIVER_MAX_RECEIVE,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
+        max_mounts: int = 0,
+        plan_cache_entries: int = 256,
+        plan_cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._max_response_bytes = max_response_bytes
         self._registry = registry
-        self._executor = executor
+        self._pools = pools
         self._max_parallel = max_parallel
         self._retry = retry
         self._observer = observer
-        self._plans = PlanCache()
-        # keysAsFiles / templates, by their parameter texts (compiled templates included).
-        self._derived: Cache[tuple[str, ...], derived.DerivedPlan] = Cache(
-            "derived", max_entries=256, max_bytes=16 * 1024 * 1024, size_of=_derived_size
+        self._max_objects = max_objects
+        self._mount_limit = max_mounts or default_limit(pools.workers, max_parallel)
+        self._admission: dict[str, Admission] = {}
+        self.plans: Cache[tuple[str, int, bytes], _Planned] = Cache(
+            "plans",
+            max_entries=plan_cache_entries,
+            max_bytes=plan_cache_bytes,
+            size_of=lambda p: p.size,
+            expiry=lambda p: float("inf") if p.keep else 0.0,
         )
+        # Parsing a class takes up to a second of CPU (12,000 objects): never
+        # on the event loop, and on two threads of its own so that big classes
+        # cannot take the backends' threads either.
+        self._planner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="plan")
 
     def parse(self, wire: MountInput) -> MountRequest:
         return parse_mount_request(
@@ -98,97 +153,126 @@ class MountPipeline:
             current_versions=wire.current_versions,
         )
 
-    async def mount(
+    def admission(self, backend: str) -> Admission:
+        found = self._admission.get(backend)
+        if found is None:
+            found = self._admission[backend] = Admission(backend, self._mount_limit)
+        return found
+
+    async def prepare(
         self, request: MountRequest, *, served_name: str, deadline: Deadline
-    ) -> MountOutcome:
-        name = choose_backend(request.attributes, served_name)
+    ) -> Prepared:
+        """The backend and plan for ``request``: from the plan cache, or parsed once, off the loop.
+
+        The key is a digest of the class parameters (every attribute except the
+        pod's own identity and tokens), the default mode and the socket name:
+        nothing pod-specific is ever in a shared plan. Mounts of one class that
+        arrive together share one parse.
+        """
+        key = (served_name, request.default_mode, class_digest(request.attributes))
+        try:
+            planned = await self.plans.get(
+                key, lambda: self._plan(request, served_name), timeout=deadline.remaining()
+            )
+        except TimeoutError:
+            raise DeadlineExceeded(
+                "the mount deadline ran out while the SecretProviderClass was parsed"
+            ) from None
+        if not planned.keep and planned.request is not request:
+            planned = await self._plan(request, served_name)
+        return Prepared(backend=planned.backend, plan=planned.plan, extra=planned.extra)
+
+    async def _plan(self, request: MountRequest, served_name: str) -> _Planned:
+        loop = asyncio.get_running_loop()
+        memo: ParseMemo = {}
+
+        def select() -> str:
+            with parse_once(memo):
+                return choose_backend(request.attributes, served_name)
+
+        name = await loop.run_in_executor(self._planner, select)
         backend = await self._registry.get(name)
-        plan = self._plans.plan(name, backend, request)
+
+        def plan() -> Any:
+            # The same memo: the plan reuses the document selection parsed.
+            with parse_once(memo):
+                return backend.plan(request)  # raises on bad parameters: nothing cached
+
+        planned = await loop.run_in_executor(self._planner, plan)
+        count = backend.object_count(planned)
+        if count > self._max_objects:
+            raise InvalidParameters(
+                [
+                    f"parameter 'objects' lists {count} objects, more than the "
+                    f"{self._max_objects} one class may mount (--max-objects); split the "
+                    "SecretProviderClass"
+                ],
+                code="TooManyObjects",
+            )
+        extra: derived.DerivedPlan | None = None
+        if derived.wanted(request.attributes):
+
+            def derive() -> derived.DerivedPlan:
+                with parse_once(memo):
+                    return derived.parse(request.attributes)
+
+            # Compiling templates is CPU work: off the loop, like the plan.
+            extra = await loop.run_in_executor(self._planner, derive)
+        size = sum(len(k) + len(v) for k, v in request.attributes.items())
+        keep = backend.cache_plans
+        return _Planned(
+            name, planned, extra, PLAN_BYTES_PER_CHAR * size, keep, None if keep else request
+        )
+
+    async def fetch(
+        self, request: MountRequest, prepared: Prepared, *, deadline: Deadline
+    ) -> MountOutcome:
+        name = prepared.backend
+        backend = await self._registry.get(name)
         ctx = FetchContext(
             request=request,
             deadline=deadline,
-            executor=self._executor,
+            executor=self._pools.for_backend(name),
             max_parallel=self._max_parallel,
             backend=name,
             retry=self._retry,
             observer=self._observer,
         )
-        extra = await self._derived_plan(request)  # checked before any backend call
-        result = await backend.fetch(plan, ctx)
-        if extra:
+        # Whole mounts are admitted, or shed early with UNAVAILABLE (overload).
+        async with self.admission(name).enter(deadline):
+            result = await backend.fetch(prepared.plan, ctx)
+        if prepared.extra:
+            # Derived files are CPU work (templates): on the planner's threads.
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(
-                self._executor, derived.apply, extra, result, request.default_mode
+                self._planner, derived.apply, prepared.extra, result, request.default_mode
             )
         check_paths([(f.path, f.source) for f in result.files])
         check_size(result, self._max_response_bytes)
         if not result.versions:
             # The driver fails a mount with no object versions; say why ourselves.
             raise ProviderError("the backend returned no object versions")
-        return MountOutcome(backend=name, result=result, object_count=backend.object_count(plan))
-
-    async def validate(self, request: MountRequest, *, served_name: str) -> str:
-        """Every check a Mount makes before its first backend call; the backend's name.
-
-        ``polysecret lint`` runs exactly this, offline, so the two always agree.
-        """
-        name = choose_backend(request.attributes, served_name)
-        backend = await self._registry.get(name)
-        self._plans.plan(name, backend, request)
-        await self._derived_plan(request)
-        return name
-
-    async def _derived_plan(self, request: MountRequest) -> derived.DerivedPlan | None:
-        params = request.attributes
-        if not derived.wanted(params):
-            return None
-        key = tuple(params.get(name, "") for name in derived.PARAMETERS)
-        found = self._derived.peek(key)
-        if found is not None:
-            return found
-        loop = asyncio.get_running_loop()
-        # Compiling templates is CPU work: off the event loop.
-        plan = await loop.run_in_executor(self._executor, derived.parse, params)
-        return self._derived.put(key, plan)
-
-
-def _derived_size(plan: derived.DerivedPlan) -> int:
-    # Compiled templates are a few times their source; the source bound is what we know.
-    return 4096 * (len(plan.keys) + 1) + 64 * 1024 * len(plan.templates)
-
-
-class PlanCache:
-    """Validated plans by SecretProviderClass parameters, for backends that allow it.
-
-    Every rotation poll of every pod re-sends the same class; parsing its YAML
-    and compiling its expressions again is pure waste. The key is the backend,
-    the default mode and every attribute except the pod's own (identity and
-    tokens), so nothing pod-specific is ever in a shared plan.
-    """
-
-    def __init__(self, size: int = 256) -> None:
-        self._plans: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def plan(self, name: str, backend: Backend[Any], request: MountRequest) -> Any:
-        if not backend.cache_plans:
-            return backend.plan(request)
-        key = (
-            name,
-            request.default_mode,
-            frozenset(
-                (k, v) for k, v in request.attributes.items() if not k.startswith(POD_KEY_PREFIX)
-            ),
+        return MountOutcome(
+            backend=name, result=result, object_count=backend.object_count(prepared.plan)
         )
-        with self._lock:
-            found = self._plans.get(key)
-            if found is not None:
-                self._plans.move_to_end(key)
-                return found
-        plan = backend.plan(request)  # raises on bad parameters: nothing cached
-        with self._lock:
-            self._plans[key] = plan
-            while len(self._plans) > self._size:
-                self._plans.popitem(last=False)
-        return plan
+
+    def close(self) -> None:
+        self._planner.shutdown(wait=False, cancel_futures=True)
+        self.plans.clear()
+
+
+def class_digest(attributes: Mapping[str, str]) -> bytes:
+    """A digest of the SecretProviderClass parameters (the pod's own attributes left out)."""
+    digest = hashlib.sha256()
+    for key in sorted(attributes):
+        if key.startswith(POD_KEY_PREFIX):
+            continue
+        value = attributes[key]
+        for part in (key, value):
+            # Length-prefixed: no two different classes give the same stream.
+            # surrogatepass: the request parser refuses lone surrogates, but a
+            # digest must never be the thing that fails.
+            data = part.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "big"))
+            digest.update(data)
+    return digest.digest()

@@ -101,6 +101,12 @@ def _load_json_object(text: str, what: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         # Never echo the text: it may hold a secret.
         raise InvalidRequest(f"{what} is not valid JSON (at position {exc.pos})") from None
+    except (ValueError, RecursionError):
+        # Python refuses integers of more than 4300 digits (ValueError) and
+        # recurses once per nesting level: the driver never sends either.
+        raise InvalidRequest(
+            f"{what} is not acceptable JSON (nested too deeply or a number too long)"
+        ) from None
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -112,9 +118,28 @@ def _string_map(raw: dict[str, Any], what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in raw.items():
         if not isinstance(value, str):
-            raise InvalidRequest(f"{what}: value of key {key!r} must be a string")
+            raise InvalidRequest(f"{what}: value of key {_name(key)} must be a string")
+        if not (_is_unicode(key) and _is_unicode(value)):
+            # JSON may escape a lone surrogate ("\\ud800"), which no UTF-8
+            # reader (libyaml, gRPC, the SDKs) can take; the driver never sends one.
+            raise InvalidRequest(
+                f"{what}: key {_name(key)} or its value is not valid Unicode (a lone surrogate)"
+            )
         out[key] = value
     return out
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _name(key: str) -> str:
+    """A key for a message: quoted, bounded, and encodable whatever it holds."""
+    return ascii(key[:60])
 
 
 def _parse_tokens(text: str | None) -> dict[str, ServiceAccountToken]:
@@ -125,7 +150,11 @@ def _parse_tokens(text: str | None) -> dict[str, ServiceAccountToken]:
     for audience, entry in raw.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
             raise InvalidRequest(
-                f"attribute {TOKENS!r}: entry for audience {audience!r} has no string 'token'"
+                f"attribute {TOKENS!r}: entry for audience {_name(audience)} has no string 'token'"
+            )
+        if not (_is_unicode(audience) and _is_unicode(entry["token"])):
+            raise InvalidRequest(
+                f"attribute {TOKENS!r}: entry for audience {_name(audience)} is not valid Unicode"
             )
         expires: datetime | None = None
         stamp = entry.get("expirationTimestamp")
@@ -146,10 +175,10 @@ def parse_permission(text: str) -> int:
         return 0o644
     try:
         value = json.loads(text)
-    except ValueError:
-        raise InvalidRequest(f"permission {text[:16]!r} is not a JSON number") from None
+    except (ValueError, RecursionError):
+        raise InvalidRequest(f"permission {text[:16]!a} is not a JSON number") from None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MODE:
-        raise InvalidRequest(f"permission {text[:16]!r} must be an integer from 0 to 511")
+        raise InvalidRequest(f"permission {text[:16]!a} must be an integer from 0 to 511")
     return value
 
 

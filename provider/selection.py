@@ -9,20 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import yaml
-
 from provider.backends import BACKEND_NAMES
-from provider.dialect import SafeLoader
-from provider.errors import InvalidParameters
+from provider.dialect import parse_yaml
+from provider.errors import InvalidParameters, Problems
 
 BACKEND_PARAMETER = "backend"
 
 
-def _looks_like_aws(objects_text: str) -> bool:
-    try:
-        objects = yaml.load(objects_text, Loader=SafeLoader)  # noqa: S506 - a safe loader
-    except yaml.YAMLError:
-        return False
+def _looks_like_aws(objects_text: str, problems: Problems) -> bool:
+    # Through the dialect's bounded parser: inside the pipeline's parse_once
+    # block the AWS plan then reuses this very document instead of parsing it again.
+    objects = parse_yaml(objects_text, "parameter 'objects'", problems)
     if not isinstance(objects, list):
         return False
     for item in objects:
@@ -57,10 +54,12 @@ def choose_backend(attributes: Mapping[str, str], served_name: str) -> str:
         return "azure"
     if "roleName" in attributes or "vaultAddress" in attributes:
         return "vault"
-    if _looks_like_aws(attributes.get("objects", "")):
+    problems = Problems()
+    if _looks_like_aws(attributes.get("objects", ""), problems):
         return "aws"
     raise InvalidParameters(
         [
+            *problems,  # an unreadable 'objects' is the likelier cause: named first
             "cannot tell which backend this SecretProviderClass is for: set parameter "
             "'backend' to aws, azure or vault; or serve this provider under that name "
             "(--also-serve) and set spec.provider to it; or use a dialect key "

@@ -15,7 +15,6 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from pathlib import Path
 from secrets import token_hex
 from typing import Any
@@ -24,10 +23,11 @@ import grpc
 
 from provider import API_VERSION, PROVIDER_NAME, __version__, sockets
 from provider.backends.base import FetchResult
+from provider.errors import InvalidParameters
 from provider.pipeline import MountInput, MountPipeline
+from provider.redaction import redact
 from provider.request import MountRequest
 from provider.retry import Deadline
-from provider.selection import choose_backend
 from provider.status import error_code, to_status
 from provider.v1alpha1 import service_pb2, service_pb2_grpc
 
@@ -105,12 +105,14 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
                     current_versions={v.id: v.version for v in request.current_object_version},
                 )
             )
-            # Known before the fetch, so a failed mount's log line and metrics
-            # still name its backend (the pipeline chooses the same way).
-            backend = choose_backend(parsed.attributes, self._served_name)
-            outcome = await self._pipeline.mount(
-                parsed, served_name=self._served_name, deadline=self._deadline(context)
+            deadline = self._deadline(context)
+            prepared = await self._pipeline.prepare(
+                parsed, served_name=self._served_name, deadline=deadline
             )
+            # Known before the fetch, so a failed mount's log line and metrics
+            # still name its backend.
+            backend = prepared.backend
+            outcome = await self._pipeline.fetch(parsed, prepared, deadline=deadline)
             backend = outcome.backend
             response = to_response(outcome.result)
         except asyncio.CancelledError:
@@ -138,6 +140,10 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
                 seconds=elapsed,
                 outcome=error_code(exc),
                 message=message,
+                # The status message is bounded; the log keeps every problem.
+                problems=[redact(p, secrets) for p in exc.problems]
+                if isinstance(exc, InvalidParameters)
+                else None,
             )
             if code == grpc.StatusCode.INTERNAL:
                 log.error("unexpected error in Mount", exc_info=exc)
@@ -165,6 +171,7 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
         seconds: float,
         outcome: str,
         message: str,
+        problems: list[str] | None = None,
     ) -> None:
         pod = parsed.pod if parsed is not None else None
         log.log(
@@ -180,6 +187,7 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
                 "duration_ms": round(seconds * 1000, 2),
                 "outcome": outcome,
                 **({"error": message} if message else {}),
+                **({"problems": problems} if problems else {}),
             },
         )
 
@@ -272,9 +280,3 @@ class ProviderServer:
     async def wait(self) -> None:
         for server in self._servers:
             await server.wait_for_termination()
-
-
-def make_executor(workers: int) -> Executor:
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")

@@ -19,7 +19,15 @@ class ServerSettings:
     also_serve: tuple[str, ...] = ()
     # Objects of one mount fetched at once; the thread pool bounds all mounts.
     max_parallel: int = 8
+    # Threads for backend calls, per backend (provider.pools).
     workers: int = 32
+    # Objects one SecretProviderClass may mount (provider.pipeline).
+    max_objects: int = 1000
+    # Mounts fetched at once per backend; 0 = 2 x workers / max_parallel
+    # (provider.admission).
+    max_mounts: int = 0
+    # Memory bound of the plan cache (parsed classes), in MiB.
+    plan_cache_mib: int = 64
     # Kubelet gives NodePublishVolume 2 minutes; answer well inside that.
     mount_timeout: float = 90.0
     grace_period: float = 20.0

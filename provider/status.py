@@ -12,12 +12,16 @@ from collections.abc import Iterable
 import grpc
 
 from provider.errors import (
+    MAX_MESSAGE,
     DeadlineExceeded,
+    InvalidParameters,
     InvalidRequest,
     NotFound,
     PermissionDenied,
     ProviderError,
     Unavailable,
+    clip,
+    summarize,
 )
 from provider.redaction import redact
 
@@ -28,6 +32,9 @@ _CODES: tuple[tuple[type[ProviderError], grpc.StatusCode], ...] = (
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
 )
+
+# Any status message, whatever raised it: well under gRPC's 8 KiB metadata limit.
+MAX_STATUS = MAX_MESSAGE + 512
 
 INTERNAL_MESSAGE = "Internal: unexpected provider error (details in the provider's logs)"
 
@@ -41,8 +48,13 @@ def status_code(error: ProviderError) -> grpc.StatusCode:
 
 def to_status(error: BaseException, secrets: Iterable[str] = ()) -> tuple[grpc.StatusCode, str]:
     """Status code and user-facing message for any exception of a Mount."""
+    if isinstance(error, InvalidParameters):
+        # Redacted before being cut: a clipped secret could not be found any more.
+        secrets = list(secrets)
+        problems = [redact(p, secrets) for p in error.problems]
+        return status_code(error), clip(f"{error.code}: {summarize(problems)}", MAX_STATUS)
     if isinstance(error, ProviderError):
-        return status_code(error), redact(str(error), secrets)
+        return status_code(error), clip(redact(str(error), secrets), MAX_STATUS)
     # Not ours: a bug. Its text may hold anything, so it stays in the logs.
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 

@@ -8,9 +8,9 @@ backend, path rules, the response, error-to-status mapping — belongs to the
 pipeline, so a new backend plugs in without changing it.
 
 Blocking SDK calls go through :meth:`FetchContext.call`, which runs them on the
-shared thread pool, bounds the parallelism of one mount, retries transient
-faults inside the deadline and is the single place where backend requests are
-timed and counted.
+backend's thread pool, ends them at the deadline (provider.calltime), bounds
+the parallelism of one mount, retries transient faults inside the deadline and
+is the single place where backend requests are timed and counted.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from provider import calltime
 from provider.errors import DeadlineExceeded, ProviderError, Unavailable
 from provider.request import MountRequest
 from provider.retry import Deadline, RetryPolicy, with_retries
@@ -112,8 +113,13 @@ class FetchContext:
                 started = time.perf_counter()
                 outcome = "ok"
                 try:
+                    # run_until: the thread, not only this future, is freed at
+                    # the deadline (its sockets are shut; provider.calltime).
                     return await asyncio.wait_for(
-                        loop.run_in_executor(self._executor, fn), timeout=remaining
+                        loop.run_in_executor(
+                            self._executor, calltime.run_until, self.deadline.at, fn
+                        ),
+                        timeout=remaining,
                     )
                 except TimeoutError:
                     outcome = "DeadlineExceeded"

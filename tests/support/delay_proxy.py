@@ -56,6 +56,11 @@ class DelayProxy:
     def close(self) -> None:
         async def stop() -> None:
             self._server.close()
+            # Keep-alive connections still open: end them before the loop goes.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)

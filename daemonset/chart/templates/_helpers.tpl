@@ -78,6 +78,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 - --max-parallel={{ $p.maxParallel }}
 - --workers={{ $p.workers }}
+- --max-objects={{ $p.maxObjects }}
+- --max-mounts={{ $p.maxMounts }}
+- --plan-cache-mib={{ $p.planCacheMib }}
 - --mount-timeout={{ $p.mountTimeout }}
 - --grace-period={{ $p.gracePeriod }}
 - --log-level={{ $p.logLevel }}

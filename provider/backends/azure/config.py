@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-import yaml
-
+from provider import dialect
 from provider.dialect import as_text, fold_keys, parse_bool
 from provider.encodings import normalize_encoding
 from provider.errors import Problems
@@ -63,23 +62,10 @@ CLOUDS = {
 }
 
 
-class _TextLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """YAML where every plain scalar stays text, as in the peer's Go structs.
-
-    A version id like ``0000`` or ``1e10...`` must not become a number.
-    """
-
-    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 - PyYAML's class attribute
-
-
 def parse_yaml(text: str, what: str, problems: Problems) -> Any:
-    try:
-        return yaml.load(text, Loader=_TextLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problems.add(f"{what} is not valid YAML{where}")
-        return None
+    # Every plain scalar stays text, as in the peer's Go structs: a version id
+    # like ``0000`` or ``1e10...`` must not become a number.
+    return dialect.parse_yaml(text, what, problems, text_scalars=True)
 
 
 class ObjectType(Enum):

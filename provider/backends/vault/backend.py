@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 class VaultBackend(Backend[VaultPlan]):
     name = "vault"
+    cache_plans = True  # the plan reads only the class parameters and settings
 
     def __init__(self, settings: VaultSettings, services: BackendServices) -> None:
         self._settings = settings
