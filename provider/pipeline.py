@@ -219,9 +219,10 @@ class MountPipeline:
             # Compiling templates is CPU work: off the loop, like the plan.
             extra = await loop.run_in_executor(self._planner, derive)
         size = sum(len(k) + len(v) for k, v in request.attributes.items())
+        size = PLAN_BYTES_PER_CHAR * size + (extra.memory if extra else 0)
         keep = backend.cache_plans
         return _Planned(
-            name, planned, extra, PLAN_BYTES_PER_CHAR * size, keep, None if keep else request
+            name, planned, extra, size, keep, None if keep else request
         )
 
     async def fetch(

@@ -36,6 +36,14 @@ class DerivedPlan:
     def __bool__(self) -> bool:
         return bool(self.keys or self.templates)
 
+    @property
+    def memory(self) -> int:
+        """About what the plan holds, for the plan cache's byte bound."""
+        from provider.derived.templates import COMPILED_BYTES_PER_BYTE, TemplateRule
+
+        compiled = sum(t.source_bytes for t in self.templates if isinstance(t, TemplateRule))
+        return 1024 * len(self.keys) + COMPILED_BYTES_PER_BYTE * compiled
+
 
 def wanted(params: Mapping[str, str]) -> bool:
     """Whether the class asks for derived files at all (no parsing, no imports)."""

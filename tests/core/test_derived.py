@@ -226,3 +226,13 @@ def test_int_of_a_secret_fails_by_type_only() -> None:
         {"templates": "- file: out\n  template: '{{ db.password | float(0) / 0 }}'"}
     )
     assert "ZeroDivisionError" in message
+
+
+def test_templates_of_one_class_are_bounded_in_total() -> None:
+    big = "x" * 60_000
+    entries = [{"file": f"f{i}", "template": big} for i in range(5)]
+    with pytest.raises(InvalidParameters) as caught:
+        derived.parse({"templates": json.dumps(entries)})
+    assert "over 262144 per class" in str(caught.value)
+    plan = derived.parse({"templates": json.dumps(entries[:4])})
+    assert plan.memory >= 10 * 4 * 60_000  # the plan cache counts what compiling keeps
