@@ -16,9 +16,11 @@ from collections.abc import Mapping
 
 from provider.backends import BackendRegistry
 from provider.backends.base import BackendServices, RequestObserver
+from provider.cache import CacheSet
 from provider.health import GrpcHealth, HttpEndpoint, Probes, Route, probe_route
 from provider.kube import KubeClient
 from provider.metrics import Metrics
+from provider.objectcache import ObjectCache, RefreshPolicy
 from provider.pipeline import MountPipeline
 from provider.server import MountObserver, ProviderServer, make_executor
 from provider.settings import ServerSettings
@@ -40,11 +42,27 @@ class App:
         self.executor = make_executor(settings.workers)
         # Always collected (cheap); served only when --metrics-addr is set.
         self.metrics = Metrics()
+        # Every cache joins this set: lookups and sizes in the metrics, cleared on stop.
+        self.caches = CacheSet(self.metrics)
+        self.metrics.watch(self.caches)
+        kube = KubeClient.from_environment(settings.kube_api, environ)
+        if kube is not None:
+            self.caches.add(kube.reads)
         services = BackendServices(
             node_name=settings.node_name,
             hmac_key=hmac_key,
-            kube=KubeClient.from_environment(settings.kube_api, environ),
+            kube=kube,
             environ=dict(environ),
+            caches=self.caches,
+        )
+        self.objects = ObjectCache(
+            RefreshPolicy(
+                default=settings.refresh_default,
+                maximum=settings.refresh_max,
+                max_entries=settings.object_cache_entries,
+                max_bytes=settings.object_cache_bytes,
+            ),
+            self.caches,
         )
         self.registry = BackendRegistry(settings.backends, services)
         self.pipeline = MountPipeline(
@@ -52,6 +70,7 @@ class App:
             executor=self.executor,
             max_parallel=settings.max_parallel,
             observer=observer or self.metrics,
+            objects=self.objects,
         )
         self.grpc_health = GrpcHealth()
         self.server = ProviderServer(
@@ -104,6 +123,7 @@ class App:
         await self.server.stop(self.settings.grace_period)
         self._stop_http()
         self.registry.close()
+        self.caches.clear()  # no value outlives the provider's work
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _stop_http(self) -> None:

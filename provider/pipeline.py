@@ -17,6 +17,7 @@ from typing import Any
 from provider.backends import BackendRegistry
 from provider.backends.base import Backend, FetchContext, FetchResult, RequestObserver
 from provider.errors import InvalidRequest, ProviderError
+from provider.objectcache import ObjectCache
 from provider.paths import check_paths
 from provider.request import POD_KEY_PREFIX, MountRequest, parse_mount_request
 from provider.retry import Deadline, RetryPolicy
@@ -73,7 +74,9 @@ class MountPipeline:
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
         max_response_bytes: int = DRIVER_MAX_RECEIVE,
+        objects: ObjectCache | None = None,
     ) -> None:
+        self.objects = objects
         self._max_response_bytes = max_response_bytes
         self._registry = registry
         self._executor = executor
@@ -105,6 +108,7 @@ class MountPipeline:
             backend=name,
             retry=self._retry,
             observer=self._observer,
+            objects=self.objects,
         )
         result = await backend.fetch(plan, ctx)
         check_paths([(f.path, f.source) for f in result.files])

@@ -18,16 +18,21 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from provider.errors import DeadlineExceeded, ProviderError, Unavailable
+from provider.errors import DeadlineExceeded, PermissionDenied, ProviderError, Unavailable
 from provider.request import MountRequest
 from provider.retry import Deadline, RetryPolicy, with_retries
 
+if TYPE_CHECKING:
+    from provider.cache import Cache
+    from provider.objectcache import ObjectCache
+
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 PlanT = TypeVar("PlanT")
 
 
@@ -84,8 +89,10 @@ class FetchContext:
         backend: str,
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
+        objects: ObjectCache | None = None,
     ) -> None:
         self.request = request
+        self.objects = objects
         self.deadline = deadline
         self.backend = backend
         self._executor = executor
@@ -156,6 +163,66 @@ class FetchContext:
             return found
         return await self.call(load, operation=operation)
 
+    async def shared(
+        self,
+        cache: Cache[K, T],
+        key: K,
+        load: Callable[[], T],
+        *,
+        operation: str,
+        ttl: float | None = None,
+    ) -> T:
+        """``cache``'s value for ``key``, or one ``load()`` on the pool shared by every caller.
+
+        The load runs through :meth:`call` (bounded, retried, counted) under the
+        deadline of the mount that started it; each waiter leaves at its own
+        deadline, and a stalled flight is no longer joined once its starter's
+        deadline has passed, so a hung login never locks an identity out.
+        A hit is no backend request.
+        """
+        try:
+            return await cache.get(
+                key,
+                lambda: self.call(load, operation=operation),
+                timeout=self.deadline.remaining(),
+                ttl=ttl,
+            )
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"{operation} did not finish before the mount deadline"
+            ) from None
+
+    async def cached_object(
+        self,
+        identity: Hashable,
+        request: Hashable,
+        load: Callable[[], Awaitable[T]],
+        *,
+        refresh: float | None,
+        size: Callable[[T], int],
+        lifetime: Callable[[T], float | None] | None = None,
+    ) -> T:
+        """One object, read through the provider's object cache (see provider.objectcache).
+
+        ``identity`` is everything that decides what the backend lets this
+        caller read (the pod's namespace and service account always among it);
+        ``request`` is everything that changes the bytes. ``refresh`` is the
+        class's refreshInterval (None: the provider's default). ``lifetime``
+        tells a dynamic answer (a lease, a certificate) from a static one: its
+        remaining seconds, or None for a static value. A denial evicts every
+        entry of ``identity``.
+        """
+        if self.objects is None:
+            return await load()
+        try:
+            return await self.objects.read(
+                self, (self.backend, identity), request, load,
+                refresh=refresh, size=size, lifetime=lifetime,
+            )
+        except PermissionDenied:
+            self.objects.forget_identity((self.backend, identity))
+            raise
+
     async def gather(self, calls: Iterable[Awaitable[T]]) -> list[T]:
         """Await all, in parallel; the first failure cancels the rest (all or nothing)."""
         tasks: list[asyncio.Task[Any]] = [asyncio.ensure_future(c) for c in calls]
@@ -220,4 +287,6 @@ class BackendServices:
     node_name: str = ""
     hmac_key: bytes = field(repr=False, default=b"")
     kube: Any = None  # provider.kube.KubeClient; Any to keep the import lazy
+    # provider.cache.CacheSet: a backend adds its caches (metrics, shutdown).
+    caches: Any = None
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)

@@ -11,7 +11,7 @@ honours Key Vault's Retry-After.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +56,7 @@ from provider.backends.base import (
     OutputFile,
 )
 from provider.errors import InvalidParameters, NotFound
+from provider.identity import verified_token
 from provider.request import MountRequest
 
 _KNOWN_AUTHORITIES = {c.authority_host.rstrip("/") for c in CLOUDS.values()}
@@ -92,6 +93,8 @@ class AzureBackend(Backend[AzurePlan]):
             read_timeout=settings.read_timeout,
         )
         self.identities = IdentityCache()
+        if services.caches is not None:
+            services.caches.add(self.identities.entries)
 
     # -- plan ---------------------------------------------------------------
 
@@ -119,13 +122,15 @@ class AzureBackend(Backend[AzurePlan]):
         # retry_total=0: our retry loop is the one that knows the mount deadline.
         return {"transport": self._transport, "retry_total": 0}
 
-    def _identity(self, plan: AzurePlan, request: MountRequest) -> IdentityEntry:
+    def _identity(
+        self, plan: AzurePlan, request: MountRequest
+    ) -> tuple[tuple[str, ...], IdentityEntry]:
         auth = plan.auth
         pod = request.pod
         authority = self._authority(plan)
         kw = self._sdk_kwargs()
         if auth.mode is AuthMode.WORKLOAD_IDENTITY:
-            token = request.token_for(WORKLOAD_IDENTITY_AUDIENCE, parameter="clientID")
+            token = verified_token(request, WORKLOAD_IDENTITY_AUDIENCE, parameter="clientID")
             key: tuple[str, ...] = (
                 *pod.identity, "workload-identity", authority, auth.tenant_id, auth.client_id
             )
@@ -140,7 +145,7 @@ class AzureBackend(Backend[AzurePlan]):
             entry = self.identities.get(key, make_wi)
             assert entry.assertion is not None
             entry.assertion.set(token)  # the newest token kubelet gave this identity
-            return entry
+            return key, entry
         if auth.mode is AuthMode.SERVICE_PRINCIPAL:
             sp = service_principal(request.secrets)
             if sp is None:
@@ -161,14 +166,14 @@ class AzureBackend(Backend[AzurePlan]):
                 )
                 return IdentityEntry(credential, None)
 
-            return self.identities.get(key, make_sp)
+            return key, self.identities.get(key, make_sp)
         key = (*pod.identity, "vm-managed-identity", auth.client_id)
 
         def make_mi() -> IdentityEntry:
             credential = ManagedIdentityCredential(client_id=auth.client_id or None, **kw)
             return IdentityEntry(credential, None)
 
-        return self.identities.get(key, make_mi)
+        return key, self.identities.get(key, make_mi)
 
     def _client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> Any:
         kw: dict[str, Any] = {
@@ -187,8 +192,12 @@ class AzureBackend(Backend[AzurePlan]):
     # -- fetch --------------------------------------------------------------
 
     async def fetch(self, plan: AzurePlan, ctx: FetchContext) -> FetchResult:
-        entry = self._identity(plan, ctx.request)  # builds objects only, no network
+        key, entry = self._identity(plan, ctx.request)  # builds objects only, no network
         vault_url = self.vault_url(plan)
+        # What decides what Key Vault lets this caller read; a credential that has
+        # not yet been accepted by Azure AD is never shown a cached object.
+        identity = (*key, vault_url)
+        refresh = plan.refresh_interval if entry.warm else 0.0
         who = _describe_auth(plan, ctx.request)
         todo = list(plan.objects)
         results = []
@@ -197,10 +206,14 @@ class AzureBackend(Backend[AzurePlan]):
             # requests (Azure AD throttles those). Read one first, then the rest.
             first = todo.pop(0)
             results.append(await self._object(
-                first, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx
+                first, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
+                identity=identity, refresh=refresh,
             ))
         results += await ctx.gather(
-            self._object(obj, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx)
+            self._object(
+                obj, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
+                identity=identity, refresh=refresh,
+            )
             for obj in todo
         )
         entry.warm = True
@@ -213,7 +226,7 @@ class AzureBackend(Backend[AzurePlan]):
 
     async def _object(
         self, obj: AzureObject, *, plan: AzurePlan, entry: IdentityEntry, vault_url: str,
-        who: str, ctx: FetchContext,
+        who: str, ctx: FetchContext, identity: tuple[str, ...], refresh: float | None,
     ) -> tuple[list[OutputFile], list[ObjectVersion]]:
         client = self._client(entry, obj.type, vault_url)
         subject = f"{obj.describe} in vault {plan.vault_name!r} as {who}"
@@ -228,8 +241,15 @@ class AzureBackend(Backend[AzurePlan]):
 
             return call
 
+        def cached_get(version: str) -> Awaitable[Rendered]:
+            return ctx.cached_object(
+                identity, (obj, version),
+                lambda: ctx.call(get(version), operation=get_op),
+                refresh=refresh, size=lambda r: len(r[0]),
+            )
+
         if obj.history <= 1:
-            data, version = await ctx.call(get(obj.version), operation=get_op)
+            data, version = await cached_get(obj.version)
             return (
                 [OutputFile(obj.file_name, obj.mode, data, obj.name)],
                 [ObjectVersion(obj.version_id, version)],
@@ -241,11 +261,15 @@ class AzureBackend(Backend[AzurePlan]):
             except Exception as exc:
                 raise translate(exc, subject=subject, operation=list_op) from None
 
-        chosen = await ctx.call(versions, operation=list_op)
+        chosen = await ctx.cached_object(
+            identity, (obj, "versions"),
+            lambda: ctx.call(versions, operation=list_op),
+            refresh=refresh, size=lambda vs: sum(len(v) for v in vs),
+        )
         if not chosen:
             since = f" at or before objectVersion {obj.version!r}" if obj.version else ""
             raise NotFound(f"{subject}: no enabled version found{since}")
-        read = await ctx.gather(ctx.call(get(v), operation=get_op) for v in chosen)
+        read = await ctx.gather(cached_get(v) for v in chosen)
         files = [
             OutputFile(f"{obj.file_name}/{i}", obj.mode, data, obj.name)
             for i, (data, _) in enumerate(read)
