@@ -104,3 +104,24 @@ def make_provider(tmp_path: Path) -> Iterator[ProviderFactory]:
             return running
 
         yield make
+
+
+@dataclass
+class Aws:
+    url: str  # moto itself (seeding)
+    proxy: CountingProxy  # what the provider talks to
+
+    def calls(self, operation: str) -> int:
+        return self.proxy.count(lambda s: s[2] == operation)
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[Aws]:
+    from tests.support.moto import moto_server
+
+    with moto_server() as url:
+        proxy = CountingProxy(url)
+        try:
+            yield Aws(url, proxy)
+        finally:
+            proxy.close()
