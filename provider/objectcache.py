@@ -95,6 +95,7 @@ class ObjectCache:
         refresh: float | None,
         size: Callable[[T], int],
         lifetime: Callable[[T], float | None] | None,
+        proven: bool = True,
     ) -> T:
         pod = ctx.request.pod.uid
         if lifetime is not None and pod:
@@ -116,7 +117,12 @@ class ObjectCache:
                 return _Stored(fetched, size(fetched), 0.0, max(0.0, left) * DYNAMIC_FRACTION)
             return _Stored(fetched, size(fetched), window, None)
 
-        if window > 0:
+        if window > 0 and not proven:
+            # The caller's credential has not been accepted by the backend yet: no
+            # hit for it, but what it reads (proving it) refreshes the entry.
+            stored = await fetch()
+            self.shared.put((identity, request), stored)
+        elif window > 0:
             try:
                 stored = await self.shared.get(
                     (identity, request), fetch, timeout=ctx.deadline.remaining()

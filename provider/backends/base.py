@@ -201,6 +201,7 @@ class FetchContext:
         refresh: float | None,
         size: Callable[[T], int],
         lifetime: Callable[[T], float | None] | None = None,
+        proven: bool = True,
     ) -> T:
         """One object, read through the provider's object cache (see provider.objectcache).
 
@@ -210,14 +211,15 @@ class FetchContext:
         class's refreshInterval (None: the provider's default). ``lifetime``
         tells a dynamic answer (a lease, a certificate) from a static one: its
         remaining seconds, or None for a static value. A denial evicts every
-        entry of ``identity``.
+        entry of ``identity``. ``proven=False``: the caller's backend credential
+        has not been accepted yet, so it is not served a hit (its read is stored).
         """
         if self.objects is None:
             return await load()
         try:
             return await self.objects.read(
                 self, (self.backend, identity), request, load,
-                refresh=refresh, size=size, lifetime=lifetime,
+                refresh=refresh, size=size, lifetime=lifetime, proven=proven,
             )
         except PermissionDenied:
             self.objects.forget_identity((self.backend, identity))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
 import pytest
 
 from provider.backends.vault import VaultSettings
+from provider.backends.vault.transport import MAX_TRANSPORTS
 from tests.rotation.conftest import Bao, ProviderFactory
 from tests.support.running import RunningProvider, files_of, versions_of
 
@@ -211,3 +215,94 @@ def test_a_stalled_login_does_not_lock_the_identity_out(
         assert time.monotonic() - started < 1.0
     finally:
         bao.proxy.release()
+
+
+# -- metrics, shutdown, bounds ----------------------------------------------------------
+
+
+def _requests_total(provider: RunningProvider) -> float:
+    total = 0.0
+    for family in provider.app.metrics.registry.collect():
+        if family.name == "polysecret_backend_requests":
+            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return total
+
+
+def test_hits_are_counted_as_lookups_not_backend_requests(
+    make_provider: ProviderFactory, bao: Bao
+) -> None:
+    provider = _provider(make_provider, bao, refresh_default=600.0)
+    provider.mount(bao.attrs(APP))
+    registry = provider.app.metrics.registry
+    labels = {"cache": "objects", "result": "hit"}
+    hits = registry.get_sample_value("polysecret_cache_lookups_total", labels) or 0.0
+    requests = _requests_total(provider)
+    provider.mount(bao.attrs(APP, pod="app-1"))
+    assert _requests_total(provider) == requests
+    assert registry.get_sample_value("polysecret_cache_lookups_total", labels) == hits + 1
+    miss = {"cache": "objects", "result": "miss"}
+    assert (registry.get_sample_value("polysecret_cache_lookups_total", miss) or 0) >= 1
+    assert registry.get_sample_value("polysecret_cache_entries", {"cache": "objects"}) == 1
+    assert (registry.get_sample_value("polysecret_cache_bytes", {"cache": "objects"}) or 0) > 0
+    assert registry.get_sample_value("polysecret_cache_entries", {"cache": "vault.tokens"}) == 1
+    _status, _type, body = provider.app.metrics.render()
+    assert b"first" not in body
+
+
+def test_shutdown_clears_every_cache(make_provider: ProviderFactory, bao: Bao) -> None:
+    provider = _provider(make_provider, bao, refresh_default=600.0)
+    provider.mount(bao.attrs(APP))
+    provider.mount(bao.attrs(PKI))
+    caches = provider.app.caches.caches()
+    assert sum(len(c) for c in caches) >= 4  # objects, dynamic, token, transport
+    provider.stop()
+    assert [(c.name, len(c)) for c in caches if len(c)] == []
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_distinct_vault_addresses_keep_a_bounded_number_of_connections(
+    make_provider: ProviderFactory, bao: Bao
+) -> None:
+    """Issue 10 item 9: each vaultAddress kept a session and its socket forever."""
+
+    class Refuse(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the client pools the connection
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b'{"errors":["permission denied"]}'
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("0.0.0.0", 0), Refuse)  # noqa: S104 - every 127.0.0.x
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    try:
+        port = server.server_address[1]
+        provider = _provider(make_provider, bao)
+        provider.mount(bao.attrs(APP))  # hvac imported, pools warm
+        before = _open_fds()
+        extra = 40
+        for i in range(MAX_TRANSPORTS + extra):
+            address = f"http://127.0.0.{2 + i}:{port}"
+            err = provider.mount_error(bao.attrs(APP | {"vaultAddress": address}))
+            assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+        backend = provider.run(provider.app.registry.get("vault"))
+        assert len(backend.transports) == MAX_TRANSPORTS
+        assert backend.transports.stats().evictions >= extra
+        time.sleep(0.3)  # the server side sees the closed connections
+        # Client and server side of each kept connection, nothing for the evicted ones.
+        assert _open_fds() - before <= 2 * MAX_TRANSPORTS + 8
+    finally:
+        server.shutdown()
+        server.server_close()

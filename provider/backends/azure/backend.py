@@ -197,7 +197,7 @@ class AzureBackend(Backend[AzurePlan]):
         # What decides what Key Vault lets this caller read; a credential that has
         # not yet been accepted by Azure AD is never shown a cached object.
         identity = (*key, vault_url)
-        refresh = plan.refresh_interval if entry.warm else 0.0
+        proven = entry.warm
         who = _describe_auth(plan, ctx.request)
         todo = list(plan.objects)
         results = []
@@ -207,12 +207,12 @@ class AzureBackend(Backend[AzurePlan]):
             first = todo.pop(0)
             results.append(await self._object(
                 first, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
-                identity=identity, refresh=refresh,
+                identity=identity, proven=proven,
             ))
         results += await ctx.gather(
             self._object(
                 obj, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
-                identity=identity, refresh=refresh,
+                identity=identity, proven=proven,
             )
             for obj in todo
         )
@@ -226,7 +226,7 @@ class AzureBackend(Backend[AzurePlan]):
 
     async def _object(
         self, obj: AzureObject, *, plan: AzurePlan, entry: IdentityEntry, vault_url: str,
-        who: str, ctx: FetchContext, identity: tuple[str, ...], refresh: float | None,
+        who: str, ctx: FetchContext, identity: tuple[str, ...], proven: bool,
     ) -> tuple[list[OutputFile], list[ObjectVersion]]:
         client = self._client(entry, obj.type, vault_url)
         subject = f"{obj.describe} in vault {plan.vault_name!r} as {who}"
@@ -245,7 +245,7 @@ class AzureBackend(Backend[AzurePlan]):
             return ctx.cached_object(
                 identity, (obj, version),
                 lambda: ctx.call(get(version), operation=get_op),
-                refresh=refresh, size=lambda r: len(r[0]),
+                refresh=plan.refresh_interval, size=lambda r: len(r[0]), proven=proven,
             )
 
         if obj.history <= 1:
@@ -264,7 +264,8 @@ class AzureBackend(Backend[AzurePlan]):
         chosen = await ctx.cached_object(
             identity, (obj, "versions"),
             lambda: ctx.call(versions, operation=list_op),
-            refresh=refresh, size=lambda vs: sum(len(v) for v in vs),
+            refresh=plan.refresh_interval, size=lambda vs: sum(len(v) for v in vs),
+            proven=proven,
         )
         if not chosen:
             since = f" at or before objectVersion {obj.version!r}" if obj.version else ""
