@@ -95,7 +95,7 @@ class ObjectCache:
         refresh: float | None,
         size: Callable[[T], int],
         lifetime: Callable[[T], float | None] | None,
-        proven: bool = True,
+        fresh: bool = False,
     ) -> T:
         pod = ctx.request.pod.uid
         if lifetime is not None and pod:
@@ -117,11 +117,12 @@ class ObjectCache:
                 return _Stored(fetched, size(fetched), 0.0, max(0.0, left) * DYNAMIC_FRACTION)
             return _Stored(fetched, size(fetched), window, None)
 
-        if window > 0 and not proven:
-            # The caller's credential has not been accepted by the backend yet: no
-            # hit for it, but what it reads (proving it) refreshes the entry.
+        if window > 0 and fresh:
+            # A read that must reach the backend (it proves a new credential); what
+            # it reads still serves the next mounts.
             stored = await fetch()
-            self.shared.put((identity, request), stored)
+            if stored.share_for > 0:
+                self.shared.put((identity, request), stored)
         elif window > 0:
             try:
                 stored = await self.shared.get(

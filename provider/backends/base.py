@@ -201,7 +201,7 @@ class FetchContext:
         refresh: float | None,
         size: Callable[[T], int],
         lifetime: Callable[[T], float | None] | None = None,
-        proven: bool = True,
+        fresh: bool = False,
     ) -> T:
         """One object, read through the provider's object cache (see provider.objectcache).
 
@@ -211,15 +211,15 @@ class FetchContext:
         class's refreshInterval (None: the provider's default). ``lifetime``
         tells a dynamic answer (a lease, a certificate) from a static one: its
         remaining seconds, or None for a static value. A denial evicts every
-        entry of ``identity``. ``proven=False``: the caller's backend credential
-        has not been accepted yet, so it is not served a hit (its read is stored).
+        entry of ``identity``. ``fresh``: read the backend even if a value is
+        cached (and keep what was read).
         """
         if self.objects is None:
             return await load()
         try:
             return await self.objects.read(
                 self, (self.backend, identity), request, load,
-                refresh=refresh, size=size, lifetime=lifetime, proven=proven,
+                refresh=refresh, size=size, lifetime=lifetime, fresh=fresh,
             )
         except PermissionDenied:
             self.objects.forget_identity((self.backend, identity))

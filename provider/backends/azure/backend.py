@@ -39,7 +39,12 @@ from provider.backends.azure.config import (
     parse_plan,
     service_principal,
 )
-from provider.backends.azure.credentials import Assertion, IdentityCache, IdentityEntry
+from provider.backends.azure.credentials import (
+    MAX_IDENTITIES,
+    Assertion,
+    IdentityCache,
+    IdentityEntry,
+)
 from provider.backends.azure.errors import translate
 from provider.backends.azure.render import (
     SecretValue,
@@ -55,7 +60,8 @@ from provider.backends.base import (
     ObjectVersion,
     OutputFile,
 )
-from provider.errors import InvalidParameters, NotFound
+from provider.cache import Cache
+from provider.errors import DeadlineExceeded, InvalidParameters, NotFound
 from provider.identity import verified_token
 from provider.request import MountRequest
 
@@ -93,6 +99,11 @@ class AzureBackend(Backend[AzurePlan]):
             read_timeout=settings.read_timeout,
         )
         self.identities = IdentityCache()
+        # Single flight of a new credential's first read per identity (nothing is
+        # kept here: the credential keeps its token).
+        self.sign_ins: Cache[tuple[str, ...], bool] = Cache(
+            "azure.sign_ins", max_entries=MAX_IDENTITIES
+        )
         if services.caches is not None:
             services.caches.add(self.identities.entries)
 
@@ -194,29 +205,46 @@ class AzureBackend(Backend[AzurePlan]):
     async def fetch(self, plan: AzurePlan, ctx: FetchContext) -> FetchResult:
         key, entry = self._identity(plan, ctx.request)  # builds objects only, no network
         vault_url = self.vault_url(plan)
-        # What decides what Key Vault lets this caller read; a credential that has
-        # not yet been accepted by Azure AD is never shown a cached object.
-        identity = (*key, vault_url)
-        proven = entry.warm
         who = _describe_auth(plan, ctx.request)
+        # What decides what Key Vault lets this caller read.
+        identity = (*key, vault_url)
         todo = list(plan.objects)
         results = []
-        if not entry.warm and len(todo) > 1:
-            # A fresh credential has no token: N parallel reads would make N token
-            # requests (Azure AD throttles those). Read one first, then the rest.
+        if not entry.warm and todo:
+            # A fresh credential has no token: N parallel reads (of this mount, or of
+            # pods starting together) would make N token requests, which Azure AD
+            # throttles. One read goes first, once per identity, and its success is
+            # the proof that Azure AD accepts the credential: only then may a cached
+            # object be served on its behalf.
             first = todo.pop(0)
-            results.append(await self._object(
-                first, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
-                identity=identity, proven=proven,
-            ))
+            mine: tuple[list[OutputFile], list[ObjectVersion]] | None = None
+
+            async def sign_in() -> bool:
+                nonlocal mine
+                mine = await self._object(
+                    first, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
+                    identity=identity, fresh=True,
+                )
+                return True
+
+            try:
+                await self.sign_ins.get(key, sign_in, timeout=ctx.deadline.remaining(), ttl=0)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    "Azure AD did not give a token before the mount deadline"
+                ) from None
+            entry.warm = True
+            if mine is not None:
+                results.append(mine)
+            else:
+                todo.insert(0, first)  # another mount signed in: read it like the rest
         results += await ctx.gather(
             self._object(
                 obj, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
-                identity=identity, proven=proven,
+                identity=identity,
             )
             for obj in todo
         )
-        entry.warm = True
         files: list[OutputFile] = []
         versions: list[ObjectVersion] = []
         for part_files, part_versions in results:
@@ -226,7 +254,7 @@ class AzureBackend(Backend[AzurePlan]):
 
     async def _object(
         self, obj: AzureObject, *, plan: AzurePlan, entry: IdentityEntry, vault_url: str,
-        who: str, ctx: FetchContext, identity: tuple[str, ...], proven: bool,
+        who: str, ctx: FetchContext, identity: tuple[str, ...], fresh: bool = False,
     ) -> tuple[list[OutputFile], list[ObjectVersion]]:
         client = self._client(entry, obj.type, vault_url)
         subject = f"{obj.describe} in vault {plan.vault_name!r} as {who}"
@@ -245,7 +273,7 @@ class AzureBackend(Backend[AzurePlan]):
             return ctx.cached_object(
                 identity, (obj, version),
                 lambda: ctx.call(get(version), operation=get_op),
-                refresh=plan.refresh_interval, size=lambda r: len(r[0]), proven=proven,
+                refresh=plan.refresh_interval, size=lambda r: len(r[0]), fresh=fresh,
             )
 
         if obj.history <= 1:
@@ -265,7 +293,7 @@ class AzureBackend(Backend[AzurePlan]):
             identity, (obj, "versions"),
             lambda: ctx.call(versions, operation=list_op),
             refresh=plan.refresh_interval, size=lambda vs: sum(len(v) for v in vs),
-            proven=proven,
+            fresh=fresh,
         )
         if not chosen:
             since = f" at or before objectVersion {obj.version!r}" if obj.version else ""

@@ -58,8 +58,8 @@ class IdentityEntry:
     def __init__(self, credential: Any, assertion: Assertion | None) -> None:
         self.credential = credential
         self.assertion = assertion
-        # False until a request succeeded: the credential has no access token
-        # yet, and no cached object is served on its behalf (provider.objectcache).
+        # False until a read with the credential succeeded: until then no cached
+        # object is served on its behalf (backend.fetch).
         self.warm = False
         self._clients: Cache[tuple[str, str], Any] = Cache(
             "azure.clients", max_entries=MAX_CLIENTS_PER_IDENTITY
