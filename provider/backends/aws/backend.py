@@ -102,13 +102,13 @@ class AwsBackend(Backend[AwsPlan]):
         )
         # A class names any region: STS clients are kept for a bounded few,
         # and evicting one closes its connections.
-        self._sts: Cache[str, Any] = Cache(
+        self.sts_clients: Cache[str, Any] = Cache(
             "aws.sts", max_entries=MAX_STS_CLIENTS, on_evict=close_client
         )
         self.identities = identity_cache()
         if services.caches is not None:
             services.caches.add(self.identities)
-            services.caches.add(self._sts)
+            services.caches.add(self.sts_clients)
 
     # -- plan ---------------------------------------------------------------
 
@@ -140,9 +140,9 @@ class AwsBackend(Backend[AwsPlan]):
             )
 
     def _sts_client(self, region: str) -> Any:
-        client = self._sts.peek(region)
+        client = self.sts_clients.peek(region)
         if client is None:
-            client = self._sts.put(region, self._client("sts", region, None))
+            client = self.sts_clients.put(region, self._client("sts", region, None))
         return client
 
     # -- identity -----------------------------------------------------------
@@ -428,7 +428,7 @@ class AwsBackend(Backend[AwsPlan]):
 
     def close(self) -> None:
         self.identities.clear()  # closes each identity's clients
-        self._sts.clear()
+        self.sts_clients.clear()
 
 
 def _match_parameter(found: list[dict[str, Any]], sel: Selector) -> dict[str, Any] | None:

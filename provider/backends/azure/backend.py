@@ -225,6 +225,7 @@ class AzureBackend(Backend[AzurePlan]):
                     first, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
                     identity=identity, fresh=True,
                 )
+                entry.warm = True  # before the flight ends: no mount starts another
                 return True
 
             try:
@@ -233,7 +234,6 @@ class AzureBackend(Backend[AzurePlan]):
                 raise DeadlineExceeded(
                     "Azure AD did not give a token before the mount deadline"
                 ) from None
-            entry.warm = True
             if mine is not None:
                 results.append(mine)
             else:
