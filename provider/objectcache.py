@@ -124,14 +124,7 @@ class ObjectCache:
             if stored.share_for > 0:
                 self.shared.put((identity, request), stored)
         elif window > 0:
-            try:
-                stored = await self.shared.get(
-                    (identity, request), fetch, timeout=ctx.deadline.remaining()
-                )
-            except TimeoutError:
-                raise DeadlineExceeded(
-                    "the object read did not finish before the mount deadline"
-                ) from None
+            stored = await self._shared_read(ctx, (identity, request), fetch)
         else:
             stored = await fetch()
         if stored.renew_in is not None:
@@ -141,6 +134,32 @@ class ObjectCache:
                 self.dynamic.put((pod, identity, request), stored, ttl=stored.renew_in)
         result: T = stored.value
         return result
+
+    async def _shared_read(
+        self,
+        ctx: FetchContext,
+        key: tuple[Hashable, Hashable],
+        fetch: Callable[[], Awaitable[_Stored[T]]],
+    ) -> _Stored[T]:
+        while True:
+            mine = False
+
+            def start() -> Awaitable[_Stored[T]]:
+                nonlocal mine
+                mine = True
+                return fetch()
+
+            try:
+                return await self.shared.get(key, start, timeout=ctx.deadline.remaining())
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    "the object read did not finish before the mount deadline"
+                ) from None
+            except DeadlineExceeded:
+                # Another mount's read ran out of that mount's time: read again
+                # (a new flight) while this mount still has time.
+                if mine or ctx.deadline.remaining() <= 0:
+                    raise
 
     def forget_identity(self, identity: Hashable) -> int:
         """After a denial: nothing of that identity is served from memory any more."""

@@ -180,17 +180,25 @@ class FetchContext:
         deadline has passed, so a hung login never locks an identity out.
         A hit is no backend request.
         """
-        try:
-            return await cache.get(
-                key,
-                lambda: self.call(load, operation=operation),
-                timeout=self.deadline.remaining(),
-                ttl=ttl,
-            )
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"{operation} did not finish before the mount deadline"
-            ) from None
+        while True:
+            mine = False
+
+            def start() -> Awaitable[T]:
+                nonlocal mine
+                mine = True
+                return self.call(load, operation=operation)
+
+            try:
+                return await cache.get(key, start, timeout=self.deadline.remaining(), ttl=ttl)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"{operation} did not finish before the mount deadline"
+                ) from None
+            except DeadlineExceeded:
+                # A flight we joined ran out of its starter's time, not ours: go
+                # again (a new flight) while this mount still has time.
+                if mine or self.deadline.remaining() <= 0:
+                    raise
 
     async def cached_object(
         self,
