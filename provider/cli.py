@@ -75,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-refresh-interval", type=_duration, default=3600.0,
                        help="largest refreshInterval a class may set; larger values are "
                        "capped (default 1h)")
-    serve.add_argument("--object-cache-entries", type=int, default=20_000,
+    serve.add_argument("--object-cache-entries", type=int, default=10_000,
                        help="objects kept per object cache (shared and per-pod dynamic)")
-    serve.add_argument("--object-cache-mib", type=int, default=64,
+    serve.add_argument("--object-cache-mib", type=int, default=32,
                        help="MiB of object values kept per object cache")
     add_all_flags(serve)
 

@@ -47,8 +47,8 @@ class RefreshPolicy:
 
     default: float = 60.0
     maximum: float = 3600.0
-    max_entries: int = 20_000
-    max_bytes: int = 64 * 1024 * 1024
+    max_entries: int = 10_000
+    max_bytes: int = 32 * 1024 * 1024
 
     def window(self, requested: float | None) -> float:
         chosen = self.default if requested is None else requested
