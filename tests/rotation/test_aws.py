@@ -108,3 +108,32 @@ def test_regions_named_by_classes_keep_a_bounded_number_of_clients(
     assert backend.sts_clients.stats().evictions >= len(regions) - MAX_STS_CLIENTS
     roamer = backend.identities.peek(("default", "roamer", "irsa", ROLE_ARN))
     assert roamer is not None and roamer.clients() == MAX_CLIENTS_PER_IDENTITY
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pod_token("sts.amazonaws.com", "default", "other"),
+        pod_token("sts.amazonaws.com", "team-b", "app"),
+        pod_token("sts.amazonaws.com", ttl=-30),
+        pod_token("vault"),
+        "opaque",
+    ],
+    ids=["other-account", "other-namespace", "expired", "other-audience", "garbage"],
+)
+def test_a_forged_identity_gets_nothing_from_the_caches(
+    make_provider: ProviderFactory, aws: Aws, token: str
+) -> None:
+    provider = _provider(make_provider, aws, refresh_default=600.0)
+    provider.mount(_attrs({}))  # app's credentials and objects are cached now
+    before = aws.proxy.count()
+    forged = _attrs({}) | {
+        "csi.storage.k8s.io/serviceAccount.tokens":
+            f'{{"sts.amazonaws.com": {{"token": "{token}", '
+            '"expirationTimestamp": "2099-01-01T00:00:00Z"}}'
+    }
+    err = provider.mount_error(forged)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert err.details().startswith("TokenMismatch: ")
+    assert "a-1" not in err.details()
+    assert aws.proxy.count() == before  # refused before any cache or backend
