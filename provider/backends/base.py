@@ -10,7 +10,9 @@ pipeline, so a new backend plugs in without changing it.
 Blocking SDK calls go through :meth:`FetchContext.call`, which runs them on the
 shared thread pool, bounds the parallelism of one mount, retries transient
 faults inside the deadline and is the single place where backend requests are
-timed and counted.
+timed and counted. Cached credentials go through :meth:`FetchContext.shared`
+and objects through :meth:`FetchContext.cached_object` (single flight; a hit is
+no backend request).
 """
 
 from __future__ import annotations
@@ -147,21 +149,6 @@ class FetchContext:
         return await with_retries(
             attempt, deadline=self.deadline, policy=self._retry, on_retry=on_retry
         )
-
-    async def cached(
-        self, peek: Callable[[], T | None], load: Callable[[], T], *, operation: str
-    ) -> T:
-        """A value from one of the provider's caches, or ``load()`` through :meth:`call`.
-
-        ``peek`` must only look in memory (no I/O, no waiting on a slow lock):
-        a hit costs no thread hop and, since nothing was asked of the backend,
-        counts no backend request, so the metrics show real STS calls and
-        logins, not cache hits.
-        """
-        found = peek()
-        if found is not None:
-            return found
-        return await self.call(load, operation=operation)
 
     async def shared(
         self,

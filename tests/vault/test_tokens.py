@@ -65,7 +65,7 @@ def test_relogin_once_when_the_cached_token_is_revoked(provider: RunningProvider
 def test_token_is_kept_for_two_thirds_of_its_ttl() -> None:
     clock = [1000.0]
     cache = token_cache(clock=lambda: clock[0])
-    cache.put(_key("a"), VaultToken("t", float("inf"), 3600))  # the role's token_ttl
+    cache.put(_key("a"), VaultToken("t", 3600))  # the role's token_ttl
     clock[0] += 3600 * 0.6
     assert cache.peek(_key("a")) is not None
     clock[0] += 3600 * 0.1  # past 2/3 of the TTL: the next mount logs in again
@@ -88,9 +88,9 @@ def _key(sa: str) -> TokenKey:
 
 def test_cache_keeps_a_newer_token_on_stale_invalidate() -> None:
     cache = token_cache()
-    first = cache.put(_key("a"), VaultToken("t1", float("inf"), 0))
+    first = cache.put(_key("a"), VaultToken("t1", 0))
     cache.invalidate(_key("a"), first)
-    second = cache.put(_key("a"), VaultToken("t2", float("inf"), 0))
+    second = cache.put(_key("a"), VaultToken("t2", 0))
     cache.invalidate(_key("a"), first)  # a late 403 for the old token
     assert cache.peek(_key("a")) is second
 
@@ -98,7 +98,7 @@ def test_cache_keeps_a_newer_token_on_stale_invalidate() -> None:
 def test_cache_is_bounded() -> None:
     cache = token_cache(max_entries=2)
     for sa in ("a", "b", "c"):
-        cache.put(_key(sa), VaultToken("t", float("inf"), 0))
+        cache.put(_key(sa), VaultToken("t", 0))
     assert len(cache) == 2
     assert cache.peek(_key("a")) is None and cache.peek(_key("c")) is not None
 
@@ -106,8 +106,7 @@ def test_cache_is_bounded() -> None:
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
-        pytest.param({"auth": {"client_token": "t", "lease_duration": 300}}, 100.0 + 200.0,
-                     id="ttl"),
+        pytest.param({"auth": {"client_token": "t", "lease_duration": 300}}, 200.0, id="ttl"),
         pytest.param({"auth": {"client_token": "t", "lease_duration": 0}}, float("inf"),
                      id="no-expiry"),
         pytest.param({"auth": None}, None, id="no-auth"),
@@ -115,8 +114,8 @@ def test_cache_is_bounded() -> None:
     ],
 )
 def test_token_from_login(answer: dict[str, object], expected: float | None) -> None:
-    found = token_from_login(answer, 100.0)
+    found = token_from_login(answer)
     if expected is None:
         assert found is None
     else:
-        assert found is not None and found.refresh_at == pytest.approx(expected)
+        assert found is not None and found.keep_for == pytest.approx(expected)

@@ -43,19 +43,21 @@ class TokenKey:
 @dataclass(frozen=True)
 class VaultToken:
     token: str = field(repr=False)
-    # Monotonic time after which the token is re-acquired (inf: no expiry).
-    refresh_at: float
+    # The token's TTL (0: no expiry); it is re-acquired after 2/3 of it.
     lease_seconds: int
 
+    @property
+    def keep_for(self) -> float:
+        """Seconds to reuse this token from the login on."""
+        return self.lease_seconds * REFRESH_FRACTION if self.lease_seconds > 0 else float("inf")
 
-def token_from_login(answer: Any, now: float) -> VaultToken | None:
+
+def token_from_login(answer: Any) -> VaultToken | None:
     """The token of a login response, or None if the answer has none."""
     auth = answer.get("auth") if isinstance(answer, dict) else None
     if not isinstance(auth, dict) or not auth.get("client_token"):
         return None
-    lease = int(auth.get("lease_duration") or 0)
-    refresh_at = now + lease * REFRESH_FRACTION if lease > 0 else float("inf")
-    return VaultToken(str(auth["client_token"]), refresh_at, lease)
+    return VaultToken(str(auth["client_token"]), int(auth.get("lease_duration") or 0))
 
 
 # Tokens kept: one per identity (service account x Vault role and connection).
@@ -70,7 +72,5 @@ def token_cache(
         "vault.tokens",
         max_entries=max_entries,
         clock=clock,
-        expiry=lambda t: (
-            t.lease_seconds * REFRESH_FRACTION if t.lease_seconds > 0 else float("inf")
-        ),
+        expiry=lambda t: t.keep_for,
     )

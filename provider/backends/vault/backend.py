@@ -141,7 +141,7 @@ class VaultBackend(Backend[VaultPlan]):
                 )
             except Exception as exc:
                 raise translate(exc, subject=subject, operation="the login", login=True) from None
-            found = token_from_login(answer, time.monotonic())
+            found = token_from_login(answer)
             if found is None:
                 raise PermissionDenied(f"{subject}: Vault's answer holds no token",
                                        code="AuthFailed")
