@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
+from provider.backends.base import FetchContext
 from provider.cache import CacheSet
 from provider.durations import parse_duration, refresh_interval
 from provider.errors import Problems
 from provider.objectcache import ObjectCache, RefreshPolicy
+from provider.request import parse_mount_request
+from provider.retry import Deadline
 
 
 @pytest.mark.parametrize(
@@ -41,17 +48,34 @@ def test_policy_default_and_maximum() -> None:
 
 
 def test_cached_values_never_show_and_clear_empties_everything() -> None:
+    asyncio.run(_never_show())
+
+
+async def _never_show() -> None:
     caches = CacheSet()
     objects = ObjectCache(RefreshPolicy(), caches)
-    from provider.objectcache import _Stored
+    request = parse_mount_request(
+        attributes=json.dumps({"csi.storage.k8s.io/pod.uid": "uid-1"}), secrets="null",
+        target_path="/t", permission="420", current_versions={},
+    )
+    with ThreadPoolExecutor(2) as pool:
+        ctx = FetchContext(request=request, deadline=Deadline.after(5), executor=pool,
+                           max_parallel=2, backend="test")
 
-    objects.shared.put(("id", "req"), _Stored(b"s3cr3t-value", 12, 60.0, None))
-    objects.dynamic.put(("uid", "id", "req"), _Stored(b"s3cr3t-lease", 12, 0.0, 5.0), ttl=5)
-    shown = repr(objects.shared) + repr(objects.dynamic)
-    shown += repr(objects.shared.peek(("id", "req")) and _Stored(b"s3cr3t", 6, 1.0, None))
-    assert "s3cr3t" not in shown
+        async def static() -> bytes:
+            return b"s3cr3t-value"
+
+        async def lease() -> bytes:
+            return b"s3cr3t-lease"
+
+        got = await objects.read(ctx, "id", "static", static, refresh=60.0, size=len,
+                                 lifetime=None)
+        leased = await objects.read(ctx, "id", "lease", lease, refresh=60.0, size=len,
+                                    lifetime=lambda _v: 30.0)
+    assert (got, leased) == (b"s3cr3t-value", b"s3cr3t-lease")
+    assert (len(objects.shared), len(objects.dynamic)) == (1, 1)  # a lease is never shared
+    assert objects.shared.stats().bytes == len(b"s3cr3t-value")
+    assert "s3cr3t" not in repr(objects.shared) + repr(objects.dynamic) + repr(objects)
     assert {c.name for c in caches.caches()} == {"objects", "dynamic"}
     assert objects.forget_identity("id") == 2
-    objects.shared.put(("id", "req"), _Stored(b"v", 1, 60.0, None))
-    caches.clear()
-    assert len(objects.shared) == 0 and len(objects.dynamic) == 0
+    assert objects.forget_identity("id") == 0
