@@ -64,6 +64,7 @@ proto-check:
 
 bench: install-test
 	$(PYTHON) bench/mount_bench.py
+	$(PYTHON) bench/rotation.py
 
 lint-deploy:
 	bash scripts/lint-deploy.sh

@@ -41,8 +41,9 @@ from provider.v1alpha1 import service_pb2, service_pb2_grpc  # noqa: E402
 from tests.support.moto import REGION, ROLE_ARN, moto_server, seed_client  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.running import pod_attributes  # noqa: E402
+from tests.support.tokens import pod_token  # noqa: E402
 
-TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.YmVuY2gtc2lnbmF0dXJl"
+TOKEN = pod_token(["sts.amazonaws.com", "vault", "api://AzureADTokenExchange"])
 CONCURRENCY = 64
 OBJECTS = 10
 

@@ -16,9 +16,11 @@ from collections.abc import Mapping
 
 from provider.backends import BackendRegistry
 from provider.backends.base import BackendServices, RequestObserver
+from provider.cache import CacheSet
 from provider.health import GrpcHealth, HttpEndpoint, Probes, Route, probe_route
 from provider.kube import KubeClient
 from provider.metrics import Metrics
+from provider.objectcache import ObjectCache, RefreshPolicy
 from provider.pipeline import MountPipeline
 from provider.pools import BackendPools
 from provider.server import MountObserver, ProviderServer
@@ -42,11 +44,27 @@ class App:
         self.executor = BackendPools(settings.workers)
         # Always collected (cheap); served only when --metrics-addr is set.
         self.metrics = Metrics()
+        # Every cache joins this set: lookups and sizes in the metrics, cleared on stop.
+        self.caches = CacheSet(self.metrics)
+        self.metrics.watch(self.caches)
+        kube = KubeClient.from_environment(settings.kube_api, environ)
+        if kube is not None:
+            self.caches.add(kube.reads)
         services = BackendServices(
             node_name=settings.node_name,
             hmac_key=hmac_key,
-            kube=KubeClient.from_environment(settings.kube_api, environ),
+            kube=kube,
             environ=dict(environ),
+            caches=self.caches,
+        )
+        self.objects = ObjectCache(
+            RefreshPolicy(
+                default=settings.refresh_default,
+                maximum=settings.refresh_max,
+                max_entries=settings.object_cache_entries,
+                max_bytes=settings.object_cache_bytes,
+            ),
+            self.caches,
         )
         self.registry = BackendRegistry(settings.backends, services)
         self.pipeline = MountPipeline(
@@ -57,7 +75,10 @@ class App:
             max_objects=settings.max_objects,
             max_mounts=settings.max_mounts,
             plan_cache_bytes=settings.plan_cache_mib * 1024 * 1024,
+            objects=self.objects,
         )
+        # The plan cache too: its lookups and size are in the metrics.
+        self.caches.add(self.pipeline.plans)
         self.grpc_health = GrpcHealth()
         self.server = ProviderServer(
             pipeline=self.pipeline,
@@ -110,6 +131,7 @@ class App:
         self._stop_http()
         self.registry.close()
         self.pipeline.close()
+        self.caches.clear()  # no value outlives the provider's work
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _stop_http(self) -> None:

@@ -290,3 +290,37 @@ class Cache(Generic[K, V]):
 def _consume(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+class CacheSet:
+    """Every cache of one provider: observed by the metrics, cleared on shutdown.
+
+    Backends are created lazily, so their caches join when they are built;
+    the metrics read ``stats()`` of each at scrape time.
+    """
+
+    def __init__(self, observer: CacheObserver | None = None) -> None:
+        self._caches: list[Cache[Any, Any]] = []
+        self._lock = threading.Lock()
+        self._observer = observer
+
+    def set_observer(self, observer: CacheObserver | None) -> None:
+        with self._lock:
+            self._observer = observer
+            for cache in self._caches:
+                cache.set_observer(observer)
+
+    def add(self, cache: Cache[K, V]) -> Cache[K, V]:
+        with self._lock:
+            cache.set_observer(self._observer)
+            self._caches.append(cache)
+        return cache
+
+    def caches(self) -> list[Cache[Any, Any]]:
+        with self._lock:
+            return list(self._caches)
+
+    def clear(self) -> None:
+        """Forget every value (shutdown): nothing cached outlives the provider's work."""
+        for cache in self.caches():
+            cache.clear()

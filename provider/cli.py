@@ -33,6 +33,15 @@ class _NoAbbrevParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+def _duration(text: str) -> float:
+    from provider.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text[:32]!r} is not a duration such as 30s, 2m or 1h"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="key for object-version HMACs (default: random per process)")
     serve.add_argument("--health-addr", default="", help="HOST:PORT for HTTP probes (off if empty)")
     serve.add_argument("--metrics-addr", default="", help="HOST:PORT for /metrics (off if empty)")
+    serve.add_argument("--refresh-interval", type=_duration, default=60.0,
+                       help="refreshInterval of classes that set none: how long one read of a "
+                       "static object serves every mount of the same identity (Go duration; "
+                       "0 = read on every mount; default 60s)")
+    serve.add_argument("--max-refresh-interval", type=_duration, default=3600.0,
+                       help="largest refreshInterval a class may set; larger values are "
+                       "capped (default 1h)")
+    serve.add_argument("--object-cache-entries", type=int, default=10_000,
+                       help="objects kept per object cache (shared and per-pod dynamic)")
+    serve.add_argument("--object-cache-mib", type=int, default=32,
+                       help="MiB of object values kept per object cache")
     add_all_flags(serve)
     peerflags.add_peer_flags(serve)
     peerflags.env_defaults(serve, os.environ)
@@ -105,6 +125,10 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Serve
         hmac_key_file=args.hmac_key_file,
         health_addr=args.health_addr,
         metrics_addr=args.metrics_addr,
+        refresh_default=args.refresh_interval,
+        refresh_max=args.max_refresh_interval,
+        object_cache_entries=max(1, args.object_cache_entries),
+        object_cache_bytes=max(1, args.object_cache_mib) * 1024 * 1024,
         backends=load_all_settings(args, environ),
     )
 

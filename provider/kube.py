@@ -3,8 +3,10 @@
 Only two reads exist: a ServiceAccount's annotations (the IRSA role ARN) and a
 Node's labels (the region). Both are small GETs, so this speaks plain HTTPS
 with the provider pod's own service-account token instead of pulling in the
-Kubernetes client library (tens of MiB). Results are cached for a short time:
-every rotation poll of every pod would otherwise read the API server again.
+Kubernetes client library (tens of MiB). Results are cached for a short time
+(one bounded cache, single flight: fifty pods of one service account starting
+at once make one read): every rotation poll of every pod would otherwise read
+the API server again.
 The provider works without any API access when the request carries all it needs.
 """
 
@@ -13,15 +15,17 @@ from __future__ import annotations
 import json
 import os
 import ssl
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from provider.cache import Cache
 from provider.errors import NotFound, PermissionDenied, Unavailable
+
+if TYPE_CHECKING:
+    from provider.backends.base import FetchContext
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -38,10 +42,15 @@ class KubeClient:
     ) -> None:
         self._base = base_url.rstrip("/")
         self._token_file = token_file
-        self._ttl = ttl
         self._timeout = timeout
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
+        # One entry per ServiceAccount and Node read; bodies are a few KiB.
+        self.reads: Cache[str, dict[str, Any]] = Cache(
+            "kube",
+            max_entries=MAX_ENTRIES,
+            max_bytes=MAX_BYTES,
+            ttl=ttl,
+            size_of=lambda body: len(json.dumps(body)),
+        )
         self._ssl: ssl.SSLContext | None = None
         if self._base.startswith("https:"):
             self._ssl = ssl.create_default_context(cafile=ca_file)
@@ -63,16 +72,8 @@ class KubeClient:
             ca_file=os.path.join(SA_DIR, "ca.crt"),
         )
 
-    def _peek(self, path: str) -> dict[str, Any] | None:
-        with self._lock:
-            hit = self._cache.get(path)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
-
-    def _get(self, path: str, what: str) -> dict[str, Any]:
-        now = time.monotonic()
-        hit = self._peek(path)
-        if hit is not None:
-            return hit
+    def read(self, path: str, what: str) -> dict[str, Any]:
+        """One GET of the API server (blocking; not cached: see :meth:`cached`)."""
         request = urllib.request.Request(self._base + path)  # noqa: S310 - our API server
         if self._token_file:
             try:
@@ -105,33 +106,30 @@ class KubeClient:
                 f"cannot read {what} from the Kubernetes API ({type(exc).__name__})",
                 code="KubernetesUnavailable",
             ) from None
-        with self._lock:
-            if len(self._cache) >= _MAX_ENTRIES:
-                # One entry per ServiceAccount ever seen: drop the expired ones.
-                self._cache = {p: e for p, e in self._cache.items() if e[0] > now}
-            self._cache[path] = (now + self._ttl, body)
         return body
 
-    def service_account_annotations(self, namespace: str, name: str) -> dict[str, str]:
-        body = self._get(_sa_path(namespace, name), f"ServiceAccount {namespace}/{name}")
+    async def cached(self, ctx: FetchContext, path: str, what: str, operation: str) -> Any:
+        return await ctx.shared(
+            self.reads, path, lambda: self.read(path, what), operation=operation
+        )
+
+    async def service_account_annotations(
+        self, ctx: FetchContext, namespace: str, name: str
+    ) -> dict[str, str]:
+        body = await self.cached(
+            ctx, _sa_path(namespace, name), f"ServiceAccount {namespace}/{name}",
+            "kube.GetServiceAccount",
+        )
         return _strings(body, "annotations")
 
-    def peek_service_account_annotations(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The cached annotations, or None when a read is needed (never reads)."""
-        body = self._peek(_sa_path(namespace, name))
-        return None if body is None else _strings(body, "annotations")
-
-    def node_labels(self, name: str) -> dict[str, str]:
-        body = self._get(_node_path(name), f"Node {name}")
+    async def node_labels(self, ctx: FetchContext, name: str) -> dict[str, str]:
+        body = await self.cached(ctx, _node_path(name), f"Node {name}", "kube.GetNode")
         return _strings(body, "labels")
 
-    def peek_node_labels(self, name: str) -> dict[str, str] | None:
-        body = self._peek(_node_path(name))
-        return None if body is None else _strings(body, "labels")
 
-
-# Cached reads kept before expired ones are dropped.
-_MAX_ENTRIES = 1024
+# Bounds of the read cache: one entry per ServiceAccount (or Node) in use.
+MAX_ENTRIES = 1024
+MAX_BYTES = 8 * 1024 * 1024
 
 
 def _sa_path(namespace: str, name: str) -> str:

@@ -15,6 +15,7 @@ Any label value that is not a short identifier is replaced by ``other``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,8 +29,11 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from provider import __version__
+from provider.cache import CacheSet
 from provider.server import MountObserver
 
 NAMESPACE = "polysecret"
@@ -105,6 +109,24 @@ class Metrics(MountObserver):
             registry=r,
         )
 
+        self.cache_lookups = Counter(
+            "cache_lookups",
+            "Lookups in the provider's caches by cache and result (hit, miss, coalesced: "
+            "joined a load already under way, expired). Hits are not backend requests.",
+            ["cache", "result"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+
+    def watch(self, caches: CacheSet) -> None:
+        """Expose entries and bytes of every cache in ``caches``, read at scrape time."""
+        self.registry.register(_CacheSizes(caches))
+
+    # -- CacheObserver ------------------------------------------------------
+
+    def cache_lookup(self, cache: str, result: str) -> None:
+        self.cache_lookups.labels(label(cache), label(result)).inc()
+
     # -- MountObserver ------------------------------------------------------
 
     def mount_started(self) -> None:
@@ -132,3 +154,35 @@ class Metrics(MountObserver):
     def render(self) -> tuple[int, str, bytes]:
         """The /metrics route: status, content type, body."""
         return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+
+
+class _CacheSizes(Collector):
+    """Entries and bytes per cache (names are ours: ``objects``, ``vault.tokens``...)."""
+
+    def __init__(self, caches: CacheSet) -> None:
+        self._caches = caches
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        entries = GaugeMetricFamily(
+            f"{NAMESPACE}_cache_entries", "Entries held per cache.", labels=["cache"]
+        )
+        size = GaugeMetricFamily(
+            f"{NAMESPACE}_cache_bytes",
+            "Bytes of values held per cache (object caches: value sizes; connection "
+            "caches: a measured estimate per entry).",
+            labels=["cache"],
+        )
+        totals: dict[str, tuple[int, int]] = {}
+        for cache in self._caches.caches():
+            stats = cache.stats()
+            name = label(cache.name)
+            held, used = totals.get(name, (0, 0))
+            totals[name] = (held + stats.entries, used + stats.bytes)
+        for name, (held, used) in sorted(totals.items()):
+            entries.add_metric([name], held)
+            size.add_metric([name], used)
+        yield entries
+        yield size
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())

@@ -27,6 +27,7 @@ from provider.errors import (
     InvalidRequest,
     ProviderError,
 )
+from provider.objectcache import ObjectCache
 from provider.paths import check_paths
 from provider.pools import BackendPools
 from provider.request import POD_KEY_PREFIX, MountRequest, parse_mount_request
@@ -122,7 +123,9 @@ class MountPipeline:
         max_mounts: int = 0,
         plan_cache_entries: int = 256,
         plan_cache_bytes: int = 64 * 1024 * 1024,
+        objects: ObjectCache | None = None,
     ) -> None:
+        self.objects = objects
         self._max_response_bytes = max_response_bytes
         self._registry = registry
         self._pools = pools
@@ -238,6 +241,7 @@ class MountPipeline:
             backend=name,
             retry=self._retry,
             observer=self._observer,
+            objects=self.objects,
         )
         # Whole mounts are admitted, or shed early with UNAVAILABLE (overload).
         async with self.admission(name).enter(deadline):

@@ -38,6 +38,12 @@ class ServerSettings:
     hmac_key_file: str = ""
     health_addr: str = ""
     metrics_addr: str = ""
+    # Object cache (README "Rotation cache"): refreshInterval when a class sets
+    # none, the largest a class may set, and the bounds of each object cache.
+    refresh_default: float = 60.0
+    refresh_max: float = 3600.0
+    object_cache_entries: int = 10_000
+    object_cache_bytes: int = 32 * 1024 * 1024
     backends: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -10,7 +10,9 @@ pipeline, so a new backend plugs in without changing it.
 Blocking SDK calls go through :meth:`FetchContext.call`, which runs them on the
 backend's thread pool, ends them at the deadline (provider.calltime), bounds
 the parallelism of one mount, retries transient faults inside the deadline and
-is the single place where backend requests are timed and counted.
+is the single place where backend requests are timed and counted. Cached
+credentials go through :meth:`FetchContext.shared` and objects through
+:meth:`FetchContext.cached_object` (single flight; a hit is no backend request).
 """
 
 from __future__ import annotations
@@ -18,17 +20,22 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from provider import calltime
-from provider.errors import DeadlineExceeded, ProviderError, Unavailable
+from provider.errors import DeadlineExceeded, PermissionDenied, ProviderError, Unavailable
 from provider.request import MountRequest
 from provider.retry import Deadline, RetryPolicy, with_retries
 
+if TYPE_CHECKING:
+    from provider.cache import Cache
+    from provider.objectcache import ObjectCache
+
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 PlanT = TypeVar("PlanT")
 
 
@@ -85,8 +92,10 @@ class FetchContext:
         backend: str,
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
+        objects: ObjectCache | None = None,
     ) -> None:
         self.request = request
+        self.objects = objects
         self.deadline = deadline
         self.backend = backend
         self._executor = executor
@@ -147,20 +156,75 @@ class FetchContext:
             attempt, deadline=self.deadline, policy=self._retry, on_retry=on_retry
         )
 
-    async def cached(
-        self, peek: Callable[[], T | None], load: Callable[[], T], *, operation: str
+    async def shared(
+        self,
+        cache: Cache[K, T],
+        key: K,
+        load: Callable[[], T],
+        *,
+        operation: str,
+        ttl: float | None = None,
     ) -> T:
-        """A value from one of the provider's caches, or ``load()`` through :meth:`call`.
+        """``cache``'s value for ``key``, or one ``load()`` on the pool shared by every caller.
 
-        ``peek`` must only look in memory (no I/O, no waiting on a slow lock):
-        a hit costs no thread hop and, since nothing was asked of the backend,
-        counts no backend request, so the metrics show real STS calls and
-        logins, not cache hits.
+        The load runs through :meth:`call` (bounded, retried, counted) under the
+        deadline of the mount that started it; each waiter leaves at its own
+        deadline, and a stalled flight is no longer joined once its starter's
+        deadline has passed, so a hung login never locks an identity out.
+        A hit is no backend request.
         """
-        found = peek()
-        if found is not None:
-            return found
-        return await self.call(load, operation=operation)
+        while True:
+            mine = False
+
+            def start() -> Awaitable[T]:
+                nonlocal mine
+                mine = True
+                return self.call(load, operation=operation)
+
+            try:
+                return await cache.get(key, start, timeout=self.deadline.remaining(), ttl=ttl)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"{operation} did not finish before the mount deadline"
+                ) from None
+            except DeadlineExceeded:
+                # A flight we joined ran out of its starter's time, not ours: go
+                # again (a new flight) while this mount still has time.
+                if mine or self.deadline.remaining() <= 0:
+                    raise
+
+    async def cached_object(
+        self,
+        identity: Hashable,
+        request: Hashable,
+        load: Callable[[], Awaitable[T]],
+        *,
+        refresh: float | None,
+        size: Callable[[T], int],
+        lifetime: Callable[[T], float | None] | None = None,
+        fresh: bool = False,
+    ) -> T:
+        """One object, read through the provider's object cache (see provider.objectcache).
+
+        ``identity`` is everything that decides what the backend lets this
+        caller read (the pod's namespace and service account always among it);
+        ``request`` is everything that changes the bytes. ``refresh`` is the
+        class's refreshInterval (None: the provider's default). ``lifetime``
+        tells a dynamic answer (a lease, a certificate) from a static one: its
+        remaining seconds, or None for a static value. A denial evicts every
+        entry of ``identity``. ``fresh``: read the backend even if a value is
+        cached (and keep what was read).
+        """
+        if self.objects is None:
+            return await load()
+        try:
+            return await self.objects.read(
+                self, (self.backend, identity), request, load,
+                refresh=refresh, size=size, lifetime=lifetime, fresh=fresh,
+            )
+        except PermissionDenied:
+            self.objects.forget_identity((self.backend, identity))
+            raise
 
     async def gather(self, calls: Iterable[Awaitable[T]]) -> list[T]:
         """Await all, in parallel; the first failure cancels the rest (all or nothing)."""
@@ -226,4 +290,6 @@ class BackendServices:
     node_name: str = ""
     hmac_key: bytes = field(repr=False, default=b"")
     kube: Any = None  # provider.kube.KubeClient; Any to keep the import lazy
+    # provider.cache.CacheSet: a backend adds its caches (metrics, shutdown).
+    caches: Any = None
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)

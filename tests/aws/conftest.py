@@ -26,10 +26,11 @@ import pytest
 from provider.backends.aws import AwsSettings
 from tests.support.moto import ACCOUNT, REGION, ROLE_ARN, moto_server, reset, seed_client
 from tests.support.running import RunningProvider, pod_attributes, settings_for
+from tests.support.tokens import pod_token
 
 # Tokens as a pod would carry them: JWT-shaped, never looked at by moto.
-STS_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.c3RzLXNpZ25hdHVyZQ"
-POD_IDENTITY_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJwb2RzIn0.cG9kLWlkZW50aXR5LXNpZw"
+STS_TOKEN = pod_token("sts.amazonaws.com")
+POD_IDENTITY_TOKEN = pod_token("pods.eks.amazonaws.com")
 NODE_NAME = "node-1"
 NODE_REGION = "us-west-2"
 

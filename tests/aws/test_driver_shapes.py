@@ -17,6 +17,7 @@ from provider.request import TOKENS
 from tests.aws.conftest import STS_TOKEN, attrs
 from tests.support.moto import ROLE_ARN
 from tests.support.running import RunningProvider, files_of, pod_attributes, versions_of
+from tests.support.tokens import pod_token
 
 pytestmark = pytest.mark.aws
 
@@ -158,7 +159,7 @@ def test_fifty_concurrent_mounts(provider: RunningProvider, sm: Any, ssm: Any) -
             {"objects": objects, "roleArn": ROLE_ARN},
             pod=f"app-{n}",
             service_account=f"sa-{n % 5}",
-            tokens={"sts.amazonaws.com": STS_TOKEN},
+            tokens={"sts.amazonaws.com": pod_token("sts.amazonaws.com", "default", f"sa-{n % 5}")},
         )
         resp = provider.mount(a, timeout=60)
         assert len(resp.object_version) == 10
@@ -217,9 +218,14 @@ def test_no_secret_or_token_in_logs_or_messages(
 - {{objectName: json, {SM}, jmesPath: [{{path: pw, objectAlias: pw}}]}}
 - {{objectName: /p, objectType: ssmparameter}}
 """
-    for tokens in ({"sts.amazonaws.com": STS_TOKEN}, {"sts.amazonaws.com": PLAIN_TOKEN}):
-        resp = provider.mount(attrs(good, tokens=tokens), secrets={"k": NODE_SECRET})
-        assert SECRET_VALUES[0].encode() in files_of(resp)["plain"][1]  # the test can see secrets
+    resp = provider.mount(attrs(good), secrets={"k": NODE_SECRET})
+    assert SECRET_VALUES[0].encode() in files_of(resp)["plain"][1]  # the test can see secrets
+    # An opaque token proves no identity: refused, and never quoted.
+    err = provider.mount_error(
+        attrs(good, tokens={"sts.amazonaws.com": PLAIN_TOKEN}), secrets={"k": NODE_SECRET}
+    )
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    messages.append(err.details())
     failing = [
         (
             "- {objectName: /notjson, objectType: ssmparameter,\n"
@@ -238,7 +244,7 @@ def test_no_secret_or_token_in_logs_or_messages(
                 attrs(objects, tokens=tokens, **params), secrets={"k": NODE_SECRET}
             )
             messages.append(err.details())
-    assert len(messages) == 12
+    assert len(messages) == 13
     captured = "\n".join(
         [
             provider_logs.getvalue(),

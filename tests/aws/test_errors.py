@@ -13,6 +13,7 @@ from provider.backends.aws import AwsSettings
 from tests.aws.conftest import STS_TOKEN, ProviderFactory, RegionProxy, attrs
 from tests.support.moto import REGION
 from tests.support.running import RunningProvider, files_of
+from tests.support.tokens import pod_token
 
 pytestmark = pytest.mark.aws
 
@@ -170,7 +171,7 @@ def test_permission_denied_pod_identity_agent_403(
         attrs(
             f"- {{objectName: db, {SM}}}",
             usePodIdentity="true",
-            tokens={"pods.eks.amazonaws.com": "eyJx.eyJy.wrong"},
+            tokens={"pods.eks.amazonaws.com": pod_token("pods.eks.amazonaws.com")},
         )
     )
     _assert_error(err, grpc.StatusCode.PERMISSION_DENIED, "AuthFailed", "HTTP 403")
@@ -181,7 +182,11 @@ def test_permission_denied_service_account_without_role(
 ) -> None:
     running = make_provider(kube_api=fake_kube.url)
     err = running.mount_error(
-        attrs(f"- {{objectName: db, {SM}}}", role=False)
+        attrs(
+            f"- {{objectName: db, {SM}}}",
+            role=False,
+            tokens={"sts.amazonaws.com": pod_token("sts.amazonaws.com", "default", "no-role")},
+        )
         | {"csi.storage.k8s.io/serviceAccount.name": "no-role"}
     )
     _assert_error(

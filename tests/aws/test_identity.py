@@ -24,6 +24,7 @@ from tests.aws.conftest import (
 )
 from tests.support.moto import FAILOVER_REGION, REGION, ROLE_ARN, seed_client
 from tests.support.running import RunningProvider, files_of, pod_attributes, versions_of
+from tests.support.tokens import pod_token
 
 pytestmark = pytest.mark.aws
 
@@ -48,8 +49,9 @@ def test_irsa_role_from_service_account_annotation(
     resp = running.mount(attrs(ONE, role=False))
     assert files_of(resp) == {"db": (0o644, b"via-annotation")}
     assert "/api/v1/namespaces/default/serviceaccounts/app" in fake_kube.paths
-    key = next(iter(_backend(running).identities._entries))
-    assert key == ("default", "app", "irsa", ROLE_ARN)
+    identities = _backend(running).identities
+    assert len(identities) == 1
+    assert identities.peek(("default", "app", "irsa", ROLE_ARN)) is not None
 
 
 def test_annotation_read_once_for_many_mounts(
@@ -61,28 +63,6 @@ def test_annotation_read_once_for_many_mounts(
     for _ in range(3):
         running.mount(attrs(ONE, role=False))
     assert fake_kube.paths == ["/api/v1/namespaces/default/serviceaccounts/app"]
-
-
-def test_kube_cache_peeks_and_prunes(fake_kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
-    from provider import kube
-
-    client = kube.KubeClient(base_url=fake_kube.url, ttl=60.0)
-    assert client.peek_service_account_annotations("default", "app") is None  # never reads
-    assert fake_kube.paths == []
-    want = {"eks.amazonaws.com/role-arn": ROLE_ARN}
-    assert client.service_account_annotations("default", "app") == want
-    assert client.peek_service_account_annotations("default", "app") == want
-    assert client.peek_node_labels(NODE_NAME) is None
-    assert client.node_labels(NODE_NAME) == {"topology.kubernetes.io/region": NODE_REGION}
-    assert client.peek_node_labels(NODE_NAME) is not None
-    assert len(fake_kube.paths) == 2
-    # Full cache: expired entries go when the next read is stored; fresh ones stay.
-    monkeypatch.setattr(kube, "_MAX_ENTRIES", 2)
-    client._cache = {"/expired": (0.0, {}), **client._cache}  # 3 entries, one long expired
-    fake_kube.service_accounts[("default", "other")] = {}
-    assert client.service_account_annotations("default", "other") == {}
-    assert "/expired" not in client._cache
-    assert client.peek_service_account_annotations("default", "app") == want
 
 
 def test_role_arn_parameter_skips_the_kubernetes_api(
@@ -152,7 +132,7 @@ def test_pod_identity_wrong_token_is_denied(
     )
     err = running.mount_error(
         attrs(
-            ONE, usePodIdentity="true", tokens={"pods.eks.amazonaws.com": "eyJh.eyJi.not-the-pod"}
+            ONE, usePodIdentity="true", tokens={"pods.eks.amazonaws.com": POD_IDENTITY_TOKEN + "x"}
         )
     )
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -316,7 +296,7 @@ def test_credentials_cached_per_service_account(provider: RunningProvider, sm: A
     backend_first = provider.mount(attrs(ONE))
     identities = _backend(provider).identities
     assert files_of(backend_first) == {"db": (0o644, b"x")}
-    assert identities.loads == 1
+    assert identities.stats().loads == 1
     provider.mount(attrs(ONE))
     provider.mount(
         pod_attributes(
@@ -325,7 +305,7 @@ def test_credentials_cached_per_service_account(provider: RunningProvider, sm: A
             tokens={"sts.amazonaws.com": STS_TOKEN},
         )
     )
-    assert identities.loads == 1  # same service account, other pod: no STS call
+    assert identities.stats().loads == 1  # same service account, other pod: no STS call
 
     for namespace, sa in [("default", "other"), ("team-b", "app")]:
         provider.mount(
@@ -333,17 +313,19 @@ def test_credentials_cached_per_service_account(provider: RunningProvider, sm: A
                 {"objects": ONE, "roleArn": ROLE_ARN},
                 namespace=namespace,
                 service_account=sa,
-                tokens={"sts.amazonaws.com": STS_TOKEN},
+                tokens={"sts.amazonaws.com": pod_token("sts.amazonaws.com", namespace, sa)},
             )
         )
-    assert identities.loads == 3
-    entries = dict(identities._entries)
-    assert set(entries) == {
-        ("default", "app", "irsa", ROLE_ARN),
-        ("default", "other", "irsa", ROLE_ARN),
-        ("team-b", "app", "irsa", ROLE_ARN),
-    }
-    keys = {e.credentials.access_key for e in entries.values()}
+    assert identities.stats().loads == 3
+    assert len(identities) == 3
+    entries = [
+        identities.peek(key)
+        for key in [
+            ("default", "app", "irsa", ROLE_ARN),
+            ("default", "other", "irsa", ROLE_ARN),
+            ("team-b", "app", "irsa", ROLE_ARN),
+        ]
+    ]
+    assert all(e is not None and e.clients() == 1 for e in entries)
+    keys = {e.credentials.access_key for e in entries if e is not None}
     assert len(keys) == 3  # never shared across service accounts
-    clients = [id(e._clients[("secretsmanager", REGION)]) for e in entries.values()]
-    assert len(set(clients)) == 3

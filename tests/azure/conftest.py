@@ -28,11 +28,11 @@ from tests.support.azure_standin import (
     make_chain,
 )
 from tests.support.running import RunningProvider, pod_attributes, settings_for
+from tests.support.tokens import pod_token
 
-POD_TOKEN = (
-    "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ"
-    ".eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDphcHAifQ.c2lnbmF0dXJl"
-)
+POD_TOKEN = pod_token(AUDIENCE)
+# Service accounts whose tokens the workload identity's federated credentials accept.
+FEDERATED = ("app", "reuse", "fresh")
 SP_SECRET = "sp-Secret~Value.0123456789"
 
 
@@ -93,6 +93,9 @@ def seed(world: AzureWorld) -> Seeded:
     s.pem_cert = _pem_of(make_chain("pem.example.com"))
     s.versions["pem-cert"] = [vault.import_certificate("pem-cert", pem=s.pem_cert)]
     world.tokens.federated[WI_CLIENT] = POD_TOKEN
+    world.tokens.federated_subjects[WI_CLIENT] = {
+        f"system:serviceaccount:default:{sa}" for sa in FEDERATED
+    }
     world.tokens.service_principals[SP_CLIENT] = SP_SECRET
     world.tokens.managed.add(MI_CLIENT)
     return s
@@ -140,8 +143,9 @@ def wi_params(*items: str, **extra: str) -> dict[str, str]:
 
 
 def wi_attrs(
-    *items: str, token: str = POD_TOKEN, service_account: str = "app", **extra: str
+    *items: str, token: str | None = None, service_account: str = "app", **extra: str
 ) -> dict[str, str]:
+    token = token or pod_token(AUDIENCE, "default", service_account)
     return pod_attributes(
         wi_params(*items, **extra), tokens={AUDIENCE: token}, service_account=service_account
     )

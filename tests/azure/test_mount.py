@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from tests.azure.conftest import POD_TOKEN, Seeded, objects, wi_attrs
-from tests.support.azure_standin import TENANT
+from tests.support.azure_standin import AUDIENCE, TENANT
 from tests.support.running import RunningProvider, files_of, pod_attributes, versions_of
+from tests.support.tokens import pod_token
 
 pytestmark = pytest.mark.azure
 
@@ -436,7 +437,7 @@ FAILURES: list[tuple[str, dict[str, Any], grpc.StatusCode, list[str]]] = [
         "wrong-assertion",
         {
             "items": ["objectName: plain\nobjectType: secret"],
-            "token": "eyJwrong.eyJtoken.sig",
+            "token": pod_token(AUDIENCE, "default", "intruder"),
             "sa": "intruder",
         },
         grpc.StatusCode.PERMISSION_DENIED,

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from tests.support.azure_standin import AUDIENCE, TENANT, WI_CLIENT, AzureWorld, make_chain
 from tests.support.moto import REGION, ROLE_ARN
 from tests.support.openbao import AUTH_MOUNT, OpenBao, TokenSigner, add_policy, add_role
+from tests.support.tokens import pod_token
 
 Files = dict[str, tuple[int, bytes]]
 Versions = dict[str, str]
@@ -33,8 +34,8 @@ SERVICE_ACCOUNT = "app"
 POD_NAME = "app-0"
 NAMESPACE = "default"
 POD_UID = "9d7c7e1e-0000-4000-8000-00000000c0f0"
-STS_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjb25mb3JtYW5jZSJ9.Y29uZm9ybWFuY2Utc2ln"
-AZURE_POD_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.YXp1cmUtc2ln"
+STS_TOKEN = pod_token("sts.amazonaws.com")
+AZURE_POD_TOKEN = pod_token("api://AzureADTokenExchange")
 VAULT_ROLE = "conformance"
 BINARY = b"\x00\xffP12\x10binary\x80\x00tail"
 

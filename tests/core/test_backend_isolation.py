@@ -31,8 +31,9 @@ from tests.support.openbao import (
 )
 from tests.support.ports import free_port
 from tests.support.running import RunningProvider, files_of, pod_attributes, settings_for
+from tests.support.tokens import pod_token
 
-STS_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.c3RzLXNpZ25hdHVyZQ"
+STS_TOKEN = pod_token("sts.amazonaws.com")
 
 
 class DripProxy:

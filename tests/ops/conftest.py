@@ -33,10 +33,11 @@ import pytest
 
 from tests.support.moto import REGION, ROLE_ARN, moto_server, reset, seed_client
 from tests.support.running import pod_attributes
+from tests.support.tokens import pod_token
 
 REPO = Path(__file__).resolve().parents[2]
 # Known values that must never appear in logs or metrics.
-STS_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvcHMtdGVzdCJ9.b3BzLXRva2VuLXNpZ25hdHVyZQ"
+STS_TOKEN = pod_token("sts.amazonaws.com")
 SECRET_VALUES = {
     "ops/db-password": "Zq8-very-secret-db-password-41",
     "ops/api-key": "AKx-very-secret-api-key-77",
@@ -151,6 +152,9 @@ class ProviderProcess:
                 "--socket-dir", str(socket_dir),
                 "--health-addr", "127.0.0.1:0",
                 "--metrics-addr", "127.0.0.1:0",
+                # Every mount reaches the backend (these tests count calls); a
+                # test may pass its own --refresh-interval (the last one wins).
+                "--refresh-interval", "0",
                 *args,
             ],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=self._log,

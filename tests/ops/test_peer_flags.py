@@ -201,6 +201,8 @@ def _sample(action: argparse.Action) -> str:
         return str(list(action.choices)[-1])
     if action.type in (int, float):
         return "7"
+    if getattr(action.type, "__name__", "") == "_duration":
+        return "30s"
     return "sample-value"
 
 

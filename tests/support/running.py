@@ -97,7 +97,11 @@ def versions_of(response: service_pb2.MountResponse) -> dict[str, str]:
 
 
 def settings_for(socket_dir: Path, backends: dict[str, Any], **kw: Any) -> ServerSettings:
-    base = ServerSettings(socket_dir=str(socket_dir), name="polysecret", backends=backends)
+    # refreshInterval 0 unless a test asks: every mount reads the backend, as the
+    # peers do; the suites that inject faults between mounts rely on it.
+    base = ServerSettings(
+        socket_dir=str(socket_dir), name="polysecret", backends=backends, refresh_default=0.0
+    )
     return replace(base, **kw)
 
 

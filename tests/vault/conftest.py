@@ -170,3 +170,13 @@ def attrs(vault: Vault) -> Callable[..., dict[str, str]]:
 def backend_of(provider: RunningProvider) -> Any:
     """The provider's live VaultBackend (to look at its token cache)."""
     return provider.run(provider.app.registry.get("vault"))
+
+
+def cached_token(provider: RunningProvider, vault: Vault, *, sa: str = "app",
+                 role: str | None = None) -> Any:
+    """The Vault token the provider keeps for ``sa`` logging in as ``role`` (or None)."""
+    from provider.backends.vault import VaultTls
+    from provider.backends.vault.auth import TokenKey
+
+    key = TokenKey("default", sa, vault.address, "", AUTH_MOUNT, role or sa, "vault", VaultTls())
+    return backend_of(provider).tokens.peek(key)

@@ -83,6 +83,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - --plan-cache-mib={{ $p.planCacheMib }}
 - --mount-timeout={{ $p.mountTimeout }}
 - --grace-period={{ $p.gracePeriod }}
+- --refresh-interval={{ $p.refreshInterval }}
+- --max-refresh-interval={{ $p.maxRefreshInterval }}
+- --object-cache-entries={{ $p.objectCacheEntries }}
+- --object-cache-mib={{ $p.objectCacheMib }}
 - --log-level={{ $p.logLevel }}
 - --log-format={{ $p.logFormat }}
 {{- with $p.kubeApi }}

@@ -27,13 +27,16 @@ from provider.backends.aws.config import (
     parse_plan,
 )
 from provider.backends.aws.credentials import (
+    MAX_STS_CLIENTS,
     POD_IDENTITY_AUDIENCE,
     POD_IDENTITY_IPV4,
     POD_IDENTITY_IPV6,
     ROLE_ANNOTATION,
     STS_AUDIENCE,
+    AwsIdentity,
     Credentials,
-    IdentityCache,
+    close_client,
+    identity_cache,
     pod_identity_credentials,
     session_name,
     sts_credentials,
@@ -48,6 +51,7 @@ from provider.backends.base import (
     ObjectVersion,
     OutputFile,
 )
+from provider.cache import Cache
 from provider.errors import (
     DeadlineExceeded,
     InvalidParameters,
@@ -56,6 +60,7 @@ from provider.errors import (
     ProviderError,
     Unavailable,
 )
+from provider.identity import verified_token
 from provider.request import MountRequest
 
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -95,8 +100,15 @@ class AwsBackend(Backend[AwsPlan]):
         self._sts_config = self._config.merge(
             botocore.config.Config(signature_version=botocore.UNSIGNED)
         )
-        self._sts: dict[str, Any] = {}
-        self.identities = IdentityCache()
+        # A class names any region: STS clients are kept for a bounded few,
+        # and evicting one closes its connections.
+        self.sts_clients: Cache[str, Any] = Cache(
+            "aws.sts", max_entries=MAX_STS_CLIENTS, on_evict=close_client
+        )
+        self.identities = identity_cache()
+        if services.caches is not None:
+            services.caches.add(self.identities)
+            services.caches.add(self.sts_clients)
 
     # -- plan ---------------------------------------------------------------
 
@@ -128,9 +140,9 @@ class AwsBackend(Backend[AwsPlan]):
             )
 
     def _sts_client(self, region: str) -> Any:
-        client = self._sts.get(region)
+        client = self.sts_clients.peek(region)
         if client is None:
-            client = self._sts.setdefault(region, self._client("sts", region, None))
+            client = self.sts_clients.put(region, self._client("sts", region, None))
         return client
 
     # -- identity -----------------------------------------------------------
@@ -147,11 +159,7 @@ class AwsBackend(Backend[AwsPlan]):
                     "read its node's topology.kubernetes.io/region label"
                 ]
             )
-        labels = await ctx.cached(
-            lambda: kube.peek_node_labels(node),
-            lambda: kube.node_labels(node),
-            operation="kube.GetNode",
-        )
+        labels = await kube.node_labels(ctx, node)
         region = str(labels.get(REGION_LABEL, ""))
         if not region:
             raise InvalidParameters(
@@ -172,10 +180,8 @@ class AwsBackend(Backend[AwsPlan]):
                 ]
             )
         try:
-            annotations = await ctx.cached(
-                lambda: kube.peek_service_account_annotations(pod.namespace, pod.service_account),
-                lambda: kube.service_account_annotations(pod.namespace, pod.service_account),
-                operation="kube.GetServiceAccount",
+            annotations = await kube.service_account_annotations(
+                ctx, pod.namespace, pod.service_account
             )
         except NotFound:
             annotations = {}
@@ -189,33 +195,33 @@ class AwsBackend(Backend[AwsPlan]):
             )
         return role
 
-    async def _identity(self, plan: AwsPlan, ctx: FetchContext, region: str) -> Any:
+    async def _identity(
+        self, plan: AwsPlan, ctx: FetchContext, region: str
+    ) -> tuple[tuple[str, ...], AwsIdentity]:
         pod = ctx.request.pod
         if plan.use_pod_identity:
-            token = ctx.request.token_for(POD_IDENTITY_AUDIENCE, parameter="usePodIdentity")
+            token = verified_token(ctx.request, POD_IDENTITY_AUDIENCE, parameter="usePodIdentity")
             endpoints = self._pod_identity_endpoints(plan.address_type)
             key = (pod.namespace, pod.service_account, "pod-identity", *endpoints)
 
-            def load_pod_identity() -> Credentials:
+            def load_pod_identity() -> AwsIdentity:
                 last: ProviderError | None = None
                 for endpoint in endpoints:
                     try:
-                        return pod_identity_credentials(endpoint, token)
+                        return AwsIdentity(pod_identity_credentials(endpoint, token))
                     except Unavailable as exc:
                         last = exc  # try the other address family (auto)
                 assert last is not None
                 raise last
 
-            return await ctx.cached(
-                lambda: self.identities.fresh(key),
-                lambda: self.identities.get(key, load_pod_identity),
-                operation="PodIdentity",
+            return key, await ctx.shared(
+                self.identities, key, load_pod_identity, operation="PodIdentity"
             )
-        token = ctx.request.token_for(STS_AUDIENCE, parameter="IRSA (usePodIdentity false)")
+        token = verified_token(ctx.request, STS_AUDIENCE, parameter="IRSA (usePodIdentity false)")
         role = await self._role_arn(plan, ctx)
         key = (pod.namespace, pod.service_account, "irsa", role)
 
-        def load_irsa() -> Credentials:
+        def load_irsa() -> AwsIdentity:
             try:
                 answer = self._sts_client(region).assume_role_with_web_identity(
                     RoleArn=role,
@@ -226,12 +232,10 @@ class AwsBackend(Backend[AwsPlan]):
                 raise translate(
                     exc, subject=f"role {role!r}", operation="AssumeRoleWithWebIdentity"
                 ) from None
-            return sts_credentials(answer, role)
+            return AwsIdentity(sts_credentials(answer, role))
 
-        return await ctx.cached(
-            lambda: self.identities.fresh(key),
-            lambda: self.identities.get(key, load_irsa),
-            operation="AssumeRoleWithWebIdentity",
+        return key, await ctx.shared(
+            self.identities, key, load_irsa, operation="AssumeRoleWithWebIdentity"
         )
 
     def _pod_identity_endpoints(self, address_type: str) -> tuple[str, ...]:
@@ -253,15 +257,22 @@ class AwsBackend(Backend[AwsPlan]):
             ]
             if problems:
                 raise InvalidParameters(problems)
-        entry = await self._identity(plan, ctx, region)
+        key, entry = await self._identity(plan, ctx, region)
+        # Everything that decides what the backend lets this caller read.
+        identity = (*key, region, plan.failover_region, self._settings.endpoint_url)
 
         def client(service: str, where: str) -> Any:
             return entry.client(service, where, lambda c: self._client(service, where, c))
 
         sm = [o for o in plan.objects if o.object_type is ObjectType.SECRETS_MANAGER]
         ssm = [o for o in plan.objects if o.object_type is ObjectType.SSM_PARAMETER]
-        jobs: list[Any] = [self._secret(o, plan, region, client, ctx) for o in sm]
-        jobs.extend(self._parameters(batch, plan, region, client, ctx) for batch in _batches(ssm))
+        jobs: list[Any] = [
+            self._secret(o, plan, region, client, ctx, identity=identity) for o in sm
+        ]
+        jobs.extend(
+            self._parameters(batch, plan, region, client, ctx, identity=identity)
+            for batch in _batches(ssm)
+        )
         results = await ctx.gather(jobs)
         fetched: dict[int, Fetched] = {}
         for part in results:
@@ -296,6 +307,8 @@ class AwsBackend(Backend[AwsPlan]):
         region: str,
         client: Callable[[str, str], Any],
         ctx: FetchContext,
+        *,
+        identity: tuple[str, ...],
     ) -> dict[int, Fetched]:
         def read(sel: Selector, where: str) -> Callable[[], Fetched]:
             def call() -> Fetched:
@@ -314,8 +327,14 @@ class AwsBackend(Backend[AwsPlan]):
             return call
 
         failover = read(obj.failover, plan.failover_region) if obj.failover else None
-        result = await self._with_failover(
-            plan, read(obj.primary, region), failover, ctx, "GetSecretValue"
+        result = await ctx.cached_object(
+            identity,
+            ("GetSecretValue", obj.primary, obj.failover),
+            lambda: self._with_failover(
+                plan, read(obj.primary, region), failover, ctx, "GetSecretValue"
+            ),
+            refresh=plan.refresh_interval,
+            size=lambda f: len(f.value),
         )
         return {id(obj): result}
 
@@ -326,6 +345,8 @@ class AwsBackend(Backend[AwsPlan]):
         region: str,
         client: Callable[[str, str], Any],
         ctx: FetchContext,
+        *,
+        identity: tuple[str, ...],
     ) -> dict[int, Fetched]:
         def read(
             selectors: list[tuple[AwsObject, Selector]], where: str
@@ -377,14 +398,29 @@ class AwsBackend(Backend[AwsPlan]):
         failover = None
         if all(o.failover for o in batch):
             failover = read([(o, o.failover) for o in batch if o.failover], plan.failover_region)
-        result: dict[int, Fetched] = await self._with_failover(
-            plan, primary, failover, ctx, "GetParameters"
+
+        async def load() -> tuple[Fetched, ...]:
+            # Cached by names, not by the plan's objects: another class may ask the same.
+            got: dict[int, Fetched] = await self._with_failover(
+                plan, primary, failover, ctx, "GetParameters"
+            )
+            return tuple(got[id(o)] for o in batch)
+
+        request = (
+            "GetParameters",
+            tuple(o.primary for o in batch),
+            tuple(o.failover for o in batch) if failover is not None else (),
         )
-        return result
+        values = await ctx.cached_object(
+            identity, request, load,
+            refresh=plan.refresh_interval,
+            size=lambda fs: sum(len(f.value) for f in fs),
+        )
+        return {id(o): f for o, f in zip(batch, values, strict=True)}
 
     def close(self) -> None:
-        self.identities.clear()
-        self._sts.clear()
+        self.identities.clear()  # closes each identity's clients
+        self.sts_clients.clear()
 
 
 def _match_parameter(found: list[dict[str, Any]], sel: Selector) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ import jmespath
 import jmespath.exceptions
 
 from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+from provider.durations import refresh_interval
 from provider.encodings import normalize_encoding
 from provider.errors import InvalidPath, Problems
 from provider.modes import parse_octal_mode
@@ -106,6 +107,8 @@ class AwsPlan:
     use_pod_identity: bool
     address_type: str
     role_arn: str
+    # refreshInterval in seconds (None: the provider's default; see objectcache).
+    refresh_interval: float | None = None
 
 
 def translate(name: str, translation: str | None) -> str:
@@ -306,6 +309,7 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
         check_paths([(path, owner) for path, owner in files.items()])
     except InvalidPath as exc:
         problems.add(exc.message)
+    refresh = refresh_interval(params, problems)
     problems.raise_if_any()
     return AwsPlan(
         objects=tuple(objects),
@@ -314,6 +318,7 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
         use_pod_identity=use_pod_identity,
         address_type=address_type,
         role_arn=role_arn,
+        refresh_interval=refresh,
     )
 
 

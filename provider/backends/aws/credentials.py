@@ -16,12 +16,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from provider.cache import Cache
 from provider.errors import PermissionDenied, Unavailable
 
 STS_AUDIENCE = "sts.amazonaws.com"
@@ -114,80 +114,59 @@ def sts_credentials(answer: Any, role: str) -> Credentials:
     return found
 
 
-class IdentityCache:
-    """LRU map from an identity key to (credentials, clients built from them).
+# Identities kept, and SDK clients per identity: a class may name any region
+# and a failover region, so each identity keeps at most SecretsManager and SSM
+# in two regions; each client costs ~220 KiB, so 256 identities stay < 250 MiB.
+MAX_IDENTITIES = 256
+MAX_CLIENTS_PER_IDENTITY = 4
+# STS clients (unsigned, shared by all identities) per region named by a class.
+MAX_STS_CLIENTS = 16
 
-    ``get`` returns the cached entry while it is fresh; otherwise it calls
-    ``load`` (outside the lock, so one slow STS call does not stall other
-    identities) and stores the result. Keys always start with the pod's
-    namespace and service account.
+
+def close_client(_key: object, client: Any) -> None:
+    """Release an evicted SDK client's connection pool (a later use reconnects)."""
+    close = getattr(client, "close", None)
+    if close is not None:
+        close()
+
+
+def identity_cache(clock: Callable[[], float] = time.time) -> Cache[tuple[str, ...], AwsIdentity]:
+    """Credentials per identity, until :data:`REFRESH_MARGIN` before they expire.
+
+    Keys always start with the pod's namespace and service account. Evicting an
+    identity closes its SDK clients.
     """
-
-    def __init__(self, max_entries: int = 512, clock: Callable[[], float] = time.time) -> None:
-        self._entries: OrderedDict[tuple[str, ...], _Entry] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max = max_entries
-        self._clock = clock
-        self._flights: dict[tuple[str, ...], threading.Lock] = {}
-        self.loads = 0  # how many times credentials were fetched (benchmarks, tests)
-
-    def _fresh(self, key: tuple[str, ...]) -> _Entry | None:
-        entry = self._entries.get(key)
-        if entry is not None and entry.credentials.expires_at - REFRESH_MARGIN > self._clock():
-            self._entries.move_to_end(key)
-            return entry
-        return None
-
-    def fresh(self, key: tuple[str, ...]) -> _Entry | None:
-        """The entry for ``key`` if it is cached and fresh; never loads."""
-        with self._lock:
-            return self._fresh(key)
-
-    def get(self, key: tuple[str, ...], load: Callable[[], Credentials]) -> _Entry:
-        with self._lock:
-            entry = self._fresh(key)
-            if entry is not None:
-                return entry
-            flight = self._flights.setdefault(key, threading.Lock())
-        # Single flight per identity: when fifty pods of one service account
-        # start together, one of them calls STS and the others wait for it.
-        with flight:
-            with self._lock:
-                entry = self._fresh(key)
-                if entry is not None:
-                    return entry
-            try:
-                entry = _Entry(load())
-                with self._lock:
-                    self.loads += 1
-                    self._entries[key] = entry
-                    self._entries.move_to_end(key)
-                    while len(self._entries) > self._max:
-                        self._entries.popitem(last=False)
-                return entry
-            finally:
-                # Stored before the flight ends, so a late caller finds the entry.
-                with self._lock:
-                    self._flights.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+    return Cache(
+        "aws.credentials",
+        max_entries=MAX_IDENTITIES,
+        expiry=lambda e: e.credentials.expires_at - REFRESH_MARGIN - clock(),
+        on_evict=lambda _k, e: e.close(),
+    )
 
 
-class _Entry:
-    """Credentials of one identity and the SDK clients made with them."""
+class AwsIdentity:
+    """Credentials of one identity and the SDK clients made with them (bounded)."""
 
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: Cache[tuple[str, str], Any] = Cache(
+            "aws.clients", max_entries=MAX_CLIENTS_PER_IDENTITY, on_evict=close_client
+        )
         self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"AwsIdentity(clients={len(self._clients)})"
 
     def client(self, service: str, region: str, make: Callable[[Credentials], Any]) -> Any:
         key = (service, region)
         with self._lock:
-            found = self._clients.get(key)
+            found = self._clients.peek(key)
             if found is None:
-                found = make(self.credentials)
-                self._clients[key] = found
+                found = self._clients.put(key, make(self.credentials))
             return found
+
+    def clients(self) -> int:
+        return len(self._clients)
+
+    def close(self) -> None:
+        self._clients.clear()

@@ -11,7 +11,7 @@ honours Key Vault's Retry-After.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,12 @@ from provider.backends.azure.config import (
     parse_plan,
     service_principal,
 )
-from provider.backends.azure.credentials import Assertion, IdentityCache, IdentityEntry
+from provider.backends.azure.credentials import (
+    MAX_IDENTITIES,
+    Assertion,
+    IdentityCache,
+    IdentityEntry,
+)
 from provider.backends.azure.errors import translate
 from provider.backends.azure.render import (
     SecretValue,
@@ -55,7 +60,9 @@ from provider.backends.base import (
     ObjectVersion,
     OutputFile,
 )
-from provider.errors import InvalidParameters, NotFound, Unavailable
+from provider.cache import Cache
+from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Unavailable
+from provider.identity import verified_token
 from provider.request import MountRequest
 
 _KNOWN_AUTHORITIES = {c.authority_host.rstrip("/") for c in CLOUDS.values()}
@@ -92,6 +99,13 @@ class AzureBackend(Backend[AzurePlan]):
             read_timeout=settings.read_timeout,
         )
         self.identities = IdentityCache()
+        # Single flight of a new credential's first read per identity (nothing is
+        # kept here: the credential keeps its token).
+        self.sign_ins: Cache[tuple[str, ...], bool] = Cache(
+            "azure.sign_ins", max_entries=MAX_IDENTITIES
+        )
+        if services.caches is not None:
+            services.caches.add(self.identities.entries)
 
     # -- plan ---------------------------------------------------------------
 
@@ -119,13 +133,15 @@ class AzureBackend(Backend[AzurePlan]):
         # retry_total=0: our retry loop is the one that knows the mount deadline.
         return {"transport": self._transport, "retry_total": 0}
 
-    def _identity(self, plan: AzurePlan, request: MountRequest) -> IdentityEntry:
+    def _identity(
+        self, plan: AzurePlan, request: MountRequest
+    ) -> tuple[tuple[str, ...], IdentityEntry]:
         auth = plan.auth
         pod = request.pod
         authority = self._authority(plan)
         kw = self._sdk_kwargs()
         if auth.mode is AuthMode.WORKLOAD_IDENTITY:
-            token = request.token_for(WORKLOAD_IDENTITY_AUDIENCE, parameter="clientID")
+            token = verified_token(request, WORKLOAD_IDENTITY_AUDIENCE, parameter="clientID")
             key: tuple[str, ...] = (
                 *pod.identity, "workload-identity", authority, auth.tenant_id, auth.client_id
             )
@@ -140,7 +156,7 @@ class AzureBackend(Backend[AzurePlan]):
             entry = self.identities.get(key, make_wi)
             assert entry.assertion is not None
             entry.assertion.set(token)  # the newest token kubelet gave this identity
-            return entry
+            return key, entry
         if auth.mode is AuthMode.SERVICE_PRINCIPAL:
             sp = service_principal(request.secrets)
             if sp is None:
@@ -161,14 +177,14 @@ class AzureBackend(Backend[AzurePlan]):
                 )
                 return IdentityEntry(credential, None)
 
-            return self.identities.get(key, make_sp)
+            return key, self.identities.get(key, make_sp)
         key = (*pod.identity, "vm-managed-identity", auth.client_id)
 
         def make_mi() -> IdentityEntry:
             credential = ManagedIdentityCredential(client_id=auth.client_id or None, **kw)
             return IdentityEntry(credential, None)
 
-        return self.identities.get(key, make_mi)
+        return key, self.identities.get(key, make_mi)
 
     def _client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> Any:
         kw: dict[str, Any] = {
@@ -187,23 +203,48 @@ class AzureBackend(Backend[AzurePlan]):
     # -- fetch --------------------------------------------------------------
 
     async def fetch(self, plan: AzurePlan, ctx: FetchContext) -> FetchResult:
-        entry = self._identity(plan, ctx.request)  # builds objects only, no network
+        key, entry = self._identity(plan, ctx.request)  # builds objects only, no network
         vault_url = self.vault_url(plan)
         who = _describe_auth(plan, ctx.request)
+        # What decides what Key Vault lets this caller read.
+        identity = (*key, vault_url)
         todo = list(plan.objects)
         results = []
-        if not entry.warm and len(todo) > 1:
-            # A fresh credential has no token: N parallel reads would make N token
-            # requests (Azure AD throttles those). Read one first, then the rest.
+        if not entry.warm and todo:
+            # A fresh credential has no token: N parallel reads (of this mount, or of
+            # pods starting together) would make N token requests, which Azure AD
+            # throttles. One read goes first, once per identity, and its success is
+            # the proof that Azure AD accepts the credential: only then may a cached
+            # object be served on its behalf.
             first = todo.pop(0)
-            results.append(await self._object(
-                first, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx
-            ))
+            mine: tuple[list[OutputFile], list[ObjectVersion]] | None = None
+
+            async def sign_in() -> bool:
+                nonlocal mine
+                mine = await self._object(
+                    first, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
+                    identity=identity, fresh=True,
+                )
+                entry.warm = True  # before the flight ends: no mount starts another
+                return True
+
+            try:
+                await self.sign_ins.get(key, sign_in, timeout=ctx.deadline.remaining(), ttl=0)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    "Azure AD did not give a token before the mount deadline"
+                ) from None
+            if mine is not None:
+                results.append(mine)
+            else:
+                todo.insert(0, first)  # another mount signed in: read it like the rest
         results += await ctx.gather(
-            self._object(obj, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx)
+            self._object(
+                obj, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
+                identity=identity,
+            )
             for obj in todo
         )
-        entry.warm = True
         files: list[OutputFile] = []
         versions: list[ObjectVersion] = []
         for part_files, part_versions in results:
@@ -213,7 +254,7 @@ class AzureBackend(Backend[AzurePlan]):
 
     async def _object(
         self, obj: AzureObject, *, plan: AzurePlan, entry: IdentityEntry, vault_url: str,
-        who: str, ctx: FetchContext,
+        who: str, ctx: FetchContext, identity: tuple[str, ...], fresh: bool = False,
     ) -> tuple[list[OutputFile], list[ObjectVersion]]:
         client = self._client(entry, obj.type, vault_url)
         subject = f"{obj.describe} in vault {plan.vault_name!r} as {who}"
@@ -228,8 +269,15 @@ class AzureBackend(Backend[AzurePlan]):
 
             return call
 
+        def cached_get(version: str) -> Awaitable[Rendered]:
+            return ctx.cached_object(
+                identity, (obj, version),
+                lambda: ctx.call(get(version), operation=get_op),
+                refresh=plan.refresh_interval, size=lambda r: len(r[0]), fresh=fresh,
+            )
+
         if obj.history <= 1:
-            data, version = await ctx.call(get(obj.version), operation=get_op)
+            data, version = await cached_get(obj.version)
             return (
                 [OutputFile(obj.file_name, obj.mode, data, obj.name)],
                 [ObjectVersion(obj.version_id, version)],
@@ -241,11 +289,16 @@ class AzureBackend(Backend[AzurePlan]):
             except Exception as exc:
                 raise translate(exc, subject=subject, operation=list_op) from None
 
-        chosen = await ctx.call(versions, operation=list_op)
+        chosen = await ctx.cached_object(
+            identity, (obj, "versions"),
+            lambda: ctx.call(versions, operation=list_op),
+            refresh=plan.refresh_interval, size=lambda vs: sum(len(v) for v in vs),
+            fresh=fresh,
+        )
         if not chosen:
             since = f" at or before objectVersion {obj.version!r}" if obj.version else ""
             raise NotFound(f"{subject}: no enabled version found{since}")
-        read = await ctx.gather(ctx.call(get(v), operation=get_op) for v in chosen)
+        read = await ctx.gather(cached_get(v) for v in chosen)
         files = [
             OutputFile(f"{obj.file_name}/{i}", obj.mode, data, obj.name)
             for i, (data, _) in enumerate(read)

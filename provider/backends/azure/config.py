@@ -19,6 +19,7 @@ from typing import Any
 
 from provider import dialect
 from provider.dialect import as_text, fold_keys, parse_bool
+from provider.durations import refresh_interval
 from provider.encodings import normalize_encoding
 from provider.errors import Problems
 from provider.modes import parse_octal_mode
@@ -142,6 +143,8 @@ class AzurePlan:
     cloud: Cloud
     auth: Auth
     objects: tuple[AzureObject, ...]
+    # refreshInterval in seconds (None: the provider's default; see objectcache).
+    refresh_interval: float | None = None
 
 
 def _cloud(params: Mapping[str, str], problems: Problems) -> Cloud:
@@ -321,5 +324,8 @@ def parse_plan(
         else:
             owners[produced] = obj.name
         objects.append(obj)
+    refresh = refresh_interval(params, problems)
     problems.raise_if_any()
-    return AzurePlan(vault_name=vault, cloud=cloud, auth=auth, objects=tuple(objects))
+    return AzurePlan(
+        vault_name=vault, cloud=cloud, auth=auth, objects=tuple(objects), refresh_interval=refresh
+    )

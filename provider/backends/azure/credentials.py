@@ -19,9 +19,10 @@ across identities.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+
+from provider.cache import Cache
 
 
 class Assertion:
@@ -44,57 +45,60 @@ class Assertion:
         return "Assertion(<redacted>)"
 
 
+# Identities kept, and Key Vault clients per identity (a class names any vault).
+# Clients share the backend's one HTTP transport, so dropping one closes
+# nothing that another still uses.
+MAX_IDENTITIES = 512
+MAX_CLIENTS_PER_IDENTITY = 8
+
+
 class IdentityEntry:
     """One identity's credential and the Key Vault clients made with it."""
 
     def __init__(self, credential: Any, assertion: Assertion | None) -> None:
         self.credential = credential
         self.assertion = assertion
-        # False until a request succeeded: the credential has no access token yet.
+        # False until a read with the credential succeeded: until then no cached
+        # object is served on its behalf (backend.fetch).
         self.warm = False
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: Cache[tuple[str, str], Any] = Cache(
+            "azure.clients", max_entries=MAX_CLIENTS_PER_IDENTITY
+        )
         self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"IdentityEntry(warm={self.warm}, clients={len(self._clients)})"
 
     def client(self, kind: str, vault_url: str, make: Callable[[Any], Any]) -> Any:
         key = (kind, vault_url)
         with self._lock:
-            found = self._clients.get(key)
+            found = self._clients.peek(key)
             if found is None:
-                found = make(self.credential)
-                self._clients[key] = found
+                found = self._clients.put(key, make(self.credential))
             return found
 
 
-
-
 class IdentityCache:
-    """LRU map from an identity key to its entry; ``make`` runs outside the lock."""
+    """Identity key -> entry, bounded; ``make`` builds objects only (no network)."""
 
-    def __init__(self, max_entries: int = 512) -> None:
-        self._entries: OrderedDict[tuple[str, ...], IdentityEntry] = OrderedDict()
+    def __init__(self, max_entries: int = MAX_IDENTITIES) -> None:
+        self.entries: Cache[tuple[str, ...], IdentityEntry] = Cache(
+            "azure.credentials", max_entries=max_entries
+        )
         self._lock = threading.Lock()
-        self._max = max_entries
-        self.created = 0  # credentials built (tests, benchmarks)
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
     def get(self, key: tuple[str, ...], make: Callable[[], IdentityEntry]) -> IdentityEntry:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                return found
-        entry = make()  # builds objects only; no network
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:  # another mount won the race
-                return found
-            self.created += 1
-            self._entries[key] = entry
-            while len(self._entries) > self._max:
-                # Dropped, not closed: the clients share the backend's transport
-                # (closing one would close it for all) and a mount may still use it.
-                self._entries.popitem(last=False)
-        return entry
+        found = self.entries.peek(key)
+        if found is not None:
+            return found
+        with self._lock:  # one credential per identity, even when mounts race
+            found = self.entries.peek(key)
+            if found is None:
+                found = self.entries.put(key, make())
+            return found
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self.entries.clear()

@@ -10,8 +10,10 @@ retry that read: the cached token may have been revoked.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,12 +26,13 @@ from provider.backends.base import (
     OutputFile,
 )
 from provider.backends.vault import VaultSettings
-from provider.backends.vault.auth import TokenCache, TokenKey, VaultToken, token_from_login
+from provider.backends.vault.auth import TokenKey, VaultToken, token_cache, token_from_login
 from provider.backends.vault.config import ReadKey, VaultObject, VaultPlan, parse_plan
 from provider.backends.vault.errors import translate
 from provider.backends.vault.render import check, render
-from provider.backends.vault.transport import TransportCache, VaultTransport
+from provider.backends.vault.transport import VaultTransport, transport_cache
 from provider.errors import PermissionDenied, Unavailable
+from provider.identity import verified_token
 from provider.request import MountRequest
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,11 @@ class VaultBackend(Backend[VaultPlan]):
         # The core always passes a key; a random one keeps versions unguessable
         # even if a caller does not (versions then change on restart).
         self._hmac_key = services.hmac_key or os.urandom(32)
-        self.transports = TransportCache(settings)
-        self.tokens = TokenCache()
+        self.transports = transport_cache()
+        self.tokens = token_cache()
+        if services.caches is not None:
+            services.caches.add(self.transports)
+            services.caches.add(self.tokens)
 
     # -- plan ---------------------------------------------------------------
 
@@ -59,10 +65,11 @@ class VaultBackend(Backend[VaultPlan]):
 
     async def fetch(self, plan: VaultPlan, ctx: FetchContext) -> FetchResult:
         pod = ctx.request.pod
-        jwt = ctx.request.token_for(plan.audience, parameter="audience")
-        transport = await ctx.cached(
-            lambda: self.transports.peek(plan.connection),
-            lambda: self.transports.get(plan.connection),  # TLS files are read here, once
+        jwt = verified_token(ctx.request, plan.audience, parameter="audience")
+        transport = await ctx.shared(
+            self.transports,
+            plan.connection,
+            lambda: VaultTransport(plan.connection, self._settings),  # reads the TLS files
             operation="vault.connect",
         )
         key = TokenKey(
@@ -78,25 +85,19 @@ class VaultBackend(Backend[VaultPlan]):
         login = self._login_fn(plan, transport, jwt, f"{pod.namespace}/{pod.service_account}")
 
         async def token() -> VaultToken:
-            return await ctx.cached(
-                lambda: self.tokens.fresh(key),
-                lambda: self.tokens.get(key, login),
-                operation="vault.login",
-            )
+            return await ctx.shared(self.tokens, key, login, operation="vault.login")
 
         first = await token()
         groups: dict[ReadKey, list[VaultObject]] = {}
         for obj in plan.objects:
             groups.setdefault(obj.read, []).append(obj)
 
-        async def read(objects: list[VaultObject]) -> tuple[ReadKey, Any]:
+        async def fresh_read(objects: list[VaultObject]) -> Any:
             current = first
             for attempt in (1, 2):
                 call = _read_fn(transport, objects, plan.role, current)
                 try:
-                    return objects[0].read, await ctx.call(
-                        call, operation=f"vault.{objects[0].read.method}"
-                    )
+                    return await ctx.call(call, operation=f"vault.{objects[0].read.method}")
                 except PermissionDenied:
                     if attempt == 2:
                         raise
@@ -105,6 +106,18 @@ class VaultBackend(Backend[VaultPlan]):
                     self.tokens.invalidate(key, current)
                     current = await token()
             raise AssertionError("unreachable")
+
+        async def read(objects: list[VaultObject]) -> tuple[ReadKey, Any]:
+            request = objects[0].read
+            # A write (pki/issue, transit...) may make something new on every call:
+            # never shared; kept per pod only when it comes with a lifetime.
+            shareable = request.method in SHAREABLE_METHODS
+            answer = await ctx.cached_object(
+                key, request, lambda: fresh_read(objects),
+                refresh=plan.refresh_interval if shareable else 0.0,
+                size=answer_size, lifetime=lifetime,
+            )
+            return request, answer
 
         answers = dict(await ctx.gather(read(objs) for objs in groups.values()))
         files: list[OutputFile] = []
@@ -133,7 +146,7 @@ class VaultBackend(Backend[VaultPlan]):
                 # Every login answer has an auth object: this one is not usable.
                 raise Unavailable(f"{subject}: Vault's login answer has no 'auth' object; "
                                   "not a usable answer")
-            found = token_from_login(answer, self.tokens.clock())
+            found = token_from_login(answer)
             if found is None:
                 raise PermissionDenied(f"{subject}: Vault's answer holds no token",
                                        code="AuthFailed")
@@ -145,7 +158,39 @@ class VaultBackend(Backend[VaultPlan]):
 
     def close(self) -> None:
         self.tokens.clear()
-        self.transports.close()
+        self.transports.clear()  # closes every session
+
+
+# Reads whose answers may be shared by the pods of one identity within the window.
+SHAREABLE_METHODS = frozenset({"GET", "LIST"})
+
+
+def answer_size(answer: Any) -> int:
+    """Bytes an answer holds, for the cache's byte bound (answers are small JSON)."""
+    return len(json.dumps(answer, default=str)) if answer is not None else 0
+
+
+def lifetime(answer: Any) -> float | None:
+    """Seconds a dynamic answer lives, or None when it is a static value.
+
+    Dynamic: a lease (``lease_id``, or a renewable ``lease_duration``; KV v1
+    answers carry a non-renewable ``lease_duration`` that is only a TTL hint
+    for a static value) or a PKI issue/sign answer (``data.expiration`` with
+    a ``serial_number``).
+    """
+    if not isinstance(answer, dict):
+        return None
+    lease = answer.get("lease_duration")
+    lease = lease if isinstance(lease, int) and not isinstance(lease, bool) else 0
+    data = answer.get("data")
+    if isinstance(data, dict) and "serial_number" in data:
+        expiration = data.get("expiration")
+        if isinstance(expiration, int | float) and not isinstance(expiration, bool):
+            left = float(expiration) - time.time()
+            return min(left, float(lease)) if lease > 0 else left
+    if answer.get("lease_id") or (lease > 0 and answer.get("renewable") is True):
+        return float(lease)
+    return None
 
 
 def _read_fn(

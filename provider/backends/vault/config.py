@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+from provider.durations import refresh_interval
 from provider.encodings import normalize_encoding
 from provider.errors import InvalidPath, Problems
 from provider.modes import parse_integer_mode
@@ -76,6 +77,8 @@ class VaultPlan:
     audience: str
     connection: VaultConnection
     objects: tuple[VaultObject, ...]
+    # refreshInterval in seconds (None: the provider's default; see objectcache).
+    refresh_interval: float | None = None
 
 
 def api_path(secret_path: str) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -265,6 +268,7 @@ def parse_plan(
         check_paths([(o.object_name, o.object_name) for o in objects])
     except InvalidPath as exc:
         problems.add(f"parameter 'objectName': {exc.message}")
+    refresh = refresh_interval(params, problems)
     problems.raise_if_any()
     return VaultPlan(
         role=role,
@@ -272,4 +276,5 @@ def parse_plan(
         audience=audience,
         connection=VaultConnection(address, namespace, tls),
         objects=tuple(objects),
+        refresh_interval=refresh,
     )

@@ -16,7 +16,6 @@ retry loop honours the mount deadline.
 from __future__ import annotations
 
 import ssl
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import urllib3.connectionpool
 
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.backends.vault.config import VaultConnection
+from provider.cache import Cache
 from provider.errors import InvalidRequest
 from provider.retry import parse_retry_after
 
@@ -239,29 +239,20 @@ class VaultTransport:
         self.session.close()
 
 
-class TransportCache:
-    """VaultConnection -> VaultTransport, created once (a failed build is not cached)."""
+# Distinct connections kept (address x namespace x TLS: a class chooses them).
+# Each costs a session, an SSL context and its pooled sockets (~0.8 MiB and up
+# fds), so the least recently used beyond this are closed.
+MAX_TRANSPORTS = 64
+# What one costs: 600 distinct vaultAddress values took +496 MiB (issue 10).
+TRANSPORT_BYTES = 850 * 1024
 
-    def __init__(self, settings: VaultSettings) -> None:
-        self._settings = settings
-        self._items: dict[VaultConnection, VaultTransport] = {}
-        self._lock = threading.Lock()
 
-    def peek(self, connection: VaultConnection) -> VaultTransport | None:
-        """The transport if it exists. No lock: ``get`` holds it while building
-        one (file reads), and a single dict read is atomic."""
-        return self._items.get(connection)
-
-    def get(self, connection: VaultConnection) -> VaultTransport:
-        with self._lock:
-            found = self._items.get(connection)
-            if found is None:
-                found = VaultTransport(connection, self._settings)
-                self._items[connection] = found
-            return found
-
-    def close(self) -> None:
-        with self._lock:
-            for item in self._items.values():
-                item.close()
-            self._items.clear()
+def transport_cache(max_entries: int = MAX_TRANSPORTS) -> Cache[VaultConnection, VaultTransport]:
+    """VaultConnection -> VaultTransport; evicting one closes its connections."""
+    return Cache(
+        "vault.transports",
+        max_entries=max_entries,
+        max_bytes=max_entries * TRANSPORT_BYTES,
+        size_of=lambda _t: TRANSPORT_BYTES,
+        on_evict=lambda _c, t: t.close(),
+    )
