@@ -95,7 +95,12 @@ KNOWN: dict[tuple[str, str, str], tuple[int, str]] = {
     ("azure", "cold", "200-empty-object"): (5, ANSWERS),
     ("azure", "cold", "500-json-busy"): (5, ANSWERS),
     # Retry-After ignored (AWS, Vault); its HTTP-date form ignored (Azure).
-    **{(b, p, n): (6, ANSWERS) for b in ("aws", "vault") for p in ("warm", "cold") for n in _BURSTS},
+    **{
+        (b, p, n): (6, ANSWERS)
+        for b in ("aws", "vault")
+        for p in ("warm", "cold")
+        for n in _BURSTS
+    },
     **{("azure", p, "503-burst-retry-after-date"): (6, ANSWERS) for p in ("warm", "cold")},
     # A stalled or dripping login holds the identity's single flight: the
     # recovery mount waits behind the abandoned call.

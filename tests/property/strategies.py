@@ -29,8 +29,9 @@ PLANTED_SECRET = "PLANTED-secret-value-5b7e0c"
 PATHLIKE = st.sampled_from(
     [
         "a", "a/b", "../x", "/abs", "a//b", "..data", "..2024", ".", "./a", "a/", "a/../b",
-        "x" * 256, "a\x00b", "\\..\\x", "..", "~", "a/./b", "arn:aws:secretsmanager:us-east-1:1:secret:x",
-        "arn:aws:ssm:us-east-1:1:parameter/x", "arn:aws:", "secret/data/x", "secret/data/x?version=1",
+        "x" * 256, "a\x00b", "\\..\\x", "..", "~", "a/./b",
+        "arn:aws:secretsmanager:us-east-1:1:secret:x", "arn:aws:ssm:us-east-1:1:parameter/x",
+        "arn:aws:", "secret/data/x", "secret/data/x?version=1",
     ]
 )  # fmt: skip
 SCALARS = st.one_of(
@@ -177,8 +178,10 @@ def tokens_attribute() -> st.SearchStrategy[str]:
     good = {"vault": {"token": PLANTED_TOKEN, "expirationTimestamp": "2099-01-01T00:00:00Z"}}
     return st.one_of(
         st.just(json.dumps(good)),
-        st.builds(lambda s: json.dumps({"vault": {"token": PLANTED_TOKEN, "expirationTimestamp": s}}),
-                  st.one_of(st.text(max_size=20), st.integers().map(str))),
+        st.builds(
+            lambda s: json.dumps({"vault": {"token": PLANTED_TOKEN, "expirationTimestamp": s}}),
+            st.one_of(st.text(max_size=20), st.integers().map(str)),
+        ),
         st.builds(lambda n: json.dumps(good)[:n], st.integers(0, 60)),
         st.builds(lambda v: json.dumps({"vault": v, "x": PLANTED_TOKEN}), VALUES),
         st.builds(lambda v: json.dumps([PLANTED_TOKEN, v]), VALUES),

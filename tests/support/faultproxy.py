@@ -189,9 +189,12 @@ class FaultProxy:
 
     def set(self, fault: Fault | None) -> None:
         """Switch ``fault`` on for the requests (or connections) that start from now."""
-        if fault is not None and self.raw:
-            if fault.match is not None or fault.status is not None or fault.truncate is not None:
-                raise ValueError("raw mode cannot read requests: no match, status or truncate")
+        if (
+            fault is not None
+            and self.raw
+            and (fault.match is not None or fault.status is not None or fault.truncate is not None)
+        ):
+            raise ValueError("raw mode cannot read requests: no match, status or truncate")
         with self._lock:
             self._fault = fault
 
@@ -362,7 +365,10 @@ class FaultProxy:
                     if not upstream.reusable():
                         upstream.close()
                         upstream = None
-                if not await self._answer(client, writer, request, status, headers, body, fault):
+                if not await self._answer(
+                    client=client, writer=writer, request=request, status=status,
+                    headers=headers, body=body, fault=fault,
+                ):
                     return
                 if client.our_state is not h11.DONE or client.their_state is not h11.DONE:
                     return
@@ -373,6 +379,7 @@ class FaultProxy:
 
     async def _answer(
         self,
+        *,
         client: h11.Connection,
         writer: asyncio.StreamWriter,
         request: Request,
