@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from provider.v1alpha1 import service_pb2  # noqa: E402
 from tests.faults.provider_process import ProviderProcess  # noqa: E402
+from tests.faults.sa_tokens import sa_token  # noqa: E402
 from tests.support.moto import REGION, ROLE_ARN, moto_server, seed_client  # noqa: E402
 from tests.support.running import pod_attributes  # noqa: E402
 
-TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c29hayJ9.c29hay1zaWduYXR1cmU"
 ACCOUNTS = [f"app-{i}" for i in range(5)]
 CLASSES = 3
 OBJECTS = 4
@@ -44,7 +44,7 @@ def requests() -> list[service_pb2.MountRequest]:
         )
         for sa in ACCOUNTS:
             attrs = pod_attributes({"objects": objects, "roleArn": ROLE_ARN}, service_account=sa,
-                                   tokens={"sts.amazonaws.com": TOKEN})
+                                   tokens={"sts.amazonaws.com": sa_token("sts.amazonaws.com", sa)})
             out.append(service_pb2.MountRequest(attributes=json.dumps(attrs), secrets="null",
                                                 target_path="/tmp/soak", permission="420"))
     return out

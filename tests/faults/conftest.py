@@ -27,6 +27,7 @@ import pytest
 
 from provider.backends.aws import AwsSettings
 from provider.backends.vault import VaultSettings
+from tests.faults.sa_tokens import sa_token
 from tests.support.azure_standin import AUDIENCE, TENANT, WI_CLIENT, AzureWorld, azure_world
 from tests.support.faultproxy import FaultProxy, Match, Request
 from tests.support.moto import REGION, ROLE_ARN, moto_server, seed_client
@@ -42,8 +43,8 @@ from tests.support.openbao import (
 from tests.support.running import RunningProvider, pod_attributes, settings_for
 
 MOUNT_TIMEOUT = 2.5
-STS_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06ZmF1bHRzIn0.ZmF1bHQtc2lnbmF0dXJl"
-AZURE_POD_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06YXp1cmUtZmF1bHRzIn0.YXotc2ln"
+STS_TOKEN = sa_token("sts.amazonaws.com")
+AZURE_POD_TOKEN = sa_token(AUDIENCE)
 VALUES = {"one": "first-value-7c1f", "two": "second-value-91ab"}
 
 

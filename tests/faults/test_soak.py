@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from provider.v1alpha1 import service_pb2
-from tests.faults.conftest import STS_TOKEN, VALUES, Bao
+from tests.faults.conftest import VALUES, Bao
 from tests.faults.provider_process import ProviderProcess
+from tests.faults.sa_tokens import sa_token
 from tests.support.moto import REGION, ROLE_ARN
 from tests.support.running import pod_attributes
 
@@ -44,7 +45,7 @@ def _requests() -> list[service_pb2.MountRequest]:
         )
         for sa in ("app-0", "app-1", "app-2"):
             attrs = pod_attributes({"objects": objects, "roleArn": ROLE_ARN}, service_account=sa,
-                                   tokens={"sts.amazonaws.com": STS_TOKEN})
+                                   tokens={"sts.amazonaws.com": sa_token("sts.amazonaws.com", sa)})
             out.append(service_pb2.MountRequest(attributes=json.dumps(attrs), secrets="null",
                                                 target_path="/tmp/soak", permission="420"))
     return out
