@@ -84,7 +84,7 @@ CORE = "fixed on branch core"
 OPEN = "not fixed by branch answers at 2600f05"
 # The recovery after a stalled login: core ends each request with its mount,
 # rotation lets a waiter leave the single flight at its own deadline.
-STUCK_LOGIN = "fixed on branches core (vault and aws) and rotation (vault)"
+STUCK_LOGIN = "fixed on branches core and rotation (either one)"
 _GARBAGE = ("cut-body", "200-empty-object", "200-not-json")
 _BURSTS = ("429-burst-retry-after-seconds", "503-burst-retry-after-date")
 # (backend, phase, case) -> (issue item, where it is fixed): known failures on this branch.
@@ -246,7 +246,7 @@ def test_fault(
     assert len(proxy.seen(match)) > before, "the fault met no request"
     check_fault_mount(target, case, outcome)
     # Version and /healthz answered promptly all along (kubelet's probe allows 3 s).
-    assert all(v < 1.0 and h < 2.5 for v, h in probes), probes
+    assert all(v < 2.0 and h < 2.5 for v, h in probes), probes
     if case.honour:
         assert retry_gap(proxy, match) >= case.honour
     check_recovery(provider, target)
