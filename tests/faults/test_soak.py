@@ -51,6 +51,7 @@ def _requests() -> list[service_pb2.MountRequest]:
     return out
 
 
+@pytest.mark.aws
 def test_soak_keeps_rss_fds_and_threads_flat(moto_url: str) -> None:
     batch = _requests()
     with ProviderProcess("--aws-endpoint-url", moto_url, "--aws-region", REGION) as provider:
@@ -70,6 +71,7 @@ def test_soak_keeps_rss_fds_and_threads_flat(moto_url: str) -> None:
     assert after.threads - before.threads <= THREADS_TOLERANCE, (before, after)
 
 
+@pytest.mark.vault
 @pytest.mark.xfail(strict=True, reason="issue 10 item 9: fixed on branch rotation")
 def test_distinct_vault_addresses_do_not_grow_the_provider(bao: Bao) -> None:
     """Every new vaultAddress (here: the same OpenBao under a new user-info part,
