@@ -80,8 +80,8 @@ CASES: dict[str, Case] = {
 
 ANSWERS = "fixed on branch answers"
 CORE = "fixed on branch core"
-# Still failing with branches answers (2600f05) and core (32deddc) merged: open.
-OPEN = "not fixed by branch answers at 2600f05"
+# Still failing with branches answers (90af03e) and core (32deddc) merged: open.
+OPEN = "not fixed by branch answers at 90af03e"
 # The recovery after a stalled login: core ends each request with its mount,
 # rotation lets a waiter leave the single flight at its own deadline.
 STUCK_LOGIN = "fixed on branches core and rotation (either one)"
