@@ -99,6 +99,30 @@ def test_throttled_token_endpoint_is_transient_not_denied() -> None:
     assert isinstance(translate(exc, subject="s", operation="o"), Unavailable)
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Unexpected response from Microsoft Entra ID: {'access_token': 'tok-9f8e7d', 'x': 1}",
+        "No response content from Microsoft Entra ID",
+    ],
+)
+def test_a_token_answer_with_neither_token_nor_error_is_transient_and_never_quoted(
+    message: str,
+) -> None:
+    err = translate(ax.ClientAuthenticationError(message=message), subject="s", operation="op")
+    assert isinstance(err, Unavailable) and err.code == "BackendUnavailable"
+    assert "tok-9f8e7d" not in str(err) and "neither a token nor an error" in str(err)
+
+
+def test_an_aadsts_error_stays_a_denial() -> None:
+    err = translate(
+        ax.ClientAuthenticationError(message="AADSTS700016: Application not found"),
+        subject="s",
+        operation="op",
+    )
+    assert isinstance(err, PermissionDenied) and "AADSTS700016" in str(err)
+
+
 def test_value_error_is_a_parameter_problem() -> None:
     assert isinstance(
         translate(ValueError("bad url"), subject="s", operation="o"), InvalidParameters

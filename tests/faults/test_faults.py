@@ -16,8 +16,8 @@ through the real socket and checks:
 * the fault really met a request (counted by the proxy), and once it is
   switched off a new mount succeeds at once, with the right files.
 
-Cases whose fix lives on another branch are strict xfails naming the issue
-item and the branch: they turn green (and must then lose the mark) on merge.
+A case that is known to fail is listed in ``KNOWN`` as a strict xfail naming
+its issue item: it must lose the mark the moment it is fixed.
 """
 
 from __future__ import annotations
@@ -78,41 +78,8 @@ CASES: dict[str, Case] = {
     ),
 }
 
-ANSWERS = "fixed on branch answers"
-CORE = "fixed on branch core"
-# Still failing with branches answers (90af03e) and core (32deddc) merged: open.
-OPEN = "not fixed by branch answers at 90af03e"
-# The recovery after a stalled login: core ends each request with its mount,
-# rotation lets a waiter leave the single flight at its own deadline.
-STUCK_LOGIN = "fixed on branches core and rotation (either one)"
-_GARBAGE = ("cut-body", "200-empty-object", "200-not-json")
-_BURSTS = ("429-burst-retry-after-seconds", "503-burst-retry-after-date")
-# (backend, phase, case) -> (issue item, where it is fixed): known failures on this branch.
-KNOWN: dict[tuple[str, str, str], tuple[int, str]] = {
-    # An unusable GetSecretValue / Key Vault answer becomes a mount with empty files.
-    **{("aws", "warm", n): (2, ANSWERS) for n in _GARBAGE},
-    ("azure", "warm", "200-empty-object"): (2, ANSWERS),
-    # Unreadable login and read answers are INTERNAL (STS), NOT_FOUND or AuthFailed
-    # (Vault): never retried.
-    **{("aws", "cold", n): (5, ANSWERS) for n in (*_GARBAGE, "500-json-busy")},
-    **{("vault", p, n): (5, ANSWERS) for p in ("warm", "cold") for n in _GARBAGE},
-    # Entra ID answering 200 {} or 500 {"message": "busy"}: AuthFailed (PERMISSION_DENIED).
-    ("azure", "cold", "200-empty-object"): (5, OPEN),
-    ("azure", "cold", "500-json-busy"): (5, OPEN),
-    # Retry-After ignored (AWS, Vault); its HTTP-date form ignored (Azure).
-    **{
-        (b, p, n): (6, ANSWERS)
-        for b in ("aws", "vault")
-        for p in ("warm", "cold")
-        for n in _BURSTS
-    },
-    # STS answering 429 with Retry-After: 1 is retried after ~0.05 s.
-    ("aws", "cold", "429-burst-retry-after-seconds"): (6, OPEN),
-    **{("azure", p, "503-burst-retry-after-date"): (6, ANSWERS) for p in ("warm", "cold")},
-    # A stalled or dripping login holds the identity's single flight: the
-    # recovery mount waits behind the abandoned call.
-    **{(b, "cold", n): (4, STUCK_LOGIN) for b in ("aws", "vault") for n in ("stall", "drip")},
-}
+# (backend, phase, case) -> (issue item, why): known failures, each a strict xfail.
+KNOWN: dict[tuple[str, str, str], tuple[int, str]] = {}
 
 
 def _params() -> list[object]:
@@ -253,7 +220,6 @@ def test_fault(
 
 @pytest.mark.aws
 @pytest.mark.vault
-@pytest.mark.xfail(strict=True, reason="issue 10 item 3: " + CORE)
 def test_a_stalled_backend_does_not_starve_another(
     target_of: Callable[[str], Target],
     make_provider: Callable[..., RunningProvider],

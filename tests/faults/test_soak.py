@@ -72,7 +72,6 @@ def test_soak_keeps_rss_fds_and_threads_flat(moto_url: str) -> None:
 
 
 @pytest.mark.vault
-@pytest.mark.xfail(strict=True, reason="issue 10 item 9: fixed on branch rotation")
 def test_distinct_vault_addresses_do_not_grow_the_provider(bao: Bao) -> None:
     """Every new vaultAddress (here: the same OpenBao under a new user-info part,
     which any class author can write) must not keep a session, an SSL context

@@ -116,7 +116,6 @@ HOSTILE = st.sampled_from([
 ])  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 10: fixed on branch core")
 @settings(max_examples=12)
 @given(HOSTILE)
 def test_malformed_driver_json_is_invalid_argument(

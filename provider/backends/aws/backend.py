@@ -41,7 +41,7 @@ from provider.backends.aws.credentials import (
     session_name,
     sts_credentials,
 )
-from provider.backends.aws.errors import translate
+from provider.backends.aws.errors import keep_unreadable_error_status, translate
 from provider.backends.aws.render import Fetched, parameter_answer, render, secret_answer
 from provider.backends.base import (
     Backend,
@@ -86,6 +86,9 @@ class AwsBackend(Backend[AwsPlan]):
         # One Session for the process: a new Session costs ~60 ms of CPU, a
         # client made from a shared one ~2 ms. Session.client is not thread-safe.
         self._session: Any = boto3.session.Session()
+        # Every client of the session: a 429/5xx that botocore cannot read keeps
+        # its status and Retry-After (see UnreadableErrorAnswer).
+        self._session.events.register("before-parse", keep_unreadable_error_status)
         self._session_lock = threading.Lock()
         # Our retry loop (provider.retry) honours the mount deadline; botocore's
         # would not, so it makes one attempt. `total_max_attempts` counts the

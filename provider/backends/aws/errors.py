@@ -9,6 +9,8 @@ quoted: botocore puts the raw body in it, and a cut STS answer holds
 credentials.
 
     ClientError                         by AWS error code and HTTP status (below)
+    UnreadableErrorAnswer (ours)        Unavailable, with the answer's status and
+                                        Retry-After (botocore would lose both)
     unreadable or cut answers           Unavailable (retried): ResponseParserError,
       (and the AttributeError/TypeError  IncompleteReadError, checksum errors ...
       botocore's parser raises on a
@@ -24,6 +26,8 @@ credentials.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import botocore.exceptions as bx
 import botocore.parsers
@@ -144,22 +148,86 @@ BAD_REGION = (
 # Listed one by one, so that a class botocore adds later reaches the catch-all
 # and the mapping test names it.
 PROVIDER_SETUP = (
-    bx.ConfigNotFound, bx.ConfigParseError, bx.ProfileNotFound, bx.InvalidConfigError,
-    bx.InvalidRetryConfigurationError, bx.InvalidDefaultsMode,
-    bx.InvalidEndpointConfigurationError, bx.InvalidEndpointDiscoveryConfigurationError,
-    bx.InvalidIMDSEndpointError, bx.InvalidIMDSEndpointModeError, bx.InvalidProxiesConfigError,
-    bx.InvalidSTSRegionalEndpointsConfigError, bx.InvalidChecksumConfigError,
-    bx.InvalidS3AddressingStyleError, bx.InvalidS3UsEast1RegionalEndpointConfigError,
-    bx.UnsupportedS3AccesspointConfigurationError, bx.UnsupportedS3ArnError,
-    bx.UnsupportedS3ConfigurationError, bx.UnsupportedS3ControlArnError,
-    bx.UnsupportedS3ControlConfigurationError, bx.UnknownSignatureVersionError,
-    bx.UnsupportedSignatureVersionError, bx.UnsupportedTLSVersionWarning,
-    bx.MissingDependencyException, bx.MD5UnavailableError, bx.DataNotFoundError,
-    bx.ApiVersionNotFoundError, bx.UndefinedModelAttributeError, bx.UnknownServiceStyle,
-    bx.UnsupportedServiceProtocolsError, bx.UnknownClientMethodError, bx.EndpointProviderError,
-    bx.OperationNotPageableError, bx.PaginationError, bx.WaiterError, bx.WaiterConfigError,
-    bx.StubResponseError, bx.UnseekableStreamError, bx.ImminentRemovalWarning,
+    bx.ConfigNotFound,
+    bx.ConfigParseError,
+    bx.ProfileNotFound,
+    bx.InvalidConfigError,
+    bx.InvalidRetryConfigurationError,
+    bx.InvalidDefaultsMode,
+    bx.InvalidEndpointConfigurationError,
+    bx.InvalidEndpointDiscoveryConfigurationError,
+    bx.InvalidIMDSEndpointError,
+    bx.InvalidIMDSEndpointModeError,
+    bx.InvalidProxiesConfigError,
+    bx.InvalidSTSRegionalEndpointsConfigError,
+    bx.InvalidChecksumConfigError,
+    bx.InvalidS3AddressingStyleError,
+    bx.InvalidS3UsEast1RegionalEndpointConfigError,
+    bx.UnsupportedS3AccesspointConfigurationError,
+    bx.UnsupportedS3ArnError,
+    bx.UnsupportedS3ConfigurationError,
+    bx.UnsupportedS3ControlArnError,
+    bx.UnsupportedS3ControlConfigurationError,
+    bx.UnknownSignatureVersionError,
+    bx.UnsupportedSignatureVersionError,
+    bx.UnsupportedTLSVersionWarning,
+    bx.MissingDependencyException,
+    bx.MD5UnavailableError,
+    bx.DataNotFoundError,
+    bx.ApiVersionNotFoundError,
+    bx.UndefinedModelAttributeError,
+    bx.UnknownServiceStyle,
+    bx.UnsupportedServiceProtocolsError,
+    bx.UnknownClientMethodError,
+    bx.EndpointProviderError,
+    bx.OperationNotPageableError,
+    bx.PaginationError,
+    bx.WaiterError,
+    bx.WaiterConfigError,
+    bx.StubResponseError,
+    bx.UnseekableStreamError,
+    bx.ImminentRemovalWarning,
 )
+
+
+# Protocols whose error answers are XML; the others' are JSON.
+_XML_PROTOCOLS = ("query", "rest-xml", "ec2")
+
+
+class UnreadableErrorAnswer(Exception):
+    """A 429 or 5xx answer whose body botocore cannot read.
+
+    botocore's parser raises ResponseParserError on such a body (an empty 429
+    from a proxy, a JSON ``{"message": "busy"}`` where STS speaks XML) and the
+    status and headers are lost with it: the Retry-After then goes unheard.
+    Raised before parsing by :func:`keep_unreadable_error_status`.
+    """
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+def keep_unreadable_error_status(
+    response_dict: Any = None, operation_model: Any = None, **_: Any
+) -> None:
+    """botocore ``before-parse`` hook: a 429/5xx it could not read raises UnreadableErrorAnswer."""
+    if not isinstance(response_dict, dict):
+        return
+    status = int(response_dict.get("status_code") or 0)
+    if status != 429 and status < 500:
+        return
+    body = response_dict.get("body") or b""
+    protocol = getattr(operation_model, "metadata", {}).get("protocol", "")
+    opening = b"<" if protocol in _XML_PROTOCOLS else b"{"
+    if isinstance(body, bytes) and body.lstrip()[:1] == opening:
+        return  # botocore reads it: its error code and the headers are kept
+    headers = response_dict.get("headers") or {}
+    value = headers.get("retry-after")
+    raise UnreadableErrorAnswer(
+        status, parse_retry_after(value if isinstance(value, str) else None)
+    )
 
 
 def retry_after(exc: bx.ClientError) -> float | None:
@@ -195,6 +263,13 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         if status == 403:
             return PermissionDenied(text)
         return InvalidRequest(text, code="BackendRejected")
+    if isinstance(exc, UnreadableErrorAnswer):
+        return Unavailable(
+            f"{subject}: {operation}: AWS answered HTTP {exc.status} with a body that cannot "
+            "be read",
+            code="Throttled" if exc.status == 429 else None,
+            retry_after=exc.retry_after,
+        )
     if isinstance(exc, UNREADABLE):
         return Unavailable(f"{subject}: {operation}: AWS's answer could not be read ({name})")
     if isinstance(exc, NETWORK):

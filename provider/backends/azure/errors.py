@@ -61,6 +61,21 @@ def _said(exc: BaseException) -> str:
     return quote_backend_message(text.splitlines()[0] if text else "")
 
 
+# How azure-identity words a token answer that is neither a token nor an error
+# (its msal-based credentials; "Azure Active Directory" in older releases).
+_NO_TOKEN_ANSWERS = (
+    "Unexpected response from Microsoft Entra ID",
+    "No response content from Microsoft Entra ID",
+    "Unexpected response from Azure Active Directory",
+    "No response content from Azure Active Directory",
+)
+
+
+def _no_token_no_error(exc: BaseException) -> bool:
+    message = str(getattr(exc, "message", "") or "")
+    return message.startswith(_NO_TOKEN_ANSWERS)
+
+
 def _raised_in(exc: BaseException, package: str) -> bool:
     """Whether ``exc`` was raised by code of ``package`` (its innermost frame)."""
     tb = exc.__traceback__
@@ -92,6 +107,15 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
     if isinstance(exc, ai.CredentialUnavailableError):
         # No managed identity endpoint answered (or none is configured).
         return Unavailable(text, code="IdentityUnavailable")
+    if isinstance(exc, ax.ClientAuthenticationError) and _no_token_no_error(exc):
+        # Azure AD answered, but neither a token nor an error (`200 {}`, a 5xx
+        # body without AADSTS code: a proxy or a fault in between): transient,
+        # never a denial. Its content is not quoted: it may hold a token.
+        return Unavailable(
+            f"{head}: Azure AD's token answer holds neither a token nor an error; "
+            "not a usable answer",
+            retry_after=retry_after(exc),
+        )
     if isinstance(exc, ax.ClientAuthenticationError | ai.AuthenticationRequiredError):
         return PermissionDenied(text, code="AuthFailed")
     if status in (401, 403):
