@@ -27,7 +27,6 @@ import pytest
 
 from provider.backends.aws import AwsSettings
 from provider.backends.vault import VaultSettings
-from tests.faults.sa_tokens import sa_token
 from tests.support.azure_standin import AUDIENCE, TENANT, WI_CLIENT, AzureWorld, azure_world
 from tests.support.faultproxy import FaultProxy, Match, Request
 from tests.support.moto import REGION, ROLE_ARN, moto_server, seed_client
@@ -41,10 +40,11 @@ from tests.support.openbao import (
     openbao_server,
 )
 from tests.support.running import RunningProvider, pod_attributes, settings_for
+from tests.support.tokens import pod_token
 
 MOUNT_TIMEOUT = 2.5
-STS_TOKEN = sa_token("sts.amazonaws.com")
-AZURE_POD_TOKEN = sa_token(AUDIENCE)
+STS_TOKEN = pod_token("sts.amazonaws.com")
+AZURE_POD_TOKEN = pod_token(AUDIENCE)
 VALUES = {"one": "first-value-7c1f", "two": "second-value-91ab"}
 
 

@@ -20,9 +20,9 @@ import pytest
 from provider.v1alpha1 import service_pb2
 from tests.faults.conftest import VALUES, Bao
 from tests.faults.provider_process import ProviderProcess
-from tests.faults.sa_tokens import sa_token
 from tests.support.moto import REGION, ROLE_ARN
 from tests.support.running import pod_attributes
+from tests.support.tokens import pod_token
 
 WARM_UP = 200
 MEASURED = 1_000
@@ -45,7 +45,7 @@ def _requests() -> list[service_pb2.MountRequest]:
         )
         for sa in ("app-0", "app-1", "app-2"):
             attrs = pod_attributes({"objects": objects, "roleArn": ROLE_ARN}, service_account=sa,
-                                   tokens={"sts.amazonaws.com": sa_token("sts.amazonaws.com", sa)})
+                                   tokens={"sts.amazonaws.com": pod_token("sts.amazonaws.com", service_account=sa)})
             out.append(service_pb2.MountRequest(attributes=json.dumps(attrs), secrets="null",
                                                 target_path="/tmp/soak", permission="420"))
     return out
