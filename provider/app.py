@@ -43,7 +43,10 @@ class App:
         services = BackendServices(
             node_name=settings.node_name,
             hmac_key=hmac_key,
-            kube=KubeClient.from_environment(settings.kube_api, environ),
+            kube=KubeClient.from_environment(
+                settings.kube_api, environ,
+                token_file=settings.kube_token_file, ca_file=settings.kube_ca_file,
+            ),
             environ=dict(environ),
         )
         self.registry = BackendRegistry(settings.backends, services)
