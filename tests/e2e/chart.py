@@ -77,17 +77,23 @@ class Provider:
         return self.cluster.log(self.name).read_text(errors="replace")
 
 
-def install(cluster: Cluster, backend_values: dict[str, Any], *, name: str = "provider",
-            rbac: dict[str, Any] | None = None) -> Provider:  # fmt: skip
-    """Render the chart, apply its ServiceAccount and RBAC, start the provider."""
+def install(cluster: Cluster, backend_values: dict[str, Any], *, release: str = RELEASE,
+            socket_name: str = "polysecret", rbac: dict[str, Any] | None = None) -> Provider:
+    """Render the chart, apply its ServiceAccount and RBAC, start the provider.
+
+    Without API access in the chart's values (no token automounted), the
+    token file stays absent, as in its pod.
+    """
+    name = f"provider-{release}"
     health, metrics = free_port(), free_port()
     workdir = cluster.root / name
     workdir.mkdir(exist_ok=True)
     token_file, ca_file = workdir / "token", workdir / "ca.crt"
     values: dict[str, Any] = {
-        "fullnameOverride": RELEASE,
+        "fullnameOverride": release,
         "rbac": rbac or {"create": True, "serviceAccounts": True, "nodes": False},
         "provider": {
+            "name": socket_name,
             "socketDir": str(cluster.providers_dir),
             "kubeApi": cluster.api_url,
             "logLevel": "debug",
@@ -96,6 +102,7 @@ def install(cluster: Cluster, backend_values: dict[str, Any], *, name: str = "pr
         "health": {"port": health},
         "metrics": {"port": metrics},
         "extraArgs": [
+            # Where the pod would have its token and CA mounted.
             f"--kube-token-file={token_file}",
             f"--kube-ca-file={ca_file}",
             # In a pod these are the pod's own address; here the host's: loopback only.
@@ -112,8 +119,10 @@ def install(cluster: Cluster, backend_values: dict[str, Any], *, name: str = "pr
     pod = daemonset["spec"]["template"]["spec"]
     container = pod["containers"][0]
     account = pod["serviceAccountName"]
-    token_file.write_text(cluster.create_token(NAMESPACE, account, duration="2h"))
-    token_file.chmod(0o600)
+    args = list(container["args"])
+    if pod["automountServiceAccountToken"]:
+        token_file.write_text(cluster.create_token(NAMESPACE, account, duration="2h"))
+        token_file.chmod(0o600)
     ca_file.write_bytes(cluster.ca_file.read_bytes())
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     for item in container.get("env", []):
@@ -121,7 +130,7 @@ def install(cluster: Cluster, backend_values: dict[str, Any], *, name: str = "pr
             env[item["name"]] = str(item["value"])
         elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
             env[item["name"]] = NODE
-    provider = Provider(cluster, name, list(container["args"]), env, f"127.0.0.1:{health}",
+    provider = Provider(cluster, name, args, env, f"127.0.0.1:{health}",
                         applied)  # fmt: skip
     provider.start()
     return provider

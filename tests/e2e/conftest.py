@@ -70,6 +70,7 @@ class Aws:
 class World:
     cluster: Cluster
     provider: Provider
+    values: dict[str, Any]  # the chart's backend values it was installed with
     aws: Aws
     bao: OpenBao
     azure: AzureWorld
@@ -99,7 +100,7 @@ def world(cluster: Cluster) -> Iterator[World]:
         azure = stack.enter_context(
             azure_world(ISSUER, public_key, f"system:serviceaccount:default:{APP_SA}")
         )
-        provider = install(cluster, {
+        values = {
             "aws": {"region": REGION, "endpointUrl": proxy.url},
             "azure": {
                 "authorityHost": azure.tokens.url,
@@ -109,5 +110,5 @@ def world(cluster: Cluster) -> Iterator[World]:
                 # The challenge names vault.azure.net while the vault is 127.0.0.1.
                 "skipChallengeResourceCheck": True,
             },
-        })  # fmt: skip
-        yield World(cluster, provider, aws, bao, azure)
+        }  # fmt: skip
+        yield World(cluster, install(cluster, values), values, aws, bao, azure)
