@@ -57,9 +57,13 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0,
              log: Path | None = None) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+        try:
             if check():
                 return
+        except ClusterError:
+            raise  # a process we wait for has exited: no point waiting longer
+        except Exception:  # noqa: S110 - not ready yet (refused, 404, not found)
+            pass
         time.sleep(0.2)
     tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
     raise ClusterError(f"{what} not ready after {timeout:.0f}s\n{tail}")

@@ -60,9 +60,20 @@ def snapshot() -> dict[str, object]:
 
 
 def record_pid(root: Path, name: str, pid: int) -> None:
-    """Remember a process we started, with its command line (a reused PID is not ours)."""
+    """Remember a process we started, with its start time: a reused PID is not ours.
+
+    (Not its command line: right after the fork it is still the parent's.)
+    """
     with (root / PIDS_FILE).open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"name": name, "pid": pid, "cmdline": _cmdline(pid)}) + "\n")
+        fh.write(json.dumps({"name": name, "pid": pid, "start": _start_time(pid)}) + "\n")
+
+
+def _start_time(pid: int) -> str:
+    """Clock ticks after boot at which the process started (/proc/PID/stat field 22)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def _cmdline(pid: int) -> str:
@@ -124,7 +135,7 @@ def _recorded(root: Path) -> list[dict[str, object]]:
 
 def _ours(entry: dict[str, object]) -> bool:
     pid = int(str(entry["pid"]))
-    return _alive(pid) and _cmdline(pid) == entry["cmdline"]
+    return _alive(pid) and _start_time(pid) == entry["start"]
 
 
 def shim_pids(root: Path) -> list[int]:
