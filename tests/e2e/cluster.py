@@ -42,6 +42,10 @@ class ClusterError(RuntimeError):
     pass
 
 
+class ProcessExited(ClusterError):
+    """A process the cluster needs is gone: waiting for it longer cannot help."""
+
+
 def binaries_dir() -> Path:
     """scripts/install-e2e.sh's output directory (it builds only what is missing)."""
     done = subprocess.run(
@@ -60,8 +64,8 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0,
         try:
             if check():
                 return
-        except ClusterError:
-            raise  # a process we wait for has exited: no point waiting longer
+        except ProcessExited:
+            raise
         except Exception:  # noqa: S110 - not ready yet (refused, 404, not found)
             pass
         time.sleep(0.2)
@@ -131,7 +135,7 @@ class Cluster:
     def alive(self, name: str) -> bool:
         proc = self.procs.get(name)
         if proc is None or proc.poll() is not None:
-            raise ClusterError(
+            raise ProcessExited(
                 f"{name} exited: {self.log(name).read_text(errors='replace')[-3000:]}"
             )
         return True
@@ -400,3 +404,6 @@ def running_cluster(rotation_poll: str = "15s") -> Iterator[Cluster]:
         yield cluster
     finally:
         hostclean.clean(root)
+        for proc in cluster.procs.values():  # stopped by PID above: reap them
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)

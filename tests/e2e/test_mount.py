@@ -34,7 +34,5 @@ def test_pod_reads_the_example_class(world: World, backend: str) -> None:
         seen = pods.wait_for_round(world.cluster, name, "FILE")
         assert seen == scenario.files
         assert recorded_versions(world, name, scenario.spc_name) == scenario.versions
-        phase = world.cluster.get("pod", "-n", "default", name)["status"]["phase"]
-        assert phase == "Running"
     finally:
         pods.delete(world.cluster, name)
