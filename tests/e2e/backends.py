@@ -75,7 +75,7 @@ class KubeTokenService(TokenService):
 @contextlib.contextmanager
 def azure_world(issuer: str, public_key: bytes, subject: str) -> Iterator[AzureWorld]:
     """tests.support.azure_standin.azure_world, with KubeTokenService."""
-    with tempfile.TemporaryDirectory(prefix="pse2e-azure-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="polysecret-e2e-azure-") as tmp:
         pki = TestPki(Path(tmp))
         tokens = KubeTokenService(issuer=issuer, public_key=public_key,
                                   subjects={WI_CLIENT: subject})  # fmt: skip

@@ -39,7 +39,7 @@ def helm_binary() -> Path:
 
 
 def render(values: dict[str, Any]) -> list[dict[str, Any]]:
-    values_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"pse2e-values-{os.getpid()}.json"
+    values_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"polysecret-e2e-values-{os.getpid()}.json"
     values_file.write_text(json.dumps(values))
     try:
         out = subprocess.run(

@@ -35,6 +35,14 @@ APP_SA = scenarios.SERVICE_ACCOUNT  # "app", in namespace default
 ROTATION_POLL = "5s"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first test's setup may build the cluster's binaries (8-12 min cold)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.timeout(1500))
+
+
 def _clean_on_signals(root: Path) -> None:
     """A killed CI job (SIGTERM, SIGHUP) or a normal exit still cleans the host."""
     atexit.register(hostclean.clean, root)

@@ -154,12 +154,17 @@ def shim_pids(root: Path) -> list[int]:
 
 
 def stop_processes(root: Path) -> None:
-    """Our processes, newest first, then the shims and containers."""
-    for entry in reversed(_recorded(root)):
+    """Our processes, their children, the shims and containers: all at once.
+
+    (One after the other, each with its own grace, a SIGTERM'd CI job could be
+    killed before the host is clean.)
+    """
+    pids = shim_pids(root)
+    for entry in _recorded(root):
         if _ours(entry):
             pid = int(str(entry["pid"]))
-            stop_pids([*_descendants(pid), pid])
-    stop_pids(shim_pids(root))
+            pids += [*_descendants(pid), pid]
+    stop_pids(sorted(set(pids)), timeout=5.0)
 
 
 # -- mounts -----------------------------------------------------------------------
