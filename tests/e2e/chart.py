@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,16 +40,14 @@ def helm_binary() -> Path:
 
 
 def render(values: dict[str, Any]) -> list[dict[str, Any]]:
-    values_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"polysecret-e2e-values-{os.getpid()}.json"
-    values_file.write_text(json.dumps(values))
-    try:
+    with tempfile.NamedTemporaryFile("w", prefix="polysecret-e2e-values-", suffix=".json") as fh:
+        json.dump(values, fh)
+        fh.flush()
         out = subprocess.run(
             [str(helm_binary()), "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
-             "--kube-version", "1.34.4", "-f", str(values_file)],
+             "--kube-version", "1.34.4", "-f", fh.name],
             capture_output=True, text=True, check=True, timeout=60,
         ).stdout  # fmt: skip
-    finally:
-        values_file.unlink()
     return [d for d in yaml.safe_load_all(out) if d]
 
 

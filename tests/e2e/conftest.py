@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -82,15 +82,30 @@ class World:
     aws: Aws
     bao: OpenBao
     azure: AzureWorld
+    # Every secret value seeded (and rotated) so far: never in the provider's logs.
+    known_secrets: list[list[bytes]] = field(default_factory=list)
 
     def scenario(self, backend: str) -> scenarios.Scenario:
         """A fresh example SecretProviderClass and its seeded objects (tests/conformance)."""
         if backend == "aws":
-            return scenarios.aws_scenario(self.aws.sm, self.aws.ssm, self.aws.proxy.deny)
-        if backend == "vault":
+            made = scenarios.aws_scenario(self.aws.sm, self.aws.ssm, self.aws.proxy.deny)
+        elif backend == "vault":
             # The signer only makes the conformance suite's own tokens; kubelet's are used here.
-            return scenarios.vault_scenario(self.bao, TokenSigner())
-        return scenarios.azure_scenario(self.azure, set())
+            made = scenarios.vault_scenario(self.bao, TokenSigner())
+        else:
+            made = scenarios.azure_scenario(self.azure, set())
+        self.known_secrets.append(made.known_secrets)  # the list rotate() appends to
+        return made
+
+    def assert_logs_hold_no_secret(self) -> None:
+        logs = sorted((self.cluster.root / "logs").glob("provider-*.log"))
+        assert logs
+        for path in logs:
+            text = path.read_bytes()
+            # A kubelet-issued token is a JWT: "eyJ" starts its base64url JSON header.
+            assert b"eyJ" not in text, f"a token in {path.name}"
+            for value in (v for values in self.known_secrets for v in values if len(v) >= 6):
+                assert value not in text, f"a secret value in {path.name}"
 
 
 @pytest.fixture(scope="session")
@@ -119,4 +134,6 @@ def world(cluster: Cluster) -> Iterator[World]:
                 "skipChallengeResourceCheck": True,
             },
         }  # fmt: skip
-        yield World(cluster, install(cluster, values), values, aws, bao, azure)
+        world = World(cluster, install(cluster, values), values, aws, bao, azure)
+        yield world
+        world.assert_logs_hold_no_secret()
