@@ -58,6 +58,8 @@ def _clean_on_signals(root: Path) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        pytest.fail("tests/e2e runs kubelet and containerd: it needs root (make e2e as root)")
     with running_cluster(rotation_poll=ROTATION_POLL) as running:
         _clean_on_signals(running.root)
         running.apply({"apiVersion": "v1", "kind": "ServiceAccount",

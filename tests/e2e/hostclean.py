@@ -34,6 +34,9 @@ BEFORE_FILE = "host-before.json"
 RUN_CONTAINERD = Path("/run/containerd")
 RUN_CONTAINERD_ENTRIES = ("s", "fifo", "runc")
 CONTAINER_LOGS = Path("/var/log/containers")
+# kubelet's device-plugin manager ignores --root-dir: its socket is always here.
+KUBELET_DEFAULT_ROOT = Path("/var/lib/kubelet")
+DEVICE_PLUGIN_SOCKET = KUBELET_DEFAULT_ROOT / "device-plugins" / "kubelet.sock"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CHAIN_PREFIX = "KUBE-"
 TABLES = ("filter", "nat", "mangle")
@@ -51,6 +54,7 @@ def snapshot() -> dict[str, object]:
             e for e in RUN_CONTAINERD_ENTRIES if (RUN_CONTAINERD / e).exists()
         ],
         "container_logs_dir": CONTAINER_LOGS.exists(),
+        "kubelet_default_root": KUBELET_DEFAULT_ROOT.exists(),
         "chains": sorted(_chains()),
         "kubepods": sorted(str(p) for p in _kubepods()),
     }
@@ -258,6 +262,7 @@ def remove_files(root: Path, before: dict[str, object]) -> None:
         if not before.get("container_logs_dir", True):
             with contextlib.suppress(OSError):
                 CONTAINER_LOGS.rmdir()
+    remove_device_plugin_socket(keep_root=bool(before.get("kubelet_default_root", False)))
     if not before.get("run_containerd", True):
         shutil.rmtree(RUN_CONTAINERD, ignore_errors=True)
     else:
@@ -265,6 +270,16 @@ def remove_files(root: Path, before: dict[str, object]) -> None:
         for entry in RUN_CONTAINERD_ENTRIES:
             if entry not in kept:  # type: ignore[operator]
                 shutil.rmtree(RUN_CONTAINERD / entry, ignore_errors=True)
+
+
+def remove_device_plugin_socket(*, keep_root: bool) -> None:
+    """The socket, and the directories kubelet made for it when they are left empty."""
+    if DEVICE_PLUGIN_SOCKET.is_socket():
+        DEVICE_PLUGIN_SOCKET.unlink()
+    if not keep_root:
+        for directory in (DEVICE_PLUGIN_SOCKET.parent, KUBELET_DEFAULT_ROOT):
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when empty: nothing of anyone else's goes
 
 
 def clean(root: Path) -> None:
@@ -293,6 +308,8 @@ def leftovers(root: Path | None = None) -> list[str]:
             found.append(f"directory {r}")
     found += [f"cgroup {p}" for p in _kubepods()]
     found += [f"iptables chain {c}" for c in sorted(_chains())]
+    if DEVICE_PLUGIN_SOCKET.exists():
+        found.append(str(DEVICE_PLUGIN_SOCKET))
     found += [str(RUN_CONTAINERD / e) for e in RUN_CONTAINERD_ENTRIES
               if (RUN_CONTAINERD / e).exists()]
     return found
@@ -310,6 +327,7 @@ def main() -> int:
         # A run killed before it wrote its snapshot: no chain or cgroup of kubelet's is kept.
         remove_cgroups([])
         remove_chains([])
+        remove_device_plugin_socket(keep_root=False)
     left = leftovers()
     for item in left:
         print(f"left on the host: {item}", file=sys.stderr)
