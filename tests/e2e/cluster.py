@@ -144,7 +144,8 @@ class Cluster:
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         done = subprocess.run(
-            [str(self.bin / "kubectl"), f"--kubeconfig={self.root / 'admin.kubeconfig'}", *args],
+            [str(self.bin / "kubectl"), f"--kubeconfig={self.root / 'admin.kubeconfig'}",
+             f"--cache-dir={self.root / 'kubectl-cache'}", *args],  # not ~/.kube/cache
             input=input, capture_output=True, text=True, check=False, timeout=60,
         )  # fmt: skip
         if check and done.returncode != 0:
