@@ -55,6 +55,7 @@ def snapshot() -> dict[str, object]:
         ],
         "container_logs_dir": CONTAINER_LOGS.exists(),
         "kubelet_default_root": KUBELET_DEFAULT_ROOT.exists(),
+        "device_plugin_socket": DEVICE_PLUGIN_SOCKET.exists(),
         "chains": sorted(_chains()),
         "kubepods": sorted(str(p) for p in _kubepods()),
     }
@@ -262,7 +263,8 @@ def remove_files(root: Path, before: dict[str, object]) -> None:
         if not before.get("container_logs_dir", True):
             with contextlib.suppress(OSError):
                 CONTAINER_LOGS.rmdir()
-    remove_device_plugin_socket(keep_root=bool(before.get("kubelet_default_root", False)))
+    if not before.get("device_plugin_socket", False):
+        remove_device_plugin_socket(keep_root=bool(before.get("kubelet_default_root", False)))
     if not before.get("run_containerd", True):
         shutil.rmtree(RUN_CONTAINERD, ignore_errors=True)
     else:
