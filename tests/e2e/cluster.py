@@ -359,7 +359,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         self.start("kubelet", [
             str(self.bin / "kubelet"), f"--config={config}", f"--kubeconfig={kubeconfig}",
             f"--root-dir={self.kubelet_dir}", f"--hostname-override={NODE}",
-            "--node-ip=127.0.0.1", f"--cert-dir={self.root / 'kubelet-pki'}", "-v=2",
+            f"--cert-dir={self.root / 'kubelet-pki'}", "-v=2",
         ])  # fmt: skip
         wait_for("the CSI driver registered with kubelet",
                  lambda: self.alive("kubelet") and DRIVER in json.dumps(

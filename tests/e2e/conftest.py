@@ -43,6 +43,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(1500))
 
 
+# The session's cluster, for the failure report below.
+_RUNNING: list[Cluster] = []
+LOG_TAIL_LINES = 40
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the tails of the component logs (gone after teardown)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or not _RUNNING:
+        return
+    for path in sorted((_RUNNING[0].root / "logs").glob("*.log")):
+        if path.stem in ("etcd", "containerd", "kube-apiserver"):
+            continue
+        tail = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        report.sections.append((f"log {path.stem}", "\n".join(tail)))
+
+
 def _clean_on_signals(root: Path) -> None:
     """A killed CI job (SIGTERM, SIGHUP) or a normal exit still cleans the host."""
     atexit.register(hostclean.clean, root)
@@ -62,10 +81,12 @@ def cluster() -> Iterator[Cluster]:
         pytest.fail("tests/e2e runs kubelet and containerd: it needs root (make e2e as root)")
     with running_cluster(rotation_poll=ROTATION_POLL) as running:
         _clean_on_signals(running.root)
+        _RUNNING.append(running)
         running.apply({"apiVersion": "v1", "kind": "ServiceAccount",
                        "metadata": {"name": APP_SA, "namespace": "default"},
                        "automountServiceAccountToken": False})  # fmt: skip
         yield running
+        _RUNNING.clear()
 
 
 @dataclass
