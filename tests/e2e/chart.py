@@ -1,8 +1,9 @@
 """Our provider, installed the way users install it: from the Helm chart.
 
 The chart (daemonset/chart) is rendered for this cluster with helm; its
-ServiceAccount and RBAC are applied to the real API server; the provider runs
-as a process with exactly the DaemonSet container's args and env (the chart's
+objects (ServiceAccount, RBAC, the DaemonSet) are applied to the real API
+server; the provider runs as a process with exactly the DaemonSet container's
+args and env (the chart's
 values decide them: extraArgs carries the token and CA files that the pod
 would have mounted, and loopback-only probe addresses, since the process
 shares the host's network). Its API token is a bound token of the chart's
@@ -112,8 +113,9 @@ def install(cluster: Cluster, backend_values: dict[str, Any], *, release: str = 
     }
     docs = render(values)
     daemonset = next(d for d in docs if d["kind"] == "DaemonSet")
-    applied = [d for d in docs if d["kind"] in
-               ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
+    # Everything the chart renders goes to the API server, which validates it; the
+    # DaemonSet stays without pods (no controller-manager): its pod is this process.
+    applied = docs
     cluster.apply(applied)
     pod = daemonset["spec"]["template"]["spec"]
     container = pod["containers"][0]
