@@ -71,4 +71,6 @@ chmod u+w "$work/bin/deploy"/*.yaml
 
 rm -rf "$out"
 mv "$work/bin" "$out"
+# Binaries of other versions are never used again (317 MB each).
+find "$cache/e2e" -mindepth 1 -maxdepth 1 -name 'k8s-*' ! -name "$key" -exec rm -rf {} +
 echo "$out"
