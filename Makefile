@@ -7,7 +7,7 @@ export POLYSECRET_CACHE ?= $(HOME)/.cache/polysecret
 export POLYSECRET_IMAGE ?= localhost/polysecret:dev
 PROTO_OUT = provider/v1alpha1
 
-.PHONY: all test demo install install-test lint fmt proto proto-check bench lint-deploy conformance-go image clean
+.PHONY: all test demo install install-test lint fmt proto proto-check bench lint-deploy conformance-go image e2e clean
 
 all: test
 
@@ -23,9 +23,22 @@ demo: install
 	$(PYTHON) scripts/demo.py
 
 test: install-test proto-check lint image
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --ignore=tests/e2e
 	$(MAKE) conformance-go
 	bash scripts/lint-deploy.sh
+	$(MAKE) e2e
+
+# End to end on a real one-node cluster (tests/e2e, needs root): etcd,
+# kube-apiserver, kubelet, containerd, the driver binary and the chart-installed
+# provider. install-e2e.sh builds the Go binaries once into $(POLYSECRET_CACHE).
+# After the suite nothing may be left on the host: --check fails the target if
+# the harness leaked anything (and the second call removes it).
+e2e: install-test
+	bash scripts/install-e2e.sh >/dev/null
+	PYTHON=$(PYTHON) bash scripts/e2e-cleanup.sh
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e; rc=$$?; \
+	PYTHON=$(PYTHON) bash scripts/e2e-cleanup.sh --check || { rc=1; PYTHON=$(PYTHON) bash scripts/e2e-cleanup.sh; }; \
+	exit $$rc
 
 # The harness's own tests (tests/conformance/*_test.go): what the driver's
 # client and writer do with deliberately broken answers, on both driver lines.

@@ -47,7 +47,12 @@ class App:
         # Every cache joins this set: lookups and sizes in the metrics, cleared on stop.
         self.caches = CacheSet(self.metrics)
         self.metrics.watch(self.caches)
-        kube = KubeClient.from_environment(settings.kube_api, environ)
+        kube = KubeClient.from_environment(
+            settings.kube_api,
+            environ,
+            token_file=settings.kube_token_file,
+            ca_file=settings.kube_ca_file,
+        )
         if kube is not None:
             self.caches.add(kube.reads)
         services = BackendServices(

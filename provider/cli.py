@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-name", default=env("NODE_NAME", ""),
                        help="this node (for region lookup)")
     serve.add_argument("--kube-api", default="", help="Kubernetes API URL (default: in-cluster)")
+    serve.add_argument("--kube-token-file", default="",
+                       help="bearer token for the Kubernetes API (default: the mounted "
+                            "service-account token in cluster, none with --kube-api)")
+    serve.add_argument("--kube-ca-file", default="",
+                       help="CA bundle for the Kubernetes API (default: the mounted "
+                            "service-account CA in cluster, system CAs with --kube-api)")
     serve.add_argument("--hmac-key-file", default="",
                        help="key for object-version HMACs (default: random per process)")
     serve.add_argument("--health-addr", default="", help="HOST:PORT for HTTP probes (off if empty)")
@@ -122,6 +128,8 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Serve
         log_format=args.log_format,
         node_name=args.node_name,
         kube_api=args.kube_api,
+        kube_token_file=args.kube_token_file,
+        kube_ca_file=args.kube_ca_file,
         hmac_key_file=args.hmac_key_file,
         health_addr=args.health_addr,
         metrics_addr=args.metrics_addr,

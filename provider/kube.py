@@ -56,10 +56,23 @@ class KubeClient:
             self._ssl = ssl.create_default_context(cafile=ca_file)
 
     @classmethod
-    def from_environment(cls, override: str, environ: Mapping[str, str]) -> KubeClient | None:
-        """In-cluster configuration, or ``override`` (tests, out-of-cluster use)."""
+    def from_environment(
+        cls,
+        override: str,
+        environ: Mapping[str, str],
+        *,
+        token_file: str = "",
+        ca_file: str = "",
+    ) -> KubeClient | None:
+        """In-cluster configuration, or ``override`` (tests, out-of-cluster use).
+
+        ``token_file`` and ``ca_file`` replace the mounted service-account token
+        and CA: in cluster they default to those, with ``override`` they are
+        sent only when given (an API server outside the cluster, or a token
+        mounted elsewhere, as the e2e suite runs the provider).
+        """
         if override:
-            return cls(base_url=override)
+            return cls(base_url=override, token_file=token_file or None, ca_file=ca_file or None)
         host = environ.get("KUBERNETES_SERVICE_HOST")
         port = environ.get("KUBERNETES_SERVICE_PORT", "443")
         if not host:
@@ -68,8 +81,8 @@ class KubeClient:
             host = f"[{host}]"
         return cls(
             base_url=f"https://{host}:{port}",
-            token_file=os.path.join(SA_DIR, "token"),
-            ca_file=os.path.join(SA_DIR, "ca.crt"),
+            token_file=token_file or os.path.join(SA_DIR, "token"),
+            ca_file=ca_file or os.path.join(SA_DIR, "ca.crt"),
         )
 
     def read(self, path: str, what: str) -> dict[str, Any]:

@@ -35,6 +35,8 @@ class ServerSettings:
     log_format: str = "json"
     node_name: str = ""
     kube_api: str = ""
+    kube_token_file: str = ""
+    kube_ca_file: str = ""
     hmac_key_file: str = ""
     health_addr: str = ""
     metrics_addr: str = ""

@@ -27,6 +27,9 @@ ELSEWHERE = {
     "--metrics-addr": ("metrics", "port"),
     "--hmac-key-file": ("provider", "hmacKey"),
     "--node-name": None,  # NODE_NAME from the downward API, always set
+    # In cluster the mounted service-account token and CA; set for out-of-cluster use.
+    "--kube-token-file": None,
+    "--kube-ca-file": None,
 }
 
 
