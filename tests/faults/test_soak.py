@@ -44,8 +44,9 @@ def _requests() -> list[service_pb2.MountRequest]:
             for n in VALUES
         )
         for sa in ("app-0", "app-1", "app-2"):
+            token = pod_token("sts.amazonaws.com", service_account=sa)
             attrs = pod_attributes({"objects": objects, "roleArn": ROLE_ARN}, service_account=sa,
-                                   tokens={"sts.amazonaws.com": pod_token("sts.amazonaws.com", service_account=sa)})
+                                   tokens={"sts.amazonaws.com": token})
             out.append(service_pb2.MountRequest(attributes=json.dumps(attrs), secrets="null",
                                                 target_path="/tmp/soak", permission="420"))
     return out
