@@ -10,8 +10,8 @@ handled in one of three ways, decided here and nowhere else:
 * **accepted, no effect**: a flag whose job polysecret does differently or not
   at all (``--driver-writes-secrets``, ``--qps``, ``-hmac-secret-name``); it is
   named at start-up with what polysecret does instead, never silently dropped;
-* **refused**: a value polysecret cannot honour (``--construct-pem-chain=false``,
-  ``--token-proxy-url``): the server does not start, and says which flag.
+* **refused**: a value polysecret cannot honour (``--token-proxy-url``): the
+  server does not start, and says which flag.
 
 Go's flag package also accepts one dash for long flags and ``=true``/``=false``
 after a boolean; ``go_style`` rewrites those before argparse sees them. Every
@@ -93,10 +93,12 @@ def add_peer_flags(serve: argparse.ArgumentParser) -> None:
     _go_optional_bool(azure, "--enable-pprof", "accepted, no effect (no profiling endpoint)")
     _accepted(azure, "--pprof-port", "accepted, no effect", type=int)
     _accepted(azure, "--custom-user-agent", "accepted, no effect")
-    _go_optional_bool(azure, "--construct-pem-chain", "true (default) only: chains are "
-                      "always ordered server, intermediate, root")  # fmt: skip
+    _go_optional_bool(azure, "--construct-pem-chain", "order a PFX's certificates server, "
+                      "intermediate, root by key identifiers (default true); false keeps "
+                      "the PKCS#12's order")  # fmt: skip
     _go_optional_bool(azure, "--write-cert-and-key-in-separate-files",
-                      "false (default) only: not supported yet")  # fmt: skip
+                      "also write <file>.crt and <file>.key for a certificate's PEM "
+                      "(default false)")  # fmt: skip
     _accepted(azure, "--cloud-name", "default cloud: sets --azure-authority-host and "
               "--azure-keyvault-dns-suffix to that cloud's unless given")  # fmt: skip
     _accepted(azure, "--token-proxy-url", "refused when set: identity binding is not supported")
@@ -140,11 +142,6 @@ def apply(args: argparse.Namespace) -> list[str]:
         args.metrics_addr = f":{args.prometheus_port}"
     if given.get("metrics_backend", "prometheus").lower() != "prometheus":
         raise ValueError(f"--metrics-backend {args.metrics_backend!r}: only Prometheus")
-    if given.get("construct_pem_chain") is False:
-        raise ValueError("--construct-pem-chain=false is not supported: chains are always "
-                         "written server, intermediate, root")  # fmt: skip
-    if given.get("write_cert_and_key_in_separate_files"):
-        raise ValueError("--write-cert-and-key-in-separate-files is not supported yet")
     for flag in ("token_proxy_url", "sni_name"):
         if given.get(flag):
             raise ValueError(f"--{flag.replace('_', '-')}: identity binding is not supported")

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from tests.azure.conftest import POD_TOKEN, SP_SECRET, Seeded, objects, wi_attrs
-from tests.support.azure_standin import MI_CLIENT, SP_CLIENT, TENANT
+from tests.support.azure_standin import MI_CLIENT, SP_CLIENT, TENANT, WI_CLIENT
 from tests.support.running import RunningProvider, files_of, pod_attributes
 
 pytestmark = pytest.mark.azure
@@ -83,8 +83,11 @@ def test_service_principal_needs_both_keys_and_never_the_tokens_key(
         ({"useVMManagedIdentity": "true", "userAssignedIdentityID": MI_CLIENT}, True),
         ({"useVMManagedIdentity": "true"}, True),  # system-assigned
         ({"useVMManagedIdentity": "true", "userAssignedIdentityID": "not-on-this-vm"}, False),
+        # The Azure provider's order: the mode flag wins over a workload identity client id.
+        ({"useVMManagedIdentity": "true", "userAssignedIdentityID": MI_CLIENT,
+          "clientID": WI_CLIENT, "tenantID": TENANT}, True),
     ],
-    ids=["user-assigned", "system-assigned", "unknown-identity"],
+    ids=["user-assigned", "system-assigned", "unknown-identity", "vm-flag-wins-over-clientID"],
 )
 def test_vm_managed_identity(
     provider: RunningProvider,

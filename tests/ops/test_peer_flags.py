@@ -160,9 +160,7 @@ def test_flags_without_effect_are_named_at_start_up() -> None:
 
 @pytest.mark.parametrize(
     ("flag", "message"),
-    [("--construct-pem-chain=false", "--construct-pem-chain=false is not supported"),
-     ("--write-cert-and-key-in-separate-files", "--write-cert-and-key-in-separate-files"),
-     ("--token-proxy-url=https://proxy", "--token-proxy-url: identity binding"),
+    [("--token-proxy-url=https://proxy", "--token-proxy-url: identity binding"),
      ("--sni-name=api.example", "--sni-name: identity binding"),
      ("--healthz-path=/live", "--healthz-path '/live'"),
      ("--metrics-backend=OpenCensus", "--metrics-backend 'OpenCensus'"),
@@ -175,6 +173,21 @@ def test_values_we_cannot_honour_stop_the_start(
     assert cli.main(["serve", flag]) == 2
     err = capsys.readouterr().err
     assert err.startswith("polysecret: cannot start: ") and message in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "chain", "separate"),
+    [([], True, False),
+     (["--construct-pem-chain=false"], False, False),
+     (["--write-cert-and-key-in-separate-files"], True, True),
+     (["-write-cert-and-key-in-separate-files=true", "--construct-pem-chain"], True, True)],
+)  # fmt: skip
+def test_azure_output_flags_reach_the_azure_settings(
+    argv: list[str], chain: bool, separate: bool
+) -> None:
+    settings = cli.settings_from(cli.parse_args(["serve", *argv]), {})
+    azure = settings.backends["azure"]
+    assert (azure.construct_pem_chain, azure.separate_cert_and_key) == (chain, separate)
 
 
 def test_no_abbreviations() -> None:

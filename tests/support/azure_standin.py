@@ -74,8 +74,13 @@ def make_cert(
     *,
     ca: bool = False,
     san: list[x509.GeneralName] | None = None,
+    key_ids: bool = True,
 ) -> x509.Certificate:
-    """A certificate for ``key``, self-signed or signed by ``issuer`` (name, key)."""
+    """A certificate for ``key``, self-signed or signed by ``issuer`` (name, key).
+
+    ``key_ids``: with Subject and Authority Key Identifiers, as real CAs issue
+    them (the Azure provider orders a chain by them).
+    """
     now = dt.datetime.now(dt.UTC)
     issuer_name, issuer_key = issuer or (_name(cn), key)
     builder = (
@@ -90,6 +95,13 @@ def make_cert(
     )
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    if key_ids:
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        ).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -103,13 +115,15 @@ class Chain:
     root: x509.Certificate
 
 
-def make_chain(cn: str) -> Chain:
+def make_chain(cn: str, *, key_ids: bool = True) -> Chain:
     root_key = ec.generate_private_key(ec.SECP256R1())
-    root = make_cert(f"{cn} root", root_key, ca=True)
+    root = make_cert(f"{cn} root", root_key, ca=True, key_ids=key_ids)
     mid_key = ec.generate_private_key(ec.SECP256R1())
-    mid = make_cert(f"{cn} intermediate", mid_key, (root.subject, root_key), ca=True)
+    mid = make_cert(
+        f"{cn} intermediate", mid_key, (root.subject, root_key), ca=True, key_ids=key_ids
+    )
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    leaf = make_cert(cn, key, (mid.subject, mid_key))
+    leaf = make_cert(cn, key, (mid.subject, mid_key), key_ids=key_ids)
     return Chain(key, leaf, mid, root)
 
 

@@ -40,6 +40,11 @@ class AzureSettings:
     max_connections: int = 32
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
+    # The Azure provider's --construct-pem-chain (default true): order a PFX's
+    # certificates by key identifiers; false keeps the PKCS#12's order.
+    construct_pem_chain: bool = True
+    # Its --write-cert-and-key-in-separate-files: <file>.crt and <file>.key too.
+    separate_cert_and_key: bool = False
 
     def __post_init__(self) -> None:
         # azure-identity refuses a plain-http authority when a credential is
@@ -83,6 +88,9 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Azure
         ca_file=getattr(args, "azure_ca_file", None) or "",
         api_version=getattr(args, "azure_api_version", None) or "",
         verify_challenge_resource=not getattr(args, "azure_skip_challenge_resource_check", False),
+        # The Azure provider's own flags (provider.peerflags; absent unless given).
+        construct_pem_chain=getattr(args, "construct_pem_chain", True) is not False,
+        separate_cert_and_key=bool(getattr(args, "write_cert_and_key_in_separate_files", False)),
     )
 
 

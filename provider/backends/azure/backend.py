@@ -51,6 +51,7 @@ from provider.backends.azure.render import (
     render_cert,
     render_key,
     render_secret,
+    split_cert_and_key,
 )
 from provider.backends.base import (
     Backend,
@@ -263,7 +264,9 @@ class AzureBackend(Backend[AzurePlan]):
         def get(version: str) -> Callable[[], Rendered]:
             def call() -> Rendered:
                 try:
-                    return _read(client, obj, version)
+                    return _read(
+                        client, obj, version, construct_chain=self._settings.construct_pem_chain
+                    )
                 except Exception as exc:
                     raise translate(exc, subject=subject, operation=get_op) from None
 
@@ -278,10 +281,17 @@ class AzureBackend(Backend[AzurePlan]):
 
         if obj.history <= 1:
             data, version = await cached_get(obj.version)
-            return (
-                [OutputFile(obj.file_name, obj.mode, data, obj.name)],
-                [ObjectVersion(obj.version_id, version)],
-            )
+            files = [OutputFile(obj.file_name, obj.mode, data, obj.name)]
+            if self._settings.separate_cert_and_key and obj.type is ObjectType.SECRET:
+                # --write-cert-and-key-in-separate-files: <file>.crt and <file>.key
+                # beside the bundle, as the Azure provider writes them.
+                parts = None if obj.pfx else split_cert_and_key(data)
+                if parts is not None:
+                    files[:0] = [
+                        OutputFile(obj.file_name + suffix, obj.mode, part, obj.name)
+                        for suffix, part in zip((".crt", ".key"), parts, strict=True)
+                    ]
+            return files, [ObjectVersion(obj.version_id, version)]
 
         def versions() -> list[str]:
             try:
@@ -311,7 +321,7 @@ class AzureBackend(Backend[AzurePlan]):
         self._session.close()
 
 
-def _read(client: Any, obj: AzureObject, version: str) -> Rendered:
+def _read(client: Any, obj: AzureObject, version: str, *, construct_chain: bool) -> Rendered:
     """One blocking GET and its rendering (runs on the pool)."""
     if obj.type is ObjectType.SECRET:
         secret = client.get_secret(obj.name, version or None)
@@ -324,7 +334,7 @@ def _read(client: Any, obj: AzureObject, version: str) -> Rendered:
             cert_backed=bool(props.key_id),
             version=_version(obj, props),
         )
-        return render_secret(obj, value), value.version
+        return render_secret(obj, value, construct_chain=construct_chain), value.version
     if obj.type is ObjectType.KEY:
         key = client.get_key(obj.name, version or None)
         jwk = key.key

@@ -174,11 +174,13 @@ def _auth(params: Mapping[str, str], secrets: Mapping[str, str], problems: Probl
     tenant = params.get("tenantID", "").strip() or params.get("tenantId", "").strip()
     client_id = params.get("clientID", "").strip()
     use_vm = parse_bool(params, "useVMManagedIdentity", problems)
-    if client_id:
-        mode = AuthMode.WORKLOAD_IDENTITY
-    elif use_vm:
+    # The Azure provider's order: an identity mode flag wins; workload identity
+    # only when no mode is set (a class with both uses the VM's identity).
+    if use_vm:
         mode = AuthMode.VM_MANAGED_IDENTITY
         client_id = params.get("userAssignedIdentityID", "").strip()
+    elif client_id:
+        mode = AuthMode.WORKLOAD_IDENTITY
     else:
         mode = AuthMode.SERVICE_PRINCIPAL
     if not tenant and mode is not AuthMode.VM_MANAGED_IDENTITY:

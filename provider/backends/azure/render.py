@@ -3,8 +3,12 @@
 * secret: the value as stored; objectEncoding decodes it first. A secret that
   backs a certificate (it has a ``kid``) holds a PFX (``application/x-pkcs12``)
   or PEM (``application/x-pem-file``): PEM is written as is; a PFX becomes PEM
-  (PKCS#8 private key, then the certificates leaf -> intermediates -> root),
-  or stays the base64 PFX with ``objectFormat: pfx``.
+  (PKCS#8 private key, then the certificates), or stays the base64 PFX with
+  ``objectFormat: pfx``. The certificates are ordered as the Azure provider
+  orders them (``--construct-pem-chain``, on by default): each linked to its
+  issuer by Authority -> Subject Key Identifier, leaf -> intermediates -> root;
+  when that does not put every certificate on one chain (identifiers missing,
+  a certificate absent), they stay in the order the PKCS#12 holds them.
 * key: the public key as PEM (RSA and EC); symmetric (oct) keys cannot be exported.
 * cert: the certificate (the leaf, Key Vault's ``cer``) as PEM.
 
@@ -14,6 +18,7 @@ Pure functions over bytes and small value objects: no SDK, easy to test.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +33,7 @@ from provider.encodings import decode
 from provider.errors import InvalidRequest
 
 PFX_CONTENT_TYPE = "application/x-pkcs12"
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
 PEM_CONTENT_TYPE = "application/x-pem-file"
 _CURVES: Mapping[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(),
@@ -54,13 +60,13 @@ def _int(value: Any) -> int:
     return int.from_bytes(bytes(raw), "big")
 
 
-def render_secret(obj: AzureObject, secret: SecretValue) -> bytes:
+def render_secret(obj: AzureObject, secret: SecretValue, *, construct_chain: bool = True) -> bytes:
     content: str | bytes = secret.value
     if secret.cert_backed:
         content_type = (secret.content_type or "").lower()
         if content_type == PFX_CONTENT_TYPE:
             if not obj.pfx:
-                content = pfx_to_pem(secret.value, obj)
+                content = pfx_to_pem(secret.value, obj, construct_chain=construct_chain)
         elif content_type != PEM_CONTENT_TYPE:
             raise InvalidRequest(
                 f"{obj.describe}: the certificate's secret has the unknown content type "
@@ -96,37 +102,41 @@ def _load_pfx(value: str, obj: AzureObject) -> Pfx:
     )
 
 
-def order_chain(
-    leaf: x509.Certificate | None, others: Sequence[x509.Certificate]
-) -> list[x509.Certificate]:
-    """Certificates ordered leaf -> intermediates -> root, following issuers.
+def _key_id(cert: x509.Certificate, kind: type[Any]) -> bytes | None:
+    try:
+        value = cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+    found = value.key_identifier if kind is x509.AuthorityKeyIdentifier else value.digest
+    return bytes(found) if found is not None else None
 
-    The leaf is the certificate matching the key when known, else the one that
-    issued no other. Certificates that are not on the chain follow at the end,
-    so nothing the PFX held is dropped.
+
+def key_id_chain(certs: Sequence[x509.Certificate]) -> list[x509.Certificate] | None:
+    """``certs`` leaf -> intermediates -> root, linked by key identifiers, as the Azure
+    provider does it; None when they do not all lie on that one chain.
+
+    A certificate's issuer is the first other one whose Subject Key Identifier
+    equals its Authority Key Identifier; the leaf is the first that issued none.
     """
-    pool = list(others)
-    if leaf is None:
-        if not pool:
-            return []
-        issuers = {c.issuer for c in pool if c.issuer != c.subject}
-        # Issues no other certificate here; a self-signed root only if nothing else is.
-        candidates = [c for c in pool if c.subject not in issuers] or pool
-        leaf = min(candidates, key=lambda c: c.issuer == c.subject)
-        pool.remove(leaf)
-    chain = [leaf]
-    current = leaf
-    while pool and current.issuer != current.subject:
-        nxt = next((c for c in pool if c.subject == current.issuer), None)
-        if nxt is None:
-            break
-        chain.append(nxt)
-        pool.remove(nxt)
-        current = nxt
-    return chain + pool
+    akis = [_key_id(c, x509.AuthorityKeyIdentifier) for c in certs]
+    skis = [_key_id(c, x509.SubjectKeyIdentifier) for c in certs]
+    parent: dict[int, int] = {}
+    issued: set[int] = set()
+    for i in range(len(certs)):
+        for j in range(len(certs)):
+            if i != j and akis[i] is not None and akis[i] == skis[j]:
+                parent[i] = j
+                issued.add(j)
+                break
+    leaf = next((i for i in range(len(certs)) if i not in issued), None)
+    chain: list[x509.Certificate] = []
+    while leaf is not None and len(chain) <= len(certs):
+        chain.append(certs[leaf])
+        leaf = parent.get(leaf)
+    return chain if len(chain) == len(certs) else None
 
 
-def pfx_to_pem(value: str, obj: AzureObject) -> bytes:
+def pfx_to_pem(value: str, obj: AzureObject, *, construct_chain: bool = True) -> bytes:
     key, cert, extra = _load_pfx(value, obj)
     out = b""
     if key is not None:
@@ -135,9 +145,27 @@ def pfx_to_pem(value: str, obj: AzureObject) -> bytes:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-    for c in order_chain(cert, extra):
+    held = ([cert] if cert is not None else []) + list(extra)
+    ordered = key_id_chain(held) if construct_chain else None
+    for c in ordered or held:
         out += c.public_bytes(serialization.Encoding.PEM)
     return out
+
+
+def split_cert_and_key(pem: bytes) -> tuple[bytes, bytes] | None:
+    """The certificates and the key of a PEM bundle (``--write-cert-and-key-in-separate-files``).
+
+    None unless it holds at least one certificate and one private key: the
+    Azure provider would write empty files then; we write no extra files.
+    """
+    certs, keys = b"", b""
+    for block in _PEM_BLOCK.finditer(pem):
+        text = block.group(0) + b"\n"
+        if block.group(1) == b"CERTIFICATE":
+            certs += text
+        elif block.group(1).endswith(b"PRIVATE KEY"):
+            keys += text
+    return (certs, keys) if certs and keys else None
 
 
 def render_key(obj: AzureObject, jwk: Mapping[str, Any]) -> bytes:
