@@ -141,7 +141,7 @@ def world(cluster: Cluster) -> Iterator[World]:
         stack.callback(server.shutdown)
         aws = Aws(proxy.url, proxy, seed_client(moto_url, "secretsmanager"),
                   seed_client(moto_url, "ssm"))  # fmt: skip
-        bao = stack.enter_context(openbao_server())
+        bao = stack.enter_context(openbao_server(audit=True))
         seed_vault_jwt(bao, ISSUER, public_key, [APP_SA])
         azure = stack.enter_context(
             azure_world(ISSUER, public_key, f"system:serviceaccount:default:{APP_SA}")

@@ -49,41 +49,31 @@ def _mounts_logged(world: World, pod: str) -> int:
     )
 
 
-def test_two_pods_of_one_service_account_share_one_read_per_object(
-    world: World, tmp_path: Path
-) -> None:
+def test_two_pods_of_one_service_account_share_one_read_per_object(world: World) -> None:
     scenario = world.scenario("vault")
     spc: dict[str, Any] = yaml.safe_load(scenario.spc_yaml)
     spc["metadata"]["name"] = f"{scenario.spc_name}-shared"
     spc["spec"]["parameters"]["refreshInterval"] = "1h"
     paths = _secret_paths(spc)
-    audit = tmp_path / "audit.log"
-    root = world.bao.client()
-    root.sys.enable_audit_device("file", path="e2e-sharing", options={"file_path": str(audit)})
+    audit = world.bao.audit_log
+    assert audit is not None
+    start = audit.stat().st_size
+    world.cluster.apply(spc)
+    names = ("shared-a", "shared-b")
+    for name in names:
+        world.cluster.apply(pods.pod(name, APP_SA, pods.FILES_SCRIPT, spc=spc["metadata"]["name"]))
     try:
-        start = audit.stat().st_size if audit.exists() else 0
-        world.cluster.apply(spc)
-        names = ("shared-a", "shared-b")
         for name in names:
-            world.cluster.apply(
-                pods.pod(name, APP_SA, pods.FILES_SCRIPT, spc=spc["metadata"]["name"])
-            )
-        try:
-            for name in names:
-                assert pods.wait_for_round(world.cluster, name, "FILE") == scenario.files
-            # Every pod's volume is published again and again: wait for the polls.
-            deadline = time.monotonic() + 60
-            while (
-                time.monotonic() < deadline and min(_mounts_logged(world, n) for n in names) < POLLS
-            ):
-                time.sleep(1)
-            mounts = {n: _mounts_logged(world, n) for n in names}
-            assert min(mounts.values()) >= POLLS, mounts
-            reads = _reads(audit, start, paths)
-        finally:
-            pods.delete(world.cluster, *names)
+            assert pods.wait_for_round(world.cluster, name, "FILE") == scenario.files
+        # Every pod's volume is published again and again: wait for the polls.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and min(_mounts_logged(world, n) for n in names) < POLLS:
+            time.sleep(1)
+        mounts = {n: _mounts_logged(world, n) for n in names}
+        assert min(mounts.values()) >= POLLS, mounts
+        reads = _reads(audit, start, paths)
     finally:
-        root.sys.disable_audit_device("e2e-sharing")
+        pods.delete(world.cluster, *names)
     # One read per object for the identity, however many pods and polls; a peer
     # would have read each object once per mount.
     assert reads == dict.fromkeys(paths, 1), (reads, mounts)

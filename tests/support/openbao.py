@@ -261,6 +261,9 @@ class OpenBao:
     mtls_address: str = ""  # HTTPS requiring a client certificate
     tls: TlsFiles | None = None
     workdir: Path = field(default_factory=Path)
+    # The server's own request log (JSON lines), when started with audit=True:
+    # what the backend saw, not what the provider says it sent.
+    audit_log: Path | None = None
 
     def client(self, token: str = ROOT_TOKEN, namespace: str | None = None) -> Any:
         import hvac
@@ -294,8 +297,12 @@ def _wait_ready(process: subprocess.Popen[bytes], address: str, log: Path,
 
 
 @contextlib.contextmanager
-def openbao_server(*, with_tls: bool = False) -> Iterator[OpenBao]:
-    """Start ``bao server -dev`` on free ports, wait until healthy, always stop."""
+def openbao_server(*, with_tls: bool = False, audit: bool = False) -> Iterator[OpenBao]:
+    """Start ``bao server -dev`` on free ports, wait until healthy, always stop.
+
+    ``audit``: a file audit device logging every request (OpenBao accepts audit
+    devices only from its configuration, not through the API).
+    """
     workdir = Path(tempfile.mkdtemp(prefix="openbao-"))
     port = free_port_pair()
     args = [
@@ -319,6 +326,14 @@ def openbao_server(*, with_tls: bool = False) -> Iterator[OpenBao]:
             f'  tls_client_ca_file = "{tls.client_ca}"\n}}\n'
         )
         args.append(f"-config={config}")
+    audit_log = workdir / "audit.log" if audit else None
+    if audit_log is not None:
+        audit_config = workdir / "audit.hcl"
+        audit_config.write_text(
+            f'audit "file" "requests" {{\n  options {{\n    file_path = "{audit_log}"\n'
+            "  }\n}\n"
+        )
+        args.append(f"-config={audit_config}")
     log = workdir / "bao.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
     env["HOME"] = str(workdir)
@@ -332,6 +347,7 @@ def openbao_server(*, with_tls: bool = False) -> Iterator[OpenBao]:
         mtls_address=f"https://127.0.0.1:{mtls_port}" if tls else "",
         tls=tls,
         workdir=workdir,
+        audit_log=audit_log,
     )
     try:
         _wait_ready(process, server.address, log)
