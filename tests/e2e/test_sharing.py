@@ -45,7 +45,8 @@ def _mounts_logged(world: World, pod: str) -> int:
     return sum(
         1
         for line in world.provider.log().splitlines()
-        if '"mount succeeded"' in line and f'"default/{pod}"' in line
+        # Either log format (the e2e install uses text): the message and the pod.
+        if "mount succeeded" in line and f"default/{pod}" in line
     )
 
 
