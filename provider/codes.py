@@ -98,7 +98,7 @@ SPECS: dict[ErrorCode, CodeSpec] = {
         _ARG,
         "the value cannot be rendered as asked (`jmesPath` on a non-JSON secret or no match, "
         "a value that does not decode with its `encoding`, a PFX that cannot be read, "
-        "an unknown certificate content type)",
+        "an unknown certificate content type, a `keysAsFiles` file that is not a JSON object)",
     ),
     ErrorCode.InvalidCertificate: CodeSpec(
         _ARG,
@@ -113,7 +113,7 @@ SPECS: dict[ErrorCode, CodeSpec] = {
     ErrorCode.UnsupportedKeyType: CodeSpec(
         _ARG,
         "Azure: a `key` object has no public key to write (a symmetric `oct` key) or an EC "
-        "curve that cannot be encoded: mount it as a secret or drop it",
+        "curve that cannot be encoded: remove the object from the class",
     ),
     ErrorCode.TemplateFailed: CodeSpec(
         _ARG,
