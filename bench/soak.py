@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from provider.v1alpha1 import service_pb2  # noqa: E402
 from tests.faults.provider_process import ProviderProcess  # noqa: E402
-from tests.faults.sa_tokens import sa_token  # noqa: E402
 from tests.support.moto import REGION, ROLE_ARN, moto_server, seed_client  # noqa: E402
 from tests.support.running import pod_attributes  # noqa: E402
+from tests.support.tokens import pod_token  # noqa: E402
 
 ACCOUNTS = [f"app-{i}" for i in range(5)]
 CLASSES = 3
@@ -43,8 +43,9 @@ def requests() -> list[service_pb2.MountRequest]:
             f"- objectName: soak/c{c}-s{i}\n  objectType: secretsmanager" for i in range(OBJECTS)
         )
         for sa in ACCOUNTS:
+            token = pod_token("sts.amazonaws.com", service_account=sa)
             attrs = pod_attributes({"objects": objects, "roleArn": ROLE_ARN}, service_account=sa,
-                                   tokens={"sts.amazonaws.com": sa_token("sts.amazonaws.com", sa)})
+                                   tokens={"sts.amazonaws.com": token})
             out.append(service_pb2.MountRequest(attributes=json.dumps(attrs), secrets="null",
                                                 target_path="/tmp/soak", permission="420"))
     return out

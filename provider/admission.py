@@ -23,6 +23,7 @@ import time
 from collections import deque
 from types import TracebackType
 
+from provider.codes import ErrorCode
 from provider.errors import Unavailable
 from provider.retry import Deadline
 
@@ -47,7 +48,7 @@ def default_limit(workers: int, max_parallel: int) -> int:
 class Overloaded(Unavailable):
     """Shed before the deadline: the backend's mounts could not finish in time."""
 
-    code = "Overloaded"
+    code = ErrorCode.Overloaded
 
 
 class Admission:

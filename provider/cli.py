@@ -45,13 +45,25 @@ def _duration(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _NoAbbrevParser(prog="polysecret", description=__doc__)
+    parser = _NoAbbrevParser(
+        prog="polysecret",
+        description="A Secrets Store CSI Driver provider for AWS Secrets Manager and SSM, "
+        "Azure Key Vault and HashiCorp Vault / OpenBao. Pods' secrets are fetched as the pod.",
+        epilog="'polysecret COMMAND --help' shows each command's flags and defaults.",
+    )
     parser.add_argument("--version", action="version", version=f"{PROVIDER_NAME} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_NoAbbrevParser)
 
-    serve = sub.add_parser("serve", help="serve the provider API on a Unix socket")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the provider API on a Unix socket",
+        description="Serve the provider API on <socket-dir>/<name>.sock for the Secrets Store "
+        "CSI Driver. Every flag can also come from the environment variable shown with it "
+        "(a flag on the command line wins).",
+    )
     env = os.environ.get
-    serve.add_argument("--socket-dir", default=env("POLYSECRET_SOCKET_DIR", DEFAULT_SOCKET_DIR))
+    serve.add_argument("--socket-dir", default=env("POLYSECRET_SOCKET_DIR", DEFAULT_SOCKET_DIR),
+                       help="the driver's providers directory (its linux.providersDir)")
     serve.add_argument("--name", default=PROVIDER_NAME, help="socket name = spec.provider")
     serve.add_argument(
         "--also-serve",
@@ -75,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds for in-flight mounts on SIGTERM")
     # warn, trace and off: vault-csi-provider's spellings (peerflags.LOG_LEVELS).
     serve.add_argument("--log-level", default=env("POLYSECRET_LOG_LEVEL", "info"),
-                       choices=["debug", "info", "warning", "error", *peerflags.LOG_LEVELS])
-    serve.add_argument("--log-format", default="json", choices=["json", "text"])
+                       choices=["debug", "info", "warning", "error", *peerflags.LOG_LEVELS],
+                       help="least severe level logged (debug: backend details, never values)")
+    serve.add_argument("--log-format", default="json", choices=["json", "text"],
+                       help="json lines, or text for humans")
     serve.add_argument("--node-name", default=env("NODE_NAME", ""),
                        help="this node (for region lookup)")
     serve.add_argument("--kube-api", default="", help="Kubernetes API URL (default: in-cluster)")

@@ -4,7 +4,8 @@ Every failure a Mount can end in is one of these classes. Backends translate
 their SDK's exceptions into them at the boundary (``raise ... from exc``) and the
 gRPC layer turns them into a status in exactly one place (``provider.status``).
 The status message becomes the pod's ``FailedMount`` event, so each message
-starts with a short stable code (listed in the README) and says what to fix.
+starts with a short stable code (``provider.codes.ErrorCode``, the table in
+docs/errors.md) and says what to fix.
 
     ProviderError                       (INTERNAL)       Internal
      +-- InvalidRequest                 (INVALID_ARGUMENT)
@@ -25,13 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from provider.codes import ErrorCode
+
 
 class ProviderError(Exception):
     """Base class: an unexpected failure inside the provider."""
 
-    code = "Internal"
+    code: ErrorCode = ErrorCode.Internal
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
@@ -47,7 +50,7 @@ class ProviderError(Exception):
 class InvalidRequest(ProviderError):
     """The request or the SecretProviderClass is malformed; retrying cannot help."""
 
-    code = "InvalidRequest"
+    code = ErrorCode.InvalidRequest
 
 
 class InvalidParameters(InvalidRequest):
@@ -57,9 +60,9 @@ class InvalidParameters(InvalidRequest):
     bounded (:func:`summarize`).
     """
 
-    code = "InvalidParameters"
+    code = ErrorCode.InvalidParameters
 
-    def __init__(self, problems: Iterable[str], *, code: str | None = None) -> None:
+    def __init__(self, problems: Iterable[str], *, code: ErrorCode | None = None) -> None:
         self.problems = tuple(problems)
         super().__init__(summarize(self.problems), code=code)
 
@@ -67,34 +70,34 @@ class InvalidParameters(InvalidRequest):
 class InvalidPath(InvalidRequest):
     """A file path the driver would reject (or that would escape the volume)."""
 
-    code = "InvalidPath"
+    code = ErrorCode.InvalidPath
 
 
 class MissingToken(InvalidRequest):
     """The driver sent no service-account token for an audience we need."""
 
-    code = "MissingToken"
+    code = ErrorCode.MissingToken
 
 
 class PermissionDenied(ProviderError):
     """The backend refused the pod's identity (authentication or authorisation)."""
 
-    code = "AccessDenied"
+    code = ErrorCode.AccessDenied
 
 
 class NotFound(ProviderError):
     """The object (or the requested version of it) does not exist."""
 
-    code = "ObjectNotFound"
+    code = ErrorCode.ObjectNotFound
 
 
 class Unavailable(ProviderError):
     """A transient fault: throttling, network error, server error. Retried."""
 
-    code = "BackendUnavailable"
+    code = ErrorCode.BackendUnavailable
 
     def __init__(
-        self, message: str, *, code: str | None = None, retry_after: float | None = None
+        self, message: str, *, code: ErrorCode | None = None, retry_after: float | None = None
     ) -> None:
         super().__init__(message, code=code)
         # Seconds the server asked us to wait (HTTP Retry-After), if it said.
@@ -104,7 +107,7 @@ class Unavailable(ProviderError):
 class DeadlineExceeded(ProviderError):
     """The call's deadline ran out before the objects could be fetched."""
 
-    code = "DeadlineExceeded"
+    code = ErrorCode.DeadlineExceeded
 
 
 # A backend's own error text, quoted into our messages: long enough to say what

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from provider.codes import ErrorCode
 from provider.errors import PermissionDenied
 from provider.request import MountRequest
 
@@ -40,7 +41,7 @@ def _denied(reason: str, audience: str) -> PermissionDenied:
     # Never quote the token or its claims: the reason names what is wrong only.
     return PermissionDenied(
         f"the pod's service account token for audience {audience!r} {reason}",
-        code="TokenMismatch",
+        code=ErrorCode.TokenMismatch,
     )
 
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from provider.cache import Cache
+from provider.codes import ErrorCode
 from provider.errors import NotFound, PermissionDenied, Unavailable
 
 if TYPE_CHECKING:
@@ -108,16 +109,16 @@ class KubeClient:
                 raise PermissionDenied(
                     f"the provider's service account may not read {what} "
                     f"(HTTP {exc.code}); check the provider's RBAC",
-                    code="KubernetesAccessDenied",
+                    code=ErrorCode.KubernetesAccessDenied,
                 ) from None
             raise Unavailable(
                 f"Kubernetes API answered HTTP {exc.code} reading {what}",
-                code="KubernetesUnavailable",
+                code=ErrorCode.KubernetesUnavailable,
             ) from None
         except (OSError, ValueError) as exc:
             raise Unavailable(
                 f"cannot read {what} from the Kubernetes API ({type(exc).__name__})",
-                code="KubernetesUnavailable",
+                code=ErrorCode.KubernetesUnavailable,
             ) from None
         return body
 

@@ -20,6 +20,7 @@ from provider.admission import Admission, default_limit
 from provider.backends import BackendRegistry
 from provider.backends.base import FetchContext, FetchResult, RequestObserver
 from provider.cache import Cache
+from provider.codes import ErrorCode
 from provider.dialect import ParseMemo, parse_once
 from provider.errors import (
     DeadlineExceeded,
@@ -56,7 +57,7 @@ def check_size(result: FetchResult, limit: int) -> None:
     raise InvalidRequest(
         f"the mount's files total {total} bytes, over the driver's {limit}-byte message limit "
         f"(--max-call-recv-msg-size); largest objects: {listed}",
-        code="ResponseTooLarge",
+        code=ErrorCode.ResponseTooLarge,
     )
 
 
@@ -210,7 +211,7 @@ class MountPipeline:
                     f"{self._max_objects} one class may mount (--max-objects); split the "
                     "SecretProviderClass"
                 ],
-                code="TooManyObjects",
+                code=ErrorCode.TooManyObjects,
             )
         extra: derived.DerivedPlan | None = None
         if derived.wanted(request.attributes):

@@ -40,7 +40,7 @@ class ServerSettings:
     hmac_key_file: str = ""
     health_addr: str = ""
     metrics_addr: str = ""
-    # Object cache (README "Rotation cache"): refreshInterval when a class sets
+    # Object cache (docs/operations.md "Rotation cache"): refreshInterval when a class sets
     # none, the largest a class may set, and the bounds of each object cache.
     refresh_default: float = 60.0
     refresh_max: float = 3600.0

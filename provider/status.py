@@ -1,8 +1,9 @@
 """The one place where provider errors become gRPC status codes.
 
-The driver retries only UNAVAILABLE, and shows the status message to the user
-as the pod's FailedMount event; so the code must be right and the message must
-say what to fix, with no secrets in it (it is redacted here once more).
+Each error's status is its code's (``provider.codes``). The driver retries only
+UNAVAILABLE, and shows the status message to the user as the pod's FailedMount
+event; so the code must be right and the message must say what to fix, with no
+secrets in it (it is redacted here once more).
 """
 
 from __future__ import annotations
@@ -11,27 +12,9 @@ from collections.abc import Iterable
 
 import grpc
 
-from provider.errors import (
-    MAX_MESSAGE,
-    DeadlineExceeded,
-    InvalidParameters,
-    InvalidRequest,
-    NotFound,
-    PermissionDenied,
-    ProviderError,
-    Unavailable,
-    clip,
-    summarize,
-)
+from provider.codes import ErrorCode
+from provider.errors import MAX_MESSAGE, InvalidParameters, ProviderError, clip, summarize
 from provider.redaction import redact
-
-_CODES: tuple[tuple[type[ProviderError], grpc.StatusCode], ...] = (
-    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
-)
 
 # Any status message, whatever raised it: well under gRPC's 8 KiB metadata limit.
 MAX_STATUS = MAX_MESSAGE + 512
@@ -40,10 +23,8 @@ INTERNAL_MESSAGE = "Internal: unexpected provider error (details in the provider
 
 
 def status_code(error: ProviderError) -> grpc.StatusCode:
-    for cls, code in _CODES:
-        if isinstance(error, cls):
-            return code
-    return grpc.StatusCode.INTERNAL
+    """The status of the error's code (``provider.codes``: one table for code and docs)."""
+    return error.code.status
 
 
 def to_status(error: BaseException, secrets: Iterable[str] = ()) -> tuple[grpc.StatusCode, str]:
@@ -59,6 +40,6 @@ def to_status(error: BaseException, secrets: Iterable[str] = ()) -> tuple[grpc.S
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 
 
-def error_code(error: BaseException) -> str:
+def error_code(error: BaseException) -> ErrorCode:
     """The short stable code of an error, for logs and metric labels."""
-    return error.code if isinstance(error, ProviderError) else "Internal"
+    return error.code if isinstance(error, ProviderError) else ErrorCode.Internal

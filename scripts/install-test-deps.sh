@@ -7,7 +7,7 @@
 # depends on the cache being there: a fresh machine builds everything.
 #
 # No Key Vault emulator is installed: lowkey-vault's runnable jar is not served
-# by the Maven Central reachable here (see README, "Azure Key Vault").
+# by the Maven Central reachable here (see docs/azure.md, "How it is tested").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export POLYSECRET_CACHE="${POLYSECRET_CACHE:-$HOME/.cache/polysecret}"

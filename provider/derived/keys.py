@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provider.backends.base import OutputFile
+from provider.codes import ErrorCode
 from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
 from provider.errors import InvalidParameters, InvalidRequest, Problems
 from provider.modes import parse_octal_mode
@@ -128,7 +129,7 @@ def _json_object(source: OutputFile, rule: KeysRule) -> dict[str, Any]:
     except (ValueError, RecursionError):
         # Never quote the contents: they are the secret.
         raise InvalidRequest(
-            f"{rule.where}: the file's contents are not JSON", code="InvalidSecretFormat"
+            f"{rule.where}: the file's contents are not JSON", code=ErrorCode.InvalidSecretFormat
         ) from None
     for depth, step in enumerate(rule.path, start=1):
         if not isinstance(value, dict) or step not in value:
@@ -139,7 +140,7 @@ def _json_object(source: OutputFile, rule: KeysRule) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest(
             f"{rule.where}: the file holds JSON {type(value).__name__}, not an object",
-            code="InvalidSecretFormat",
+            code=ErrorCode.InvalidSecretFormat,
         )
     return value
 

@@ -35,6 +35,7 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from provider.backends.base import OutputFile
+from provider.codes import ErrorCode
 from provider.dialect import as_text, fold_keys, parse_yaml
 from provider.errors import InvalidParameters, InvalidRequest, Problems
 from provider.modes import parse_octal_mode
@@ -381,6 +382,6 @@ def _render(rule: TemplateRule, context: dict[str, Any], values: Iterable[Any]) 
     except Exception as exc:
         # Other errors' texts may quote the values they failed on: the type only.
         raise InvalidRequest(
-            f"{rule.where}: rendering failed ({type(exc).__name__})", code="TemplateFailed"
+            f"{rule.where}: rendering failed ({type(exc).__name__})", code=ErrorCode.TemplateFailed
         ) from None
     return "".join(chunks).encode("utf-8", "surrogateescape")

@@ -52,6 +52,7 @@ from provider.backends.base import (
     OutputFile,
 )
 from provider.cache import Cache
+from provider.codes import ErrorCode
 from provider.errors import (
     DeadlineExceeded,
     InvalidParameters,
@@ -194,7 +195,7 @@ class AwsBackend(Backend[AwsPlan]):
                 f"ServiceAccount {pod.namespace}/{pod.service_account} has no "
                 f"{ROLE_ANNOTATION!r} annotation (IRSA); annotate it, set parameter "
                 "'roleArn', or set usePodIdentity: \"true\"",
-                code="AuthFailed",
+                code=ErrorCode.AuthFailed,
             )
         return role
 

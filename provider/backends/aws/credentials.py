@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from provider.cache import Cache
+from provider.codes import ErrorCode
 from provider.errors import PermissionDenied, Unavailable
 
 STS_AUDIENCE = "sts.amazonaws.com"
@@ -69,7 +70,7 @@ def pod_identity_credentials(endpoint: str, token: str, timeout: float = 5.0) ->
             raise PermissionDenied(
                 f"the EKS Pod Identity agent refused the pod's token (HTTP {exc.code}); "
                 "check the pod identity association of its service account",
-                code="AuthFailed",
+                code=ErrorCode.AuthFailed,
             ) from None
         raise Unavailable(f"the EKS Pod Identity agent answered HTTP {exc.code}") from None
     except (OSError, ValueError) as exc:

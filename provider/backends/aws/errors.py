@@ -32,6 +32,7 @@ from typing import Any
 import botocore.exceptions as bx
 import botocore.parsers
 
+from provider.codes import ErrorCode
 from provider.errors import (
     InvalidParameters,
     InvalidRequest,
@@ -255,19 +256,19 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         if code in TRANSIENT or status == 429 or status >= 500:
             return Unavailable(
                 text,
-                code="Throttled" if "hrottl" in code or status == 429 else None,
+                code=ErrorCode.Throttled if "hrottl" in code or status == 429 else None,
                 retry_after=retry_after(exc),
             )
         if code == "InvalidRequestException" and "delet" in said.lower():
             return NotFound(text)
         if status == 403:
             return PermissionDenied(text)
-        return InvalidRequest(text, code="BackendRejected")
+        return InvalidRequest(text, code=ErrorCode.BackendRejected)
     if isinstance(exc, UnreadableErrorAnswer):
         return Unavailable(
             f"{subject}: {operation}: AWS answered HTTP {exc.status} with a body that cannot "
             "be read",
-            code="Throttled" if exc.status == 429 else None,
+            code=ErrorCode.Throttled if exc.status == 429 else None,
             retry_after=exc.retry_after,
         )
     if isinstance(exc, UNREADABLE):
@@ -276,7 +277,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         return Unavailable(f"{subject}: {operation}: cannot reach AWS ({name})")
     if isinstance(exc, NO_CREDENTIALS):
         return PermissionDenied(
-            f"{subject}: no usable AWS credentials for {operation}", code="AuthFailed"
+            f"{subject}: no usable AWS credentials for {operation}", code=ErrorCode.AuthFailed
         )
     if isinstance(exc, bx.ParamValidationError):
         return InvalidParameters(
@@ -291,7 +292,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         return InvalidRequest(
             f"{subject}: {operation}: the provider's AWS SDK setup cannot make this request "
             f"({name}); check the provider's AWS_* environment and its installation",
-            code="ProviderMisconfigured",
+            code=ErrorCode.ProviderMisconfigured,
         )
     if isinstance(exc, PARSER_FAULTS):
         return Unavailable(

@@ -21,6 +21,7 @@ import jmespath.exceptions
 
 from provider.backends.aws.config import AwsObject
 from provider.backends.base import ObjectVersion, OutputFile
+from provider.codes import ErrorCode
 from provider.encodings import decode
 from provider.errors import InvalidRequest, Unavailable
 
@@ -70,7 +71,7 @@ def render(obj: AwsObject, fetched: Fetched) -> tuple[list[OutputFile], list[Obj
         # The message names the encoding, never the value.
         raise InvalidRequest(
             f"object {obj.object_name!r}: parameter 'objectEncoding': {exc}",
-            code="InvalidSecretFormat",
+            code=ErrorCode.InvalidSecretFormat,
         ) from None
     files = [OutputFile(obj.file_name, obj.mode, value, obj.object_name)]
     versions = [ObjectVersion(obj.file_name, fetched.version)]
@@ -82,7 +83,7 @@ def render(obj: AwsObject, fetched: Fetched) -> tuple[list[OutputFile], list[Obj
         raise InvalidRequest(
             f"object {obj.object_name!r}: parameter 'jmesPath' needs a JSON secret, "
             "but the value is not valid JSON",
-            code="InvalidSecretFormat",
+            code=ErrorCode.InvalidSecretFormat,
         ) from None
     for entry in obj.jmes:
         where = (
@@ -98,16 +99,16 @@ def render(obj: AwsObject, fetched: Fetched) -> tuple[list[OutputFile], list[Obj
             raise InvalidRequest(
                 f"{where} cannot be evaluated over the secret: {exc.function_name}() "
                 f"expects {expected}, got {exc.actual_type}",
-                code="InvalidSecretFormat",
+                code=ErrorCode.InvalidSecretFormat,
             ) from None
         except jmespath.exceptions.JMESPathError as exc:  # e.g. an unknown function
             raise InvalidRequest(
                 f"{where} cannot be evaluated over the secret ({type(exc).__name__})",
-                code="InvalidSecretFormat",
+                code=ErrorCode.InvalidSecretFormat,
             ) from None
         if result is None:
             raise InvalidRequest(
-                f"{where} matches nothing in the secret", code="InvalidSecretFormat"
+                f"{where} matches nothing in the secret", code=ErrorCode.InvalidSecretFormat
             )
         # The AWS provider insists on a string result; other JSON values are
         # written as JSON text rather than failing the mount.

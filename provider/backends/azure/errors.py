@@ -16,6 +16,7 @@ from __future__ import annotations
 import azure.core.exceptions as ax
 import azure.identity as ai
 
+from provider.codes import ErrorCode
 from provider.errors import (
     InvalidParameters,
     InvalidRequest,
@@ -99,14 +100,14 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
 
     # Transient first: a throttled or failing token endpoint is not a denial.
     if status == 429:
-        return Unavailable(text, code="Throttled", retry_after=retry_after(exc))
+        return Unavailable(text, code=ErrorCode.Throttled, retry_after=retry_after(exc))
     if status >= 500:
         return Unavailable(text, retry_after=retry_after(exc))
     if isinstance(exc, ax.ResourceNotFoundError) or status == 404:
         return NotFound(text)
     if isinstance(exc, ai.CredentialUnavailableError):
         # No managed identity endpoint answered (or none is configured).
-        return Unavailable(text, code="IdentityUnavailable")
+        return Unavailable(text, code=ErrorCode.IdentityUnavailable)
     if isinstance(exc, ax.ClientAuthenticationError) and _no_token_no_error(exc):
         # Azure AD answered, but neither a token nor an error (`200 {}`, a 5xx
         # body without AADSTS code: a proxy or a fault in between): transient,
@@ -117,7 +118,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
             retry_after=retry_after(exc),
         )
     if isinstance(exc, ax.ClientAuthenticationError | ai.AuthenticationRequiredError):
-        return PermissionDenied(text, code="AuthFailed")
+        return PermissionDenied(text, code=ErrorCode.AuthFailed)
     if status in (401, 403):
         return PermissionDenied(text)
     if isinstance(exc, ax.ServiceRequestError | ax.ServiceResponseError | ax.TooManyRedirectsError):
@@ -135,7 +136,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         )
     if isinstance(exc, ax.HttpResponseError):
         # 400, 409, 412 ... : Key Vault rejected what we asked; retrying cannot help.
-        return InvalidRequest(text, code="BackendRejected")
+        return InvalidRequest(text, code=ErrorCode.BackendRejected)
     if isinstance(exc, ax.SerializationError):
         # The SDK could not put the object's name or version into a request.
         return InvalidParameters(

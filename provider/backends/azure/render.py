@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from provider.backends.azure.config import AzureObject
+from provider.codes import ErrorCode
 from provider.encodings import decode
 from provider.errors import InvalidRequest
 
@@ -71,14 +72,14 @@ def render_secret(obj: AzureObject, secret: SecretValue, *, construct_chain: boo
             raise InvalidRequest(
                 f"{obj.describe}: the certificate's secret has the unknown content type "
                 f"{secret.content_type[:40]!r} (expected {PFX_CONTENT_TYPE} or {PEM_CONTENT_TYPE})",
-                code="InvalidSecretFormat",
+                code=ErrorCode.InvalidSecretFormat,
             )
     try:
         return decode(content, obj.encoding)
     except ValueError as exc:
         raise InvalidRequest(
             f"{obj.describe}: parameter 'objectEncoding' {obj.encoding}: {exc}",
-            code="InvalidSecretFormat",
+            code=ErrorCode.InvalidSecretFormat,
         ) from None
 
 
@@ -98,7 +99,7 @@ def _load_pfx(value: str, obj: AzureObject) -> Pfx:
     raise InvalidRequest(
         f"{obj.describe}: the certificate's secret is not a readable PKCS#12 (PFX) "
         "without a password",
-        code="InvalidSecretFormat",
+        code=ErrorCode.InvalidSecretFormat,
     )
 
 
@@ -180,7 +181,7 @@ def render_key(obj: AzureObject, jwk: Mapping[str, Any]) -> bytes:
             if curve is None:
                 raise InvalidRequest(
                     f"{obj.describe}: EC curve {jwk.get('crv')!r} is not supported",
-                    code="UnsupportedKeyType",
+                    code=ErrorCode.UnsupportedKeyType,
                 )
             numbers = ec.EllipticCurvePublicNumbers(_int(jwk["x"]), _int(jwk["y"]), curve)
             public = numbers.public_key()
@@ -188,11 +189,11 @@ def render_key(obj: AzureObject, jwk: Mapping[str, Any]) -> bytes:
             raise InvalidRequest(
                 f"{obj.describe}: key type {kty!r} has no public key to write (only RSA and "
                 "EC keys can be mounted)",
-                code="UnsupportedKeyType",
+                code=ErrorCode.UnsupportedKeyType,
             )
     except (KeyError, ValueError, TypeError):
         raise InvalidRequest(
-            f"{obj.describe}: Key Vault returned an incomplete {kty} key", code="InvalidKey"
+            f"{obj.describe}: Key Vault returned an incomplete {kty} key", code=ErrorCode.InvalidKey
         ) from None
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     return bytes(public.public_bytes(serialization.Encoding.PEM, spki))
@@ -201,10 +202,10 @@ def render_key(obj: AzureObject, jwk: Mapping[str, Any]) -> bytes:
 def render_cert(obj: AzureObject, cer: bytes | None) -> bytes:
     if not cer:
         raise InvalidRequest(f"{obj.describe}: Key Vault returned no certificate (cer)",
-                             code="InvalidCertificate")
+                             code=ErrorCode.InvalidCertificate)
     try:
         cert = x509.load_der_x509_certificate(bytes(cer))
     except ValueError:
         raise InvalidRequest(f"{obj.describe}: the certificate is not valid DER",
-                             code="InvalidCertificate") from None
+                             code=ErrorCode.InvalidCertificate) from None
     return cert.public_bytes(serialization.Encoding.PEM)

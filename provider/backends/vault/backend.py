@@ -31,6 +31,7 @@ from provider.backends.vault.config import ReadKey, VaultObject, VaultPlan, pars
 from provider.backends.vault.errors import translate
 from provider.backends.vault.render import check, render
 from provider.backends.vault.transport import VaultTransport, transport_cache
+from provider.codes import ErrorCode
 from provider.errors import PermissionDenied, Unavailable
 from provider.identity import verified_token
 from provider.request import MountRequest
@@ -149,7 +150,7 @@ class VaultBackend(Backend[VaultPlan]):
             found = token_from_login(answer)
             if found is None:
                 raise PermissionDenied(f"{subject}: Vault's answer holds no token",
-                                       code="AuthFailed")
+                                       code=ErrorCode.AuthFailed)
             log.debug("vault login", extra={"role": plan.role, "service_account": who,
                                             "ttl": found.lease_seconds})
             return found

@@ -26,6 +26,7 @@ import hvac.exceptions as hx
 import requests.exceptions as rx
 
 from provider.backends.vault.transport import UnusableAnswer
+from provider.codes import ErrorCode
 from provider.errors import (
     InvalidParameters,
     InvalidRequest,
@@ -100,19 +101,19 @@ def translate(
         if isinstance(exc, hx.Forbidden | hx.Unauthorized):
             return PermissionDenied(
                 f"{subject}: Vault denied {operation}{tail}",
-                code="AuthFailed" if login else None,
+                code=ErrorCode.AuthFailed if login else None,
             )
         if isinstance(exc, hx.InvalidPath):
             if login:
                 return PermissionDenied(
                     f"{subject}: no such auth mount or role{tail} (check 'vaultAuthMountPath' "
                     "and 'roleName')",
-                    code="AuthFailed",
+                    code=ErrorCode.AuthFailed,
                 )
             return NotFound(f"{subject}: nothing at this path in Vault{tail}")
         if isinstance(exc, hx.RateLimitExceeded):
             return Unavailable(f"{subject}: Vault is rate limiting {operation}{tail}",
-                               code="Throttled", retry_after=retry_after)
+                               code=ErrorCode.Throttled, retry_after=retry_after)
         if isinstance(exc, TRANSIENT_VAULT) or type(exc) is hx.VaultError:
             # hvac raises the base class itself for answers it cannot classify.
             return Unavailable(f"{subject}: Vault could not serve {operation}{tail}",
@@ -122,13 +123,13 @@ def translate(
                 # jwt/kubernetes auth answer 400 for a role that does not exist or
                 # a token whose claims the role does not allow.
                 return PermissionDenied(f"{subject}: Vault rejected the login{tail}",
-                                        code="AuthFailed")
+                                        code=ErrorCode.AuthFailed)
             return InvalidRequest(f"{subject}: Vault rejected {operation}{tail}",
-                                  code="BackendRejected")
+                                  code=ErrorCode.BackendRejected)
         if isinstance(exc, hx.UnsupportedOperation):
             return InvalidRequest(
                 f"{subject}: Vault does not support {operation} here (check 'method'){tail}",
-                code="BackendRejected",
+                code=ErrorCode.BackendRejected,
             )
         return Unavailable(f"{subject}: unexpected Vault error {type(exc).__name__}{tail}")
     if isinstance(exc, rx.SSLError):
@@ -137,7 +138,7 @@ def translate(
                 f"{subject}: TLS with Vault failed ({_ssl_reason(exc)}); check "
                 "'vaultCACertPath', 'vaultCADirectory', 'vaultTLSServerName', "
                 "'vaultTLSClientCertPath' and 'vaultTLSClientKeyPath'",
-                code="TLSFailed",
+                code=ErrorCode.TLSFailed,
             )
         # TLS 1.3 servers that require a client certificate mostly just close the
         # connection (EOF) rather than say so: the same symptom as a restart.
@@ -162,7 +163,7 @@ def translate(
         return InvalidRequest(
             f"{subject}: cannot use the TLS files ({type(exc).__name__}); check the "
             "certificate parameters",
-            code="TLSFailed",
+            code=ErrorCode.TLSFailed,
         )
     if isinstance(exc, ValueError):
         # A body that is not JSON: a proxy or something else answered, not Vault.

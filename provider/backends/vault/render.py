@@ -25,6 +25,7 @@ from typing import Any
 
 from provider.backends.base import ObjectVersion, OutputFile
 from provider.backends.vault.config import VaultObject
+from provider.codes import ErrorCode
 from provider.encodings import decode
 from provider.errors import InvalidRequest, NotFound, Unavailable
 
@@ -115,7 +116,7 @@ def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
         # The message names the encoding, never the value.
         raise InvalidRequest(
             f"{_subject(obj)}: parameter 'encoding': key {obj.secret_key!r}: {exc}",
-            code="InvalidSecretFormat",
+            code=ErrorCode.InvalidSecretFormat,
         ) from None
 
 

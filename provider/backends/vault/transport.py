@@ -28,6 +28,7 @@ import urllib3.connectionpool
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.backends.vault.config import VaultConnection
 from provider.cache import Cache
+from provider.codes import ErrorCode
 from provider.errors import InvalidRequest
 from provider.retry import parse_retry_after
 
@@ -53,7 +54,7 @@ def build_ssl_context(tls: VaultTls) -> ssl.SSLContext:
             raise InvalidRequest(
                 "parameters 'vaultTLSClientCertPath'/'vaultTLSClientKeyPath': cannot load the "
                 f"client certificate and key ({type(exc).__name__}: {_reason(exc)})",
-                code="TLSFailed",
+                code=ErrorCode.TLSFailed,
             ) from None
     return ctx
 
@@ -69,7 +70,7 @@ def _load_ca_file(ctx: ssl.SSLContext, path: str, parameter: str) -> None:
         raise InvalidRequest(
             f"parameter {parameter!r}: cannot load CA certificates from {path!r} "
             f"({type(exc).__name__}: {_reason(exc)})",
-            code="TLSFailed",
+            code=ErrorCode.TLSFailed,
         ) from None
 
 
@@ -79,7 +80,7 @@ def _load_ca_directory(ctx: ssl.SSLContext, directory: str) -> None:
     if not root.is_dir():
         raise InvalidRequest(
             f"parameter 'vaultCADirectory': {directory!r} is not a readable directory",
-            code="TLSFailed",
+            code=ErrorCode.TLSFailed,
         )
     loaded = 0
     for entry in sorted(root.iterdir()):
@@ -93,7 +94,7 @@ def _load_ca_directory(ctx: ssl.SSLContext, directory: str) -> None:
     if not loaded:
         raise InvalidRequest(
             f"parameter 'vaultCADirectory': no PEM certificate found in {directory!r}",
-            code="TLSFailed",
+            code=ErrorCode.TLSFailed,
         )
 
 
