@@ -75,9 +75,13 @@ proto-check:
 	echo "generated protobuf code is up to date" || \
 	{ echo "provider/v1alpha1 is stale: run 'make proto'"; rm -rf $$tmp; exit 1; }
 
+# Figures, not pass/fail (a shared 2-core machine: compare within one run).
 bench: install-test
 	$(PYTHON) bench/mount_bench.py
 	$(PYTHON) bench/rotation.py
+	$(PYTHON) bench/cost.py
+	$(PYTHON) bench/overload.py
+	$(PYTHON) bench/soak.py
 
 lint-deploy:
 	bash scripts/lint-deploy.sh
