@@ -240,3 +240,28 @@ def as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value).strip() if isinstance(value, str) else str(value)
+
+
+def yaml_entries(
+    text: str, parameter: str, known: tuple[str, ...], needs: str, problems: Problems
+) -> list[tuple[str, dict[str, Any]]]:
+    """A parameter holding a YAML list of mappings: ``(where, fields)`` per entry.
+
+    Keys are folded to ``known`` (unknown ones reported); an entry that is not
+    a mapping is reported as needing ``needs``. Entries count from 1 in messages.
+    """
+    document = parse_yaml(text, f"parameter {parameter!r}", problems)
+    if document is None:
+        return []
+    if not isinstance(document, list):
+        problems.add(f"parameter {parameter!r} must be a YAML list of entries")
+        return []
+    out: list[tuple[str, dict[str, Any]]] = []
+    for index, item in enumerate(document, start=1):
+        where = f"parameter {parameter!r}, entry {index}"
+        if not isinstance(item, dict):
+            problems.add(f"{where}: must be a mapping with {needs}")
+            continue
+        out.append((where, fold_keys(item, known, where, problems)))
+    return out
+

@@ -25,7 +25,7 @@ from typing import Any
 
 from provider.backends.base import OutputFile
 from provider.codes import ErrorCode
-from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+from provider.dialect import as_text, parse_bool, yaml_entries
 from provider.errors import InvalidParameters, InvalidRequest, Problems
 from provider.modes import parse_octal_mode
 from provider.paths import path_problem
@@ -58,19 +58,8 @@ def _shown(text: str) -> str:
 def parse_keys(text: str, problems: Problems) -> list[KeysRule]:
     if not text.strip():
         return []
-    document = parse_yaml(text, f"parameter {KEYS_PARAMETER!r}", problems)
-    if document is None:
-        return []
-    if not isinstance(document, list):
-        problems.add(f"parameter {KEYS_PARAMETER!r} must be a YAML list of entries")
-        return []
     rules: list[KeysRule] = []
-    for index, item in enumerate(document, start=1):
-        where = f"parameter {KEYS_PARAMETER!r}, entry {index}"
-        if not isinstance(item, dict):
-            problems.add(f"{where}: must be a mapping with at least 'file'")
-            continue
-        fields = fold_keys(item, _FIELDS, where, problems)
+    for where, fields in yaml_entries(text, KEYS_PARAMETER, _FIELDS, "at least 'file'", problems):
         file = as_text(fields.get("file"))
         if not file:
             problems.add(f"{where}: 'file' is required (the file of a JSON object to split)")

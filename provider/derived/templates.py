@@ -36,7 +36,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from provider.backends.base import OutputFile
 from provider.codes import ErrorCode
-from provider.dialect import as_text, fold_keys, parse_yaml
+from provider.dialect import as_text, yaml_entries
 from provider.errors import InvalidParameters, InvalidRequest, Problems
 from provider.modes import parse_octal_mode
 from provider.paths import path_problem
@@ -249,16 +249,11 @@ def _structure_problems(tree: nodes.Template) -> list[str]:
 
 
 def parse_templates(text: str, problems: Problems) -> list[TemplateRule]:
-    document = parse_yaml(text, f"parameter {TEMPLATES_PARAMETER!r}", problems)
-    if document is None:
-        return []
-    if not isinstance(document, list):
-        problems.add(f"parameter {TEMPLATES_PARAMETER!r} must be a YAML list of entries")
-        return []
-    if len(document) > MAX_TEMPLATES:
+    entries = yaml_entries(text, TEMPLATES_PARAMETER, _FIELDS, "'file' and 'template'", problems)
+    if len(entries) > MAX_TEMPLATES:
         problems.add(f"parameter {TEMPLATES_PARAMETER!r}: at most {MAX_TEMPLATES} templates")
         return []
-    total = sum(len(str(i.get("template", ""))) for i in document if isinstance(i, dict))
+    total = sum(len(str(fields.get("template", ""))) for _, fields in entries)
     if total > MAX_TOTAL_SOURCE_BYTES:
         problems.add(
             f"parameter {TEMPLATES_PARAMETER!r}: the templates total {total} bytes, over "
@@ -267,20 +262,15 @@ def parse_templates(text: str, problems: Problems) -> list[TemplateRule]:
         return []
     env = environment()
     rules: list[TemplateRule] = []
-    for index, item in enumerate(document, start=1):
-        where = f"parameter {TEMPLATES_PARAMETER!r}, entry {index}"
-        if not isinstance(item, dict):
-            problems.add(f"{where}: must be a mapping with 'file' and 'template'")
-            continue
-        fields = fold_keys(item, _FIELDS, where, problems)
+    for entry, fields in entries:
         file = as_text(fields.get("file"))
         source = fields.get("template")
         if not file or not isinstance(source, str):
-            problems.add(f"{where}: 'file' and 'template' (a string) are required")
+            problems.add(f"{entry}: 'file' and 'template' (a string) are required")
             continue
         why = path_problem(file)
         if why is not None:
-            problems.add(f"{where}: file path {file[:80]!r} {why}")
+            problems.add(f"{entry}: file path {file[:80]!r} {why}")
             continue
         where = f"parameter {TEMPLATES_PARAMETER!r}, file {file!r}"
         if len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
