@@ -78,9 +78,7 @@ async def check(pipeline: Any, spc: SecretProviderClass) -> Finding:
     request = parse_mount_request(
         attributes=json.dumps(build_attributes(spc, pod)),
         secrets=json.dumps(ASSUMED_SECRETS),
-        target_path="/lint",
         permission="420",
-        current_versions={},
     )
     from provider.retry import Deadline
 

@@ -70,9 +70,7 @@ class MountRequest:
     secrets: Mapping[str, str] = field(repr=False)
     tokens: Mapping[str, ServiceAccountToken] = field(repr=False)
     pod: PodInfo
-    target_path: str
     default_mode: int
-    current_versions: Mapping[str, str]
 
     def token_for(self, audience: str, *, parameter: str = "audience") -> str:
         """The pod's token for ``audience``, or an error telling how to get one."""
@@ -186,9 +184,7 @@ def parse_mount_request(
     *,
     attributes: str,
     secrets: str,
-    target_path: str,
     permission: str,
-    current_versions: Mapping[str, str],
 ) -> MountRequest:
     """Build a :class:`MountRequest` from the wire fields."""
     attrs = _string_map(_load_json_object(attributes, "attributes"), "attributes")
@@ -212,7 +208,5 @@ def parse_mount_request(
         secrets=MappingProxyType(secret_map),
         tokens=MappingProxyType(tokens),
         pod=pod,
-        target_path=target_path,
         default_mode=parse_permission(permission),
-        current_versions=MappingProxyType(dict(current_versions)),
     )

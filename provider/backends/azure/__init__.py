@@ -16,6 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from provider.errors import Problems
+
+# What `pip install 'polysecret[azure]'` brings (provider.backends.installed).
+SDK = ("azure.identity", "azure.keyvault.secrets", "cryptography")
+# The dialect's marks, for the message when no backend claims a class.
+DIALECT = "keyvaultName"
+
 DEFAULT_ENDPOINT_TEMPLATE = "https://{vault}.{suffix}/"
 
 
@@ -84,6 +91,10 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Azure
         api_version=getattr(args, "azure_api_version", None) or "",
         verify_challenge_resource=not getattr(args, "azure_skip_challenge_resource_check", False),
     )
+
+
+def claims(attributes: Mapping[str, str], problems: Problems) -> bool:
+    return "keyvaultName" in attributes
 
 
 def create(settings: AzureSettings | None, services: Any) -> Any:
