@@ -45,7 +45,7 @@ def _duration(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _NoAbbrevParser(prog="polysecret", description=__doc__)
+    parser = _NoAbbrevParser(prog="polysecret", description="Secrets Store CSI Driver provider.")
     parser.add_argument("--version", action="version", version=f"{PROVIDER_NAME} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_NoAbbrevParser)
 
