@@ -55,9 +55,8 @@ class PodInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class ServiceAccountToken:
-    """One projected token from the CSIDriver's ``tokenRequests``."""
+    """One projected token from the CSIDriver's ``tokenRequests`` (keyed by its audience)."""
 
-    audience: str
     token: str = field(repr=False)
     expires: datetime | None = None
 
@@ -161,9 +160,7 @@ def _parse_tokens(text: str | None) -> dict[str, ServiceAccountToken]:
                 expires = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
             except ValueError:
                 expires = None
-        tokens[audience] = ServiceAccountToken(
-            audience=audience, token=entry["token"], expires=expires
-        )
+        tokens[audience] = ServiceAccountToken(token=entry["token"], expires=expires)
     return tokens
 
 

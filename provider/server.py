@@ -79,7 +79,8 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
         record = MountRecord(self._metrics, self._served_name)
         try:
             record.request = parsed = parse_mount_request(
-                attributes=request.attributes, secrets=request.secrets,
+                attributes=request.attributes,
+                secrets=request.secrets,
                 permission=request.permission,
             )
             deadline = self._deadline(context)
