@@ -55,6 +55,7 @@ image:
 lint:
 	$(PYTHON) -m ruff check provider tests bench scripts
 	$(PYTHON) -m mypy
+	lint-imports
 
 fmt:
 	$(PYTHON) -m ruff check --fix provider tests bench scripts

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 
 from provider.backends import BackendRegistry
-from provider.backends.base import BackendServices, RequestObserver
+from provider.backends.base import BackendServices
 from provider.cache import CacheSet
 from provider.health import GrpcHealth, HttpEndpoint, Probes, Route, probe_route
 from provider.kube import KubeClient
@@ -23,7 +23,7 @@ from provider.metrics import Metrics
 from provider.objectcache import ObjectCache, RefreshPolicy
 from provider.pipeline import MountPipeline
 from provider.pools import BackendPools
-from provider.server import MountObserver, ProviderServer
+from provider.server import ProviderServer
 from provider.settings import ServerSettings
 
 log = logging.getLogger("provider.app")
@@ -36,8 +36,6 @@ class App:
         environ: Mapping[str, str],
         *,
         hmac_key: bytes,
-        observer: RequestObserver | None = None,
-        mount_observer: MountObserver | None = None,
     ) -> None:
         self.settings = settings
         # One pool per backend: a slow backend cannot take another's threads.
@@ -59,7 +57,6 @@ class App:
             node_name=settings.node_name,
             hmac_key=hmac_key,
             kube=kube,
-            environ=dict(environ),
             caches=self.caches,
         )
         self.objects = ObjectCache(
@@ -76,7 +73,7 @@ class App:
             registry=self.registry,
             pools=self.executor,
             max_parallel=settings.max_parallel,
-            observer=observer or self.metrics,
+            observer=self.metrics,
             max_objects=settings.max_objects,
             max_mounts=settings.max_mounts,
             plan_cache_bytes=settings.plan_cache_mib * 1024 * 1024,
@@ -90,7 +87,7 @@ class App:
             socket_dir=settings.socket_dir,
             names=settings.names,
             mount_timeout=settings.mount_timeout,
-            observer=mount_observer or self.metrics,
+            metrics=self.metrics,
             extra_services=[self.grpc_health.register],
         )
         self.probes = Probes(sockets=self.server.paths)
@@ -127,7 +124,15 @@ class App:
             raise
         await self.grpc_health.serving()
         self.probes.started = True
-        log.info("ready", extra={"sockets": [str(p) for p in self.server.paths]})
+        log.info(
+            "ready",
+            extra={
+                "sockets": [str(p) for p in self.server.paths],
+                # Those whose SDK is installed: a class for another fails with
+                # BackendNotInstalled, naming the pip extra.
+                "backends": self.registry.available(),
+            },
+        )
 
     async def stop(self) -> None:
         self.probes.stopping = True

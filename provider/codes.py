@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     BackendRejected = "BackendRejected"
     TLSFailed = "TLSFailed"
     ProviderMisconfigured = "ProviderMisconfigured"
+    BackendNotInstalled = "BackendNotInstalled"
     AccessDenied = "AccessDenied"
     AuthFailed = "AuthFailed"
     TokenMismatch = "TokenMismatch"
@@ -139,6 +140,11 @@ SPECS: dict[ErrorCode, CodeSpec] = {
         "Vault's certificate is not trusted or does not match its name, the CA or client "
         "files cannot be read, or the client certificate was refused: mount the CA "
         "(`extraVolumes`) and set `vault.caCert` or `vaultCACertPath`",
+    ),
+    ErrorCode.BackendNotInstalled: CodeSpec(
+        _ARG,
+        "the backend's SDK is not installed in the provider: install `polysecret[<backend>]` "
+        "(the image has all three)",
     ),
     ErrorCode.ProviderMisconfigured: CodeSpec(
         _ARG,

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from provider import PROVIDER_NAME
+from provider.backends import BACKEND_NAMES
 from provider.errors import InvalidParameters, ProviderError
 from provider.spc import PodContext, SecretProviderClass, build_attributes, spc_from_document
 
@@ -78,9 +80,7 @@ async def check(pipeline: Any, spc: SecretProviderClass) -> Finding:
     request = parse_mount_request(
         attributes=json.dumps(build_attributes(spc, pod)),
         secrets=json.dumps(ASSUMED_SECRETS),
-        target_path="/lint",
         permission="420",
-        current_versions={},
     )
     from provider.retry import Deadline
 
@@ -114,7 +114,7 @@ def _pipeline() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    served = set(args.provider_name or ("polysecret", "aws", "azure", "vault"))
+    served = set(args.provider_name or (PROVIDER_NAME, *BACKEND_NAMES))
     texts = [
         sys.stdin.read() if f == "-" else Path(f).read_text(encoding="utf-8") for f in args.files
     ]

@@ -1,7 +1,7 @@
 """Prometheus metrics: what mounts and backend requests did, never what they fetched.
 
 One :class:`Metrics` per App is both hooks the server and the backends call
-(:class:`provider.server.MountObserver`, :class:`provider.backends.base.RequestObserver`),
+(:class:`provider.observer.MountMetrics`, :class:`provider.backends.base.RequestObserver`),
 backed by its own registry so several Apps (tests) never share counters.
 
 Labels are closed sets we choose: the backend name, our error codes, the
@@ -34,7 +34,6 @@ from prometheus_client.registry import Collector
 
 from provider import __version__
 from provider.cache import CacheSet
-from provider.server import MountObserver
 
 NAMESPACE = "polysecret"
 # Mounts: a cached token + one GET is ~10 ms; logins, cold SDK imports and
@@ -53,7 +52,7 @@ def label(value: str) -> str:
     return value if _SAFE_LABEL.match(value) else "other"
 
 
-class Metrics(MountObserver):
+class Metrics:
     """Counters and histograms for mounts and backend requests (both observer hooks)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -127,7 +126,7 @@ class Metrics(MountObserver):
     def cache_lookup(self, cache: str, result: str) -> None:
         self.cache_lookups.labels(label(cache), label(result)).inc()
 
-    # -- MountObserver ------------------------------------------------------
+    # -- MountMetrics -------------------------------------------------------
 
     def mount_started(self) -> None:
         self.in_flight.inc()

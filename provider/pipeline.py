@@ -18,7 +18,7 @@ from typing import Any
 from provider import derived
 from provider.admission import Admission, default_limit
 from provider.backends import BackendRegistry
-from provider.backends.base import FetchContext, FetchResult, RequestObserver
+from provider.backends.base import Backend, FetchContext, FetchResult, RequestObserver
 from provider.cache import Cache
 from provider.codes import ErrorCode
 from provider.dialect import ParseMemo, parse_once
@@ -31,7 +31,7 @@ from provider.errors import (
 from provider.objectcache import ObjectCache
 from provider.paths import check_paths
 from provider.pools import BackendPools
-from provider.request import POD_KEY_PREFIX, MountRequest, parse_mount_request
+from provider.request import POD_KEY_PREFIX, MountRequest
 from provider.retry import Deadline, RetryPolicy
 from provider.selection import choose_backend
 
@@ -71,21 +71,12 @@ class MountOutcome:
 
 
 @dataclass(frozen=True)
-class MountInput:
-    """The wire fields of a Mount call, as plain values."""
-
-    attributes: str
-    secrets: str
-    target_path: str
-    permission: str
-    current_versions: Mapping[str, str]
-
-
-@dataclass(frozen=True)
 class Prepared:
     """A request's backend and validated plan: everything before the network."""
 
     backend: str
+    # The backend itself: chosen and created once per mount, here.
+    implementation: Backend[Any]
     plan: Any
     # keysAsFiles / templates (provider.derived), None when the class has none.
     extra: derived.DerivedPlan | None = None
@@ -96,6 +87,7 @@ class _Planned:
     """A plan cache entry (``size``: a bound on its memory; ``keep``: cacheable)."""
 
     backend: str
+    implementation: Backend[Any]
     plan: Any
     extra: derived.DerivedPlan | None
     size: int
@@ -148,15 +140,6 @@ class MountPipeline:
         # cannot take the backends' threads either.
         self._planner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="plan")
 
-    def parse(self, wire: MountInput) -> MountRequest:
-        return parse_mount_request(
-            attributes=wire.attributes,
-            secrets=wire.secrets,
-            target_path=wire.target_path,
-            permission=wire.permission,
-            current_versions=wire.current_versions,
-        )
-
     def admission(self, backend: str) -> Admission:
         found = self._admission.get(backend)
         if found is None:
@@ -184,7 +167,12 @@ class MountPipeline:
             ) from None
         if not planned.keep and planned.request is not request:
             planned = await self._plan(request, served_name)
-        return Prepared(backend=planned.backend, plan=planned.plan, extra=planned.extra)
+        return Prepared(
+            backend=planned.backend,
+            implementation=planned.implementation,
+            plan=planned.plan,
+            extra=planned.extra,
+        )
 
     async def _plan(self, request: MountRequest, served_name: str) -> _Planned:
         loop = asyncio.get_running_loop()
@@ -192,7 +180,7 @@ class MountPipeline:
 
         def select() -> str:
             with parse_once(memo):
-                return choose_backend(request.attributes, served_name)
+                return choose_backend(request.attributes, served_name, self._registry.packages)
 
         name = await loop.run_in_executor(self._planner, select)
         backend = await self._registry.get(name)
@@ -225,15 +213,12 @@ class MountPipeline:
         size = sum(len(k) + len(v) for k, v in request.attributes.items())
         size = PLAN_BYTES_PER_CHAR * size + (extra.memory if extra else 0)
         keep = backend.cache_plans
-        return _Planned(
-            name, planned, extra, size, keep, None if keep else request
-        )
+        return _Planned(name, backend, planned, extra, size, keep, None if keep else request)
 
     async def fetch(
         self, request: MountRequest, prepared: Prepared, *, deadline: Deadline
     ) -> MountOutcome:
-        name = prepared.backend
-        backend = await self._registry.get(name)
+        name, backend = prepared.backend, prepared.implementation
         ctx = FetchContext(
             request=request,
             deadline=deadline,

@@ -55,9 +55,8 @@ class PodInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class ServiceAccountToken:
-    """One projected token from the CSIDriver's ``tokenRequests``."""
+    """One projected token from the CSIDriver's ``tokenRequests`` (keyed by its audience)."""
 
-    audience: str
     token: str = field(repr=False)
     expires: datetime | None = None
 
@@ -70,9 +69,7 @@ class MountRequest:
     secrets: Mapping[str, str] = field(repr=False)
     tokens: Mapping[str, ServiceAccountToken] = field(repr=False)
     pod: PodInfo
-    target_path: str
     default_mode: int
-    current_versions: Mapping[str, str]
 
     def token_for(self, audience: str, *, parameter: str = "audience") -> str:
         """The pod's token for ``audience``, or an error telling how to get one."""
@@ -163,9 +160,7 @@ def _parse_tokens(text: str | None) -> dict[str, ServiceAccountToken]:
                 expires = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
             except ValueError:
                 expires = None
-        tokens[audience] = ServiceAccountToken(
-            audience=audience, token=entry["token"], expires=expires
-        )
+        tokens[audience] = ServiceAccountToken(token=entry["token"], expires=expires)
     return tokens
 
 
@@ -186,9 +181,7 @@ def parse_mount_request(
     *,
     attributes: str,
     secrets: str,
-    target_path: str,
     permission: str,
-    current_versions: Mapping[str, str],
 ) -> MountRequest:
     """Build a :class:`MountRequest` from the wire fields."""
     attrs = _string_map(_load_json_object(attributes, "attributes"), "attributes")
@@ -212,7 +205,5 @@ def parse_mount_request(
         secrets=MappingProxyType(secret_map),
         tokens=MappingProxyType(tokens),
         pod=pod,
-        target_path=target_path,
         default_mode=parse_permission(permission),
-        current_versions=MappingProxyType(dict(current_versions)),
     )

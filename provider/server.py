@@ -3,8 +3,8 @@
 One ``grpc.aio`` server per socket name, because the name the driver reached us
 by is itself a way to choose the backend (``--also-serve aws`` makes us a
 drop-in for ``provider: aws``), and a gRPC handler cannot see which socket a
-call came in on. Errors become a status here and nowhere else
-(``provider.status``); one log line is written per Mount.
+call came in on. What a mount tells operators (its log line, metrics and, on
+failure, status) is written by ``provider.observer``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import logging
 import math
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from secrets import token_hex
@@ -23,29 +22,15 @@ import grpc
 
 from provider import API_VERSION, PROVIDER_NAME, __version__, sockets
 from provider.backends.base import FetchResult
-from provider.errors import InvalidParameters
-from provider.pipeline import MountInput, MountPipeline
-from provider.redaction import redact
-from provider.request import MountRequest
+from provider.observer import MountMetrics, MountRecord, NoMetrics
+from provider.pipeline import MountPipeline
+from provider.request import parse_mount_request
 from provider.retry import Deadline
-from provider.status import error_code, to_status
 from provider.v1alpha1 import service_pb2, service_pb2_grpc
 
 log = logging.getLogger("provider.server")
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-SPC_ATTRIBUTE = "secretProviderClass"
-
-
-class MountObserver:
-    """Told about every finished Mount (metrics hook)."""
-
-    def mount_started(self) -> None:
-        return None
-
-    def mount_finished(self, backend: str, outcome: str, seconds: float) -> None:
-        return None
 
 
 def to_response(result: FetchResult) -> service_pb2.MountResponse:
@@ -66,12 +51,12 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
         pipeline: MountPipeline,
         served_name: str,
         mount_timeout: float,
-        observer: MountObserver | None = None,
+        metrics: MountMetrics | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._served_name = served_name
         self._mount_timeout = mount_timeout
-        self._observer = observer or MountObserver()
+        self._metrics = metrics or NoMetrics()
 
     async def Version(
         self, request: service_pb2.VersionRequest, context: Context
@@ -91,105 +76,27 @@ class ProviderServicer(service_pb2_grpc.CSIDriverProviderServicer):
     async def Mount(
         self, request: service_pb2.MountRequest, context: Context
     ) -> service_pb2.MountResponse:
-        started = time.perf_counter()
-        self._observer.mount_started()
-        parsed: MountRequest | None = None
-        backend = "unknown"
+        record = MountRecord(self._metrics, self._served_name)
         try:
-            parsed = self._pipeline.parse(
-                MountInput(
-                    attributes=request.attributes,
-                    secrets=request.secrets,
-                    target_path=request.target_path,
-                    permission=request.permission,
-                    current_versions={v.id: v.version for v in request.current_object_version},
-                )
+            record.request = parsed = parse_mount_request(
+                attributes=request.attributes,
+                secrets=request.secrets,
+                permission=request.permission,
             )
             deadline = self._deadline(context)
             prepared = await self._pipeline.prepare(
                 parsed, served_name=self._served_name, deadline=deadline
             )
-            # Known before the fetch, so a failed mount's log line and metrics
-            # still name its backend.
-            backend = prepared.backend
+            record.backend = prepared.backend
             outcome = await self._pipeline.fetch(parsed, prepared, deadline=deadline)
-            backend = outcome.backend
-            response = to_response(outcome.result)
         except asyncio.CancelledError:
-            # The client went away or shutdown's grace period ran out: still
-            # one log line and a finished mount (the in-flight gauge must drop).
-            elapsed = time.perf_counter() - started
-            self._log(
-                parsed=parsed,
-                backend=backend,
-                objects=None,
-                seconds=elapsed,
-                outcome="Cancelled",
-                message="the call was cancelled",
-            )
-            self._observer.mount_finished(backend, "Cancelled", elapsed)
+            record.cancelled()
             raise
         except Exception as exc:
-            secrets = parsed.secret_values() if parsed is not None else ()
-            code, message = to_status(exc, secrets)
-            elapsed = time.perf_counter() - started
-            self._log(
-                parsed=parsed,
-                backend=backend,
-                objects=None,
-                seconds=elapsed,
-                outcome=error_code(exc),
-                message=message,
-                # The status message is bounded; the log keeps every problem.
-                problems=[redact(p, secrets) for p in exc.problems]
-                if isinstance(exc, InvalidParameters)
-                else None,
-            )
-            if code == grpc.StatusCode.INTERNAL:
-                log.error("unexpected error in Mount", exc_info=exc)
-            self._observer.mount_finished(backend, error_code(exc), elapsed)
-            await context.abort(code, message)
+            await context.abort(*record.failed(exc))
             raise  # unreachable: abort raises
-        elapsed = time.perf_counter() - started
-        self._log(
-            parsed=parsed,
-            backend=backend,
-            objects=outcome.object_count,
-            seconds=elapsed,
-            outcome="ok",
-            message="",
-        )
-        self._observer.mount_finished(backend, "ok", elapsed)
-        return response
-
-    def _log(
-        self,
-        *,
-        parsed: MountRequest | None,
-        backend: str,
-        objects: int | None,
-        seconds: float,
-        outcome: str,
-        message: str,
-        problems: list[str] | None = None,
-    ) -> None:
-        pod = parsed.pod if parsed is not None else None
-        log.log(
-            logging.INFO if outcome == "ok" else logging.WARNING,
-            "mount %s" % ("succeeded" if outcome == "ok" else "failed"),
-            extra={
-                "pod": pod.describe() if pod else "",
-                "service_account": pod.service_account if pod else "",
-                "secret_provider_class": parsed.attributes.get(SPC_ATTRIBUTE, "") if parsed else "",
-                "socket": self._served_name,
-                "backend": backend,
-                "objects": objects,
-                "duration_ms": round(seconds * 1000, 2),
-                "outcome": outcome,
-                **({"error": message} if message else {}),
-                **({"problems": problems} if problems else {}),
-            },
-        )
+        record.succeeded(outcome.object_count)
+        return to_response(outcome.result)
 
 
 class ProviderServer:
@@ -202,14 +109,14 @@ class ProviderServer:
         socket_dir: str,
         names: Sequence[str],
         mount_timeout: float,
-        observer: MountObserver | None = None,
+        metrics: MountMetrics | None = None,
         extra_services: Sequence[object] = (),
     ) -> None:
         self._pipeline = pipeline
         self._paths = [sockets.socket_path(socket_dir, n) for n in names]
         self._names = list(names)
         self._mount_timeout = mount_timeout
-        self._observer = observer
+        self._metrics = metrics
         self._extra = list(extra_services)
         self._servers: list[grpc.aio.Server] = []
         self._inodes: dict[Path, int] = {}
@@ -233,7 +140,7 @@ class ProviderServer:
                     pipeline=self._pipeline,
                     served_name=name,
                     mount_timeout=self._mount_timeout,
-                    observer=self._observer,
+                    metrics=self._metrics,
                 ),
                 server,
             )
@@ -276,7 +183,3 @@ class ProviderServer:
             except FileNotFoundError:
                 pass
         self._inodes.clear()
-
-    async def wait(self) -> None:
-        for server in self._servers:
-            await server.wait_for_termination()

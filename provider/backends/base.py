@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
@@ -292,4 +292,3 @@ class BackendServices:
     kube: Any = None  # provider.kube.KubeClient; Any to keep the import lazy
     # provider.cache.CacheSet: a backend adds its caches (metrics, shutdown).
     caches: Any = None
-    environ: Mapping[str, str] = field(default_factory=dict, repr=False)

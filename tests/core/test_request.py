@@ -30,14 +30,11 @@ def parse(
     attributes: object,
     secrets: str = "null",
     permission: str = "420",
-    current: dict[str, str] | None = None,
 ):  # type: ignore[no-untyped-def]
     return parse_mount_request(
         attributes=attributes if isinstance(attributes, str) else json.dumps(attributes),
         secrets=secrets,
-        target_path="/t",
         permission=permission,
-        current_versions=current or {},
     )
 
 
@@ -48,13 +45,12 @@ def test_no_secrets(secrets: str) -> None:
     assert dict(parse(POD, secrets).secrets) == {}
 
 
-def test_pod_tokens_and_versions() -> None:
-    req = parse({**POD, TOKENS: TOKENS_JSON, "x": "1"}, current={"a": "1"})
+def test_pod_and_tokens() -> None:
+    req = parse({**POD, TOKENS: TOKENS_JSON, "x": "1"})
     assert req.pod.identity == ("ns", "sa") and req.pod.describe() == "ns/p"
     assert req.token_for("sts.amazonaws.com") == "tok-sts-123"
     assert req.tokens["sts.amazonaws.com"].expires is not None
     assert req.tokens[""].expires is None
-    assert dict(req.current_versions) == {"a": "1"}
     assert req.default_mode == 0o644
     assert "tok-sts-123" not in repr(req)
 

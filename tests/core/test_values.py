@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from provider.backends import all_packages
 from provider.encodings import decode, normalize_encoding
 from provider.errors import InvalidParameters
 from provider.modes import parse_integer_mode, parse_octal_mode
@@ -112,7 +113,7 @@ def test_redact() -> None:
     ],
 )
 def test_choose_backend(attributes: dict[str, str], served: str, backend: str) -> None:
-    assert choose_backend(attributes, served) == backend
+    assert choose_backend(attributes, served, all_packages()) == backend
 
 
 @pytest.mark.parametrize(
@@ -122,9 +123,10 @@ def test_choose_backend(attributes: dict[str, str], served: str, backend: str) -
         pytest.param({"objects": "- {objectName: a}"}, id="objects-without-type"),
         pytest.param({"objects": "[unclosed"}, id="bad-yaml"),
         pytest.param({"backend": "gcp"}, id="unknown-backend"),
+        pytest.param({"keyvaultName": "kv", "roleName": "r"}, id="two-dialects"),
     ],
 )
 def test_choose_backend_fails(attributes: dict[str, str]) -> None:
     with pytest.raises(InvalidParameters) as info:
-        choose_backend(attributes, "polysecret")
+        choose_backend(attributes, "polysecret", all_packages())
     assert "backend" in str(info.value)

@@ -64,6 +64,9 @@ def test_sigterm_lets_in_flight_mounts_finish_and_removes_socket(
     p: ProviderProcess = provider_process(*_serve_args(slow_proxy, grace))
     started = p.wait_started()
     assert p.socket.is_socket()
+    # Start-up names the backends this installation can serve (every extra is installed here).
+    ready = next(line for line in p.log_lines() if line.get("msg") == "ready")
+    assert ready["backends"] == ["aws", "azure", "vault"]
 
     # Warm up (imports boto3, assumes the role) with no delay, then make calls slow.
     assert _mount(p.socket, ("ops/api-key",), "warm-0").files

@@ -81,9 +81,7 @@ def test_request_parser_answers_bad_input_with_its_own_errors(wire: dict[str, st
         lambda: parse_mount_request(
             attributes=wire["attributes"],
             secrets=wire["secrets"],
-            target_path="/tmp/target",
             permission=wire["permission"],
-            current_versions={},
         )
     )
     if request is not None:

@@ -14,8 +14,7 @@ from provider.retry import Deadline
 
 
 def _ctx(pool: ThreadPoolExecutor, seconds: float) -> FetchContext:
-    request = parse_mount_request(attributes=json.dumps({}), secrets="null", target_path="/t",
-                                  permission="420", current_versions={})
+    request = parse_mount_request(attributes=json.dumps({}), secrets="null", permission="420")
     return FetchContext(request=request, deadline=Deadline.after(seconds), executor=pool,
                         max_parallel=4, backend="test")
 

@@ -22,8 +22,7 @@ def _request(token: str | None, *, sa: str = "app", namespace: str = "default",
         attrs["csi.storage.k8s.io/serviceAccount.tokens"] = json.dumps(
             {audience: {"token": token, "expirationTimestamp": expiry}}
         )
-    return parse_mount_request(attributes=json.dumps(attrs), secrets="null", target_path="/t",
-                               permission="420", current_versions={})
+    return parse_mount_request(attributes=json.dumps(attrs), secrets="null", permission="420")
 
 
 def _raw(claims: object) -> str:

@@ -56,7 +56,7 @@ async def _never_show() -> None:
     objects = ObjectCache(RefreshPolicy(), caches)
     request = parse_mount_request(
         attributes=json.dumps({"csi.storage.k8s.io/pod.uid": "uid-1"}), secrets="null",
-        target_path="/t", permission="420", current_versions={},
+        permission="420",
     )
     with ThreadPoolExecutor(2) as pool:
         ctx = FetchContext(request=request, deadline=Deadline.after(5), executor=pool,

@@ -7,6 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from provider.dialect import parse_yaml
+from provider.errors import Problems
+
+# What `pip install 'polysecret[aws]'` brings (provider.backends.installed).
+SDK = ("boto3", "botocore")
+# The dialect's marks, for the message when no backend claims a class.
+DIALECT = "objectType secretsmanager/ssmparameter or an arn:aws: objectName"
+_OBJECT_TYPES = ("secretsmanager", "ssmparameter")
+
 
 @dataclass(frozen=True, kw_only=True)
 class AwsSettings:
@@ -43,6 +52,27 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> AwsSe
         endpoint_url=args.aws_endpoint_url or environ.get("AWS_ENDPOINT_URL", ""),
         pod_identity_endpoint=args.aws_pod_identity_endpoint or "",
     )
+
+
+def claims(attributes: Mapping[str, str], problems: Problems) -> bool:
+    """An object of a type only AWS has, or named by an AWS ARN."""
+    # Through the dialect's bounded parser: inside the pipeline's parse_once
+    # block the AWS plan then reuses this very document instead of parsing it again.
+    objects = parse_yaml(attributes.get("objects", ""), "parameter 'objects'", problems)
+    if not isinstance(objects, list):
+        return False
+    for item in objects:
+        if not isinstance(item, dict):
+            continue
+        for key, value in item.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                continue
+            lowered = key.lower()
+            if lowered == "objecttype" and value.strip().lower() in _OBJECT_TYPES:
+                return True
+            if lowered == "objectname" and value.strip().startswith("arn:aws"):
+                return True
+    return False
 
 
 def create(settings: AwsSettings | None, services: Any) -> Any:

@@ -16,6 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from provider.errors import Problems
+
+# What `pip install 'polysecret[azure]'` brings (provider.backends.installed).
+SDK = ("azure.identity", "azure.keyvault.secrets", "cryptography")
+# The dialect's marks, for the message when no backend claims a class.
+DIALECT = "keyvaultName"
+
 DEFAULT_ENDPOINT_TEMPLATE = "https://{vault}.{suffix}/"
 
 
@@ -92,6 +99,10 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Azure
         construct_pem_chain=getattr(args, "construct_pem_chain", True) is not False,
         separate_cert_and_key=bool(getattr(args, "write_cert_and_key_in_separate_files", False)),
     )
+
+
+def claims(attributes: Mapping[str, str], problems: Problems) -> bool:
+    return "keyvaultName" in attributes
 
 
 def create(settings: AzureSettings | None, services: Any) -> Any:

@@ -13,6 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from provider.errors import Problems
+
+# What `pip install 'polysecret[vault]'` brings (provider.backends.installed).
+SDK = ("hvac", "requests")
+# The dialect's marks, for the message when no backend claims a class.
+DIALECT = "roleName or vaultAddress"
+
 DEFAULT_AUTH_MOUNT = "kubernetes"
 DEFAULT_ADDRESS = "https://127.0.0.1:8200"  # vault-csi-provider's default
 
@@ -94,6 +101,10 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Vault
         auth_mount=_pick(flag.get("vault_mount"), "", DEFAULT_AUTH_MOUNT),
         tls=tls,
     )
+
+
+def claims(attributes: Mapping[str, str], problems: Problems) -> bool:
+    return "roleName" in attributes or "vaultAddress" in attributes
 
 
 def create(settings: VaultSettings | None, services: Any) -> Any:
