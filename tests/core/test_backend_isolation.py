@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -90,11 +91,15 @@ class DripProxy:
         self._loop.close()
 
 
+SECRET = f"isolation-{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     signer = TokenSigner()
     with moto_server() as moto_url, openbao_server() as bao:
-        seed_client(moto_url, "secretsmanager").create_secret(Name="db", SecretString="aws-pw")
+        # moto keeps its state per process, and other modules seed a "db" too.
+        seed_client(moto_url, "secretsmanager").create_secret(Name=SECRET, SecretString="aws-pw")
         root = bao.client()
         enable_jwt_auth(root, signer)
         add_policy(root, "app-read", {"secret/data/app": ["read"]})
@@ -121,8 +126,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def aws_mount(provider: RunningProvider, pod: str) -> Any:
-    params = {"backend": "aws", "roleArn": ROLE_ARN,
-              "objects": "- {objectName: db, objectType: secretsmanager}"}  # fmt: skip
+    objects = f"- {{objectName: {SECRET}, objectType: secretsmanager, objectAlias: db}}"
+    params = {"backend": "aws", "roleArn": ROLE_ARN, "objects": objects}
     attributes = pod_attributes(params, pod=pod, tokens={"sts.amazonaws.com": STS_TOKEN})
     return provider.mount(attributes, timeout=10)
 
