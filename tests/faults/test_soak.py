@@ -30,9 +30,13 @@ CONCURRENCY = 4
 RSS_TOLERANCE_MIB = 12.0
 FDS_TOLERANCE = 4
 THREADS_TOLERANCE = 4
-# Distinct Vault addresses: more than a bounded cache keeps, fewer than a CI minute allows.
+# Distinct Vault addresses: more than the transport cache keeps (64), fewer than a CI minute
+# allows. Unbounded, each address kept ~0.8 MiB (issue 10: 600 addresses, +496 MiB), so 400
+# more would be ~+330 MiB; bounded, the growth is the token, plan and object caches filling
+# toward their own bounds (measured: +12 MiB from 100 to 600, flat at ~+14 MiB to 1,500).
 ADDRESSES_WARM_UP = 100
-ADDRESSES_TOTAL = 300
+ADDRESSES_TOTAL = 500
+ADDRESSES_RSS_TOLERANCE_MIB = 32.0
 
 
 def _requests() -> list[service_pb2.MountRequest]:
@@ -100,4 +104,4 @@ def test_distinct_vault_addresses_do_not_grow_the_provider(bao: Bao) -> None:
             after = provider.usage()
     print(f"\naddresses: after {ADDRESSES_WARM_UP} {before}; after {ADDRESSES_TOTAL} {after}")
     assert after.fds - before.fds <= FDS_TOLERANCE, (before, after)
-    assert after.rss_mib - before.rss_mib <= RSS_TOLERANCE_MIB, (before, after)
+    assert after.rss_mib - before.rss_mib <= ADDRESSES_RSS_TOLERANCE_MIB, (before, after)
