@@ -4,11 +4,14 @@ One :class:`Metrics` per App is both hooks the server and the backends call
 (:class:`provider.observer.MountMetrics`, :class:`provider.backends.base.RequestObserver`),
 backed by its own registry so several Apps (tests) never share counters.
 
-Labels are closed sets we choose: the backend name, our error codes, the
-backend's operation names (``GetSecretValue``, ``login``...), and a fixed
-``result``. Nothing from the request — secret names, paths, pods, tokens —
-becomes a label: that would leak names into a system with weaker access
-control than the secrets themselves and make the series count unbounded.
+Labels are closed sets we choose: the backend name, our error codes (always
+the label ``code``: ``ok`` or the code of the pod event), the backend's
+operation names (``GetSecretValue``, ``login``...), whether a request went to
+the failover region (``failover``), and a fixed ``result``. No ``_created``
+series: they double the series count and nobody graphs them. Nothing from
+the request — secret names, paths, pods, tokens — becomes a label: that
+would leak names into a system with weaker access control than the secrets
+themselves and make the series count unbounded.
 Any label value that is not a short identifier is replaced by ``other``.
 """
 
@@ -24,6 +27,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    disable_created_metrics,
     gc_collector,
     generate_latest,
     platform_collector,
@@ -36,15 +40,17 @@ from provider import __version__
 from provider.cache import CacheSet
 
 NAMESPACE = "polysecret"
+disable_created_metrics()  # type: ignore[no-untyped-call]
 # Mounts: a cached token + one GET is ~10 ms; logins, cold SDK imports and
 # retries take seconds; kubelet gives up after 120 s.
 MOUNT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
-# Identifiers such as ``aws``, ``GetSecretValue``, ``vault.login``, ``AccessDenied``;
-# ``Op(failover)`` keeps its qualifier. No ``/``, spaces or ``-``: paths and
-# names never fit. ``eyJ`` starts every JWT.
-_SAFE_LABEL = re.compile(r"^(?!eyJ)[A-Za-z][A-Za-z0-9_.]{0,39}(\([a-z]{1,16}\))?$")
+# Identifiers such as ``aws``, ``GetSecretValue``, ``vault.login``, ``AccessDenied``.
+# No ``/``, spaces or ``-``: paths and names never fit. ``eyJ`` starts every JWT.
+_SAFE_LABEL = re.compile(r"^(?!eyJ)[A-Za-z][A-Za-z0-9_.]{0,39}$")
+# How a backend names a request to its failover region: ``GetSecretValue(failover)``.
+_FAILOVER = "(failover)"
 
 
 def label(value: str) -> str:
@@ -86,24 +92,24 @@ class Metrics:
         )
         self.requests = Counter(
             "backend_requests",
-            "Requests to a secret store (one per attempt) by backend, operation and "
-            "outcome (ok or an error code).",
-            ["backend", "operation", "outcome"],
+            "Requests to a secret store (one per attempt) by backend, operation, failover "
+            "(true: to the failover region) and code (ok or an error code).",
+            ["backend", "operation", "failover", "code"],
             namespace=NAMESPACE,
             registry=r,
         )
         self.request_seconds = Histogram(
             "backend_request_duration_seconds",
             "Latency of one request to a secret store.",
-            ["backend", "operation"],
+            ["backend", "operation", "failover"],
             namespace=NAMESPACE,
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
         self.retries = Counter(
             "backend_retries",
-            "Retries of transient backend faults by backend, operation and code.",
-            ["backend", "operation", "code"],
+            "Retries of transient backend faults by backend, operation, failover and code.",
+            ["backend", "operation", "failover", "code"],
             namespace=NAMESPACE,
             registry=r,
         )
@@ -141,12 +147,14 @@ class Metrics:
     # -- RequestObserver ----------------------------------------------------
 
     def backend_request(self, backend: str, operation: str, outcome: str, seconds: float) -> None:
-        backend, operation = label(backend), label(operation)
-        self.requests.labels(backend, operation, label(outcome)).inc()
-        self.request_seconds.labels(backend, operation).observe(seconds)
+        backend, (operation, failover) = label(backend), _operation(operation)
+        self.requests.labels(backend, operation, failover, label(outcome)).inc()
+        self.request_seconds.labels(backend, operation, failover).observe(seconds)
 
     def backend_retry(self, backend: str, operation: str, code: str) -> None:
-        self.retries.labels(label(backend), label(operation), label(code)).inc()
+        operation, failover = _operation(operation)
+        self.retries.labels(label(backend), operation, failover, label(code)).inc()
+
 
     # -- exposition ---------------------------------------------------------
 
@@ -185,3 +193,10 @@ class _CacheSizes(Collector):
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())
+
+
+def _operation(operation: str) -> tuple[str, str]:
+    """``(operation, failover)`` labels: the failover qualifier is a label of its own."""
+    if operation.endswith(_FAILOVER):
+        return label(operation.removesuffix(_FAILOVER)), "true"
+    return label(operation), "false"

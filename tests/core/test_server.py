@@ -115,5 +115,5 @@ def test_status_log_line_and_metrics_of_each_mount(caplog: pytest.LogCaptureFixt
         assert sample("polysecret_mounts_total", labels) == 1, labels
     assert sample("polysecret_mounts_in_flight") == 0
     # Counted by the backend's calls themselves (FetchContext.call), not by the server.
-    labels = {"backend": "fake", "operation": "Read", "outcome": "ObjectNotFound"}
+    labels = {"backend": "fake", "operation": "Read", "failover": "false", "code": "ObjectNotFound"}
     assert sample("polysecret_backend_requests_total", labels) == 1

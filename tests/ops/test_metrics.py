@@ -63,9 +63,9 @@ def test_metrics_count_a_successful_and_a_failed_mount(
     assert value(samples, hist, backend="aws", result="failure") == 1
     assert value(samples, "polysecret_mounts_in_flight") == 0
 
-    # Backend requests: every attempt, by operation and outcome, with latency.
+    # Backend requests: every attempt, by operation and code, with latency.
     requests = {
-        dict(labels)["operation"] + "/" + dict(labels)["outcome"]: v
+        dict(labels)["operation"] + "/" + dict(labels)["code"]: v
         for (n, labels), v in samples.items()
         if n == "polysecret_backend_requests_total"
     }
@@ -84,6 +84,10 @@ def test_metrics_count_a_successful_and_a_failed_mount(
     )
     assert durations == sum(requests.values())
     assert value(samples, "process_resident_memory_bytes") > 10 * 2**20
+    # One label name for one notion, no failover request here, and no _created series.
+    assert all(dict(labels)["failover"] == "false" for (n, labels), _ in samples.items()
+               if n == "polysecret_backend_requests_total")
+    assert "_created" not in text
 
     # Nothing of the request is a label or value: names, values, tokens, pods.
     for forbidden in [*seeded, *seeded.values(), "ops/missing", STS_TOKEN, "app-0"]:
@@ -107,6 +111,8 @@ def test_retries_and_in_flight() -> None:
     metrics.mount_started()
     metrics.mount_started()
     metrics.backend_retry("vault", "login", "Throttled")
+    metrics.backend_retry("aws", "GetSecretValue(failover)", "Throttled")
+    metrics.backend_request("aws", "GetSecretValue(failover)", "ok", 0.01)
     metrics.mount_finished("vault", "ok", 0.01)
     samples = {
         (s.name, frozenset(s.labels.items())): s.value
@@ -114,8 +120,14 @@ def test_retries_and_in_flight() -> None:
         for s in f.samples
     }
     assert samples[("polysecret_mounts_in_flight", frozenset())] == 1
-    key = frozenset({"backend": "vault", "operation": "login", "code": "Throttled"}.items())
-    assert samples[("polysecret_backend_retries_total", key)] == 1
+    retry = {"backend": "vault", "operation": "login", "failover": "false", "code": "Throttled"}
+    assert samples[("polysecret_backend_retries_total", frozenset(retry.items()))] == 1
+    # The failover qualifier is a label of its own, not part of the operation's name.
+    failover = {"backend": "aws", "operation": "GetSecretValue", "failover": "true"}
+    retried = {**failover, "code": "Throttled"}
+    assert samples[("polysecret_backend_retries_total", frozenset(retried.items()))] == 1
+    done = {**failover, "code": "ok"}
+    assert samples[("polysecret_backend_requests_total", frozenset(done.items()))] == 1
 
 
 @pytest.mark.parametrize(
@@ -124,7 +136,7 @@ def test_retries_and_in_flight() -> None:
         ("aws", "aws"),
         ("GetSecretValue", "GetSecretValue"),
         ("vault.login", "vault.login"),
-        ("GetSecretValue(failover)", "GetSecretValue(failover)"),
+        ("GetSecretValue(failover)", "other"),  # a qualifier is its own label
         ("GET secret/data/prod/db", "other"),
         ("AKx-very-secret", "other"),
         ("prod/db/password", "other"),
