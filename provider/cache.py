@@ -22,6 +22,7 @@ and never block on I/O, so a cache hit costs no thread hop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -29,6 +30,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+log = logging.getLogger("provider.cache")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -285,6 +287,9 @@ class Cache(Generic[K, V]):
     def _observe(self, result: str) -> None:
         if self._observer is not None:
             self._observer.cache_lookup(self.name, result)
+        if result != HIT and log.isEnabledFor(logging.DEBUG):
+            # The cache's name and the result only: keys hold identities and names.
+            log.debug("cache %s", result, extra={"cache": self.name})
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import re
 import time
@@ -23,6 +24,7 @@ from typing import TypeVar
 from provider.errors import DeadlineExceeded, Unavailable
 
 T = TypeVar("T")
+log = logging.getLogger("provider.retry")
 
 # However long a server asks us to wait, we never plan a wait longer than this:
 # a Retry-After of an hour is a server fault, and the mount deadline (which
@@ -122,5 +124,11 @@ async def with_retries(
                 raise  # no time for another attempt: report the real fault
             if on_retry is not None:
                 on_retry(exc, attempt)
+            if log.isEnabledFor(logging.DEBUG):
+                # The code and the wait, never the message (it names objects, not values,
+                # but a debug line needs no more to say why the mount is slower).
+                log.debug("retrying", extra={"code": exc.code, "attempt": attempt,
+                                             "wait_ms": round(wait * 1000, 1),
+                                             "server_asked": exc.retry_after is not None})
             await asyncio.sleep(wait)
             attempt += 1
