@@ -51,7 +51,7 @@ VAULT_OBJECT = {
 AZURE_OBJECT = {
     "objectName": "s", "objectType": "secret", "objectAlias": "d/s", "objectVersion": "abc",
     "objectVersionHistory": "2", "objectFormat": "pem", "objectEncoding": "utf-8",
-    "filePermission": "0644",
+    "filePermission": "0644", "keyvaultName": "kv-2",
 }  # fmt: skip
 AWS_TOP = ["region", "failoverRegion", "pathTranslation", "usePodIdentity", "preferredAddressType",
            "roleArn"]

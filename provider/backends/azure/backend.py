@@ -76,6 +76,8 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 # One object version's rendered bytes and its Key Vault version id.
 Rendered = tuple[bytes, str]
+# One object's files and versions.
+Parts = tuple[list[OutputFile], list[ObjectVersion]]
 
 
 class AzureBackend(Backend[AzurePlan]):
@@ -118,10 +120,13 @@ class AzureBackend(Backend[AzurePlan]):
 
     # -- identity and clients -------------------------------------------------
 
-    def vault_url(self, plan: AzurePlan) -> str:
+    def vault_url(self, plan: AzurePlan, vault: str = "") -> str:
+        """The URL of ``vault`` (default: the class's ``keyvaultName``) in the class's cloud."""
         suffix = self._settings.keyvault_dns_suffix or plan.cloud.keyvault_dns_suffix
         try:
-            return self._settings.keyvault_endpoint.format(vault=plan.vault_name, suffix=suffix)
+            return self._settings.keyvault_endpoint.format(
+                vault=vault or plan.vault_name, suffix=suffix
+            )
         except (KeyError, IndexError, ValueError):
             raise InvalidParameters(
                 ["provider flag --azure-keyvault-endpoint must use only {vault} and {suffix}"]
@@ -205,10 +210,17 @@ class AzureBackend(Backend[AzurePlan]):
 
     async def fetch(self, plan: AzurePlan, ctx: FetchContext) -> FetchResult:
         key, entry = self._identity(plan, ctx.request)  # builds objects only, no network
-        vault_url = self.vault_url(plan)
         who = _describe_auth(plan, ctx.request)
-        # What decides what Key Vault lets this caller read.
-        identity = (*key, vault_url)
+
+        def read(obj: AzureObject, *, fresh: bool = False) -> Awaitable[Parts]:
+            # One Azure AD token serves every vault of the cloud; what a vault lets
+            # this caller read is decided per vault, so the vault is in the identity.
+            url = self.vault_url(plan, obj.vault)
+            return self._object(
+                obj, plan=plan, entry=entry, vault_url=url, who=who, ctx=ctx,
+                identity=(*key, url), fresh=fresh,
+            )
+
         todo = list(plan.objects)
         results = []
         if not entry.warm and todo:
@@ -218,14 +230,11 @@ class AzureBackend(Backend[AzurePlan]):
             # the proof that Azure AD accepts the credential: only then may a cached
             # object be served on its behalf.
             first = todo.pop(0)
-            mine: tuple[list[OutputFile], list[ObjectVersion]] | None = None
+            mine: Parts | None = None
 
             async def sign_in() -> bool:
                 nonlocal mine
-                mine = await self._object(
-                    first, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
-                    identity=identity, fresh=True,
-                )
+                mine = await read(first, fresh=True)
                 entry.warm = True  # before the flight ends: no mount starts another
                 return True
 
@@ -239,13 +248,7 @@ class AzureBackend(Backend[AzurePlan]):
                 results.append(mine)
             else:
                 todo.insert(0, first)  # another mount signed in: read it like the rest
-        results += await ctx.gather(
-            self._object(
-                obj, plan=plan, entry=entry, vault_url=vault_url, who=who, ctx=ctx,
-                identity=identity,
-            )
-            for obj in todo
-        )
+        results += await ctx.gather(read(obj) for obj in todo)
         files: list[OutputFile] = []
         versions: list[ObjectVersion] = []
         for part_files, part_versions in results:
@@ -258,7 +261,9 @@ class AzureBackend(Backend[AzurePlan]):
         who: str, ctx: FetchContext, identity: tuple[str, ...], fresh: bool = False,
     ) -> tuple[list[OutputFile], list[ObjectVersion]]:
         client = self._client(entry, obj.type, vault_url)
-        subject = f"{obj.describe} in vault {plan.vault_name!r} as {who}"
+        vault = obj.vault or plan.vault_name
+        subject = f"object {obj.name!r} (objectType {obj.type.value}) in vault {vault!r}"
+        subject += f" as {who}"
         get_op, list_op = _OPERATIONS[obj.type]
 
         def get(version: str) -> Callable[[], Rendered]:

@@ -34,6 +34,8 @@ OBJECT_KEYS = (
     "objectFormat",
     "objectEncoding",
     "filePermission",
+    # Ours: another vault of the same cloud for this object (several vaults in one class).
+    "keyvaultName",
 )
 VAULT_NAME = re.compile(r"^[-A-Za-z0-9]{3,24}$")
 # The audience AKS workload identity federates on.
@@ -127,13 +129,19 @@ class AzureObject:
     pfx: bool
     encoding: str
     mode: int
+    # keyvaultName of this object; "" for the class's vault.
+    vault: str = ""
 
     @property
     def describe(self) -> str:
-        return f"object {self.name!r} (objectType {self.type.value})"
+        where = f" in vault {self.vault!r}" if self.vault else ""
+        return f"object {self.name!r} (objectType {self.type.value}){where}"
 
     @property
     def version_id(self) -> str:
+        # The Azure provider's id; an object of another vault names that vault too.
+        if self.vault:
+            return f"{self.type.value}/{self.vault}/{self.name}"
         return f"{self.type.value}/{self.name}"
 
 
@@ -285,7 +293,14 @@ def _object(raw: Any, index: int, default_mode: int, problems: Problems) -> Azur
             mode = parse_octal_mode(as_text(perm).strip())
         except ValueError as exc:
             problems.add(f"{where}: parameter 'filePermission': {exc}")
+    vault = as_text(o.get("keyvaultName")).strip()
+    if vault and not VAULT_NAME.match(vault):
+        problems.add(
+            f"{where}: parameter 'keyvaultName' {vault[:30]!r} is not a Key Vault name "
+            "(3-24 letters, digits and dashes)"
+        )
     return AzureObject(
+        vault=vault,
         name=name,
         type=obj_type,
         file_name=file_name,
