@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 import pytest
 
 from provider.backends.vault import VaultSettings, VaultTls
@@ -158,6 +159,30 @@ def test_vault_namespace(provider: RunningProvider, attrs: Attrs, vault: Vault) 
     objects = "- objectName: pw\n  secretPath: secret/data/app\n  secretKey: password"
     response = provider.mount(attrs(one(objects, vaultNamespace="team1")))
     assert files_of(response)["pw"][1] == b"team1-password"
+
+
+def test_objects_from_several_namespaces_in_one_class(
+    provider: RunningProvider, attrs: Attrs, vault: Vault
+) -> None:
+    """A per-object vaultNamespace: one login per namespace, one mount, all or nothing."""
+    if not vault.namespaces:
+        pytest.skip("this OpenBao build serves no namespaces")
+    objects = (
+        "- objectName: root-pw\n  secretPath: secret/data/app\n  secretKey: password\n"
+        "- objectName: team1-pw\n  secretPath: secret/data/app\n  secretKey: password\n"
+        "  vaultNamespace: team1\n"
+        # The class's own namespace named explicitly: the same read as root-pw.
+        "- objectName: again\n  secretPath: secret/data/app\n  secretKey: password\n"
+        "  vaultNamespace: ''\n"
+    )
+    files = files_of(provider.mount(attrs(one(objects))))
+    assert files["root-pw"][1] == KNOWN_SECRET.encode()
+    assert files["team1-pw"][1] == b"team1-password"
+    assert files["again"][1] == KNOWN_SECRET.encode()
+    # A namespace the role cannot log in to fails the whole mount, naming it.
+    bad = objects + "- objectName: x\n  secretPath: secret/data/app\n  vaultNamespace: nope\n"
+    error = provider.mount_error(attrs(one(bad)))
+    assert error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND)
 
 
 def test_namespace_from_provider_settings(make_provider: ProviderFactory, attrs: Attrs,

@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from provider.backends.base import (
@@ -27,7 +28,13 @@ from provider.backends.base import (
 )
 from provider.backends.vault import VaultSettings
 from provider.backends.vault.auth import TokenKey, VaultToken, token_cache, token_from_login
-from provider.backends.vault.config import ReadKey, VaultObject, VaultPlan, parse_plan
+from provider.backends.vault.config import (
+    ReadKey,
+    VaultConnection,
+    VaultObject,
+    VaultPlan,
+    parse_plan,
+)
 from provider.backends.vault.errors import translate
 from provider.backends.vault.render import check, render
 from provider.backends.vault.transport import VaultTransport, transport_cache
@@ -65,23 +72,58 @@ class VaultBackend(Backend[VaultPlan]):
     # -- fetch --------------------------------------------------------------
 
     async def fetch(self, plan: VaultPlan, ctx: FetchContext) -> FetchResult:
-        pod = ctx.request.pod
         jwt = verified_token(ctx.request, plan.audience, parameter="audience")
+        # Objects may name their own vaultNamespace: one connection and one
+        # login per namespace (a token is only good in the namespace it came
+        # from), all read in parallel, all or nothing.
+        def namespace_of(obj: VaultObject) -> str:
+            return plan.connection.namespace if obj.namespace is None else obj.namespace
+
+        by_namespace: dict[str, list[VaultObject]] = {}
+        for obj in plan.objects:
+            by_namespace.setdefault(namespace_of(obj), []).append(obj)
+        parts = await ctx.gather(
+            self._fetch_in(plan, replace(plan.connection, namespace=ns), objs, jwt, ctx)
+            for ns, objs in by_namespace.items()
+        )
+        answers = {
+            (ns, read): answer
+            for ns, part in zip(by_namespace, parts, strict=True)
+            for read, answer in part.items()
+        }
+        files: list[OutputFile] = []
+        versions: list[ObjectVersion] = []
+        for obj in plan.objects:
+            f, v = render(obj, answers[(namespace_of(obj), obj.read)], self._hmac_key)
+            files.append(f)
+            versions.append(v)
+        return FetchResult(tuple(files), tuple(versions))
+
+    async def _fetch_in(
+        self,
+        plan: VaultPlan,
+        connection: VaultConnection,
+        objects: list[VaultObject],
+        jwt: str,
+        ctx: FetchContext,
+    ) -> dict[ReadKey, Any]:
+        """The answers for ``objects``, all in the namespace of ``connection``."""
+        pod = ctx.request.pod
         transport = await ctx.shared(
             self.transports,
-            plan.connection,
-            lambda: VaultTransport(plan.connection, self._settings),  # reads the TLS files
+            connection,
+            lambda: VaultTransport(connection, self._settings),  # reads the TLS files
             operation="vault.connect",
         )
         key = TokenKey(
             pod_namespace=pod.namespace,
             service_account=pod.service_account,
-            address=plan.connection.address,
-            vault_namespace=plan.connection.namespace,
+            address=connection.address,
+            vault_namespace=connection.namespace,
             auth_mount=plan.auth_mount,
             role=plan.role,
             audience=plan.audience,
-            tls=plan.connection.tls,
+            tls=connection.tls,
         )
         login = self._login_fn(plan, transport, jwt, f"{pod.namespace}/{pod.service_account}")
 
@@ -90,15 +132,15 @@ class VaultBackend(Backend[VaultPlan]):
 
         first = await token()
         groups: dict[ReadKey, list[VaultObject]] = {}
-        for obj in plan.objects:
+        for obj in objects:
             groups.setdefault(obj.read, []).append(obj)
 
-        async def fresh_read(objects: list[VaultObject]) -> Any:
+        async def fresh_read(group: list[VaultObject]) -> Any:
             current = first
             for attempt in (1, 2):
-                call = _read_fn(transport, objects, plan.role, current)
+                call = _read_fn(transport, group, plan.role, current)
                 try:
-                    return await ctx.call(call, operation=f"vault.{objects[0].read.method}")
+                    return await ctx.call(call, operation=f"vault.{group[0].read.method}")
                 except PermissionDenied:
                     if attempt == 2:
                         raise
@@ -108,26 +150,19 @@ class VaultBackend(Backend[VaultPlan]):
                     current = await token()
             raise AssertionError("unreachable")
 
-        async def read(objects: list[VaultObject]) -> tuple[ReadKey, Any]:
-            request = objects[0].read
+        async def read(group: list[VaultObject]) -> tuple[ReadKey, Any]:
+            request = group[0].read
             # A write (pki/issue, transit...) may make something new on every call:
             # never shared; kept per pod only when it comes with a lifetime.
             shareable = request.method in SHAREABLE_METHODS
             answer = await ctx.cached_object(
-                key, request, lambda: fresh_read(objects),
+                key, request, lambda: fresh_read(group),
                 refresh=plan.refresh_interval if shareable else 0.0,
                 size=answer_size, lifetime=lifetime,
             )
             return request, answer
 
-        answers = dict(await ctx.gather(read(objs) for objs in groups.values()))
-        files: list[OutputFile] = []
-        versions: list[ObjectVersion] = []
-        for obj in plan.objects:
-            f, v = render(obj, answers[obj.read], self._hmac_key)
-            files.append(f)
-            versions.append(v)
-        return FetchResult(tuple(files), tuple(versions))
+        return dict(await ctx.gather(read(group) for group in groups.values()))
 
     def _login_fn(
         self, plan: VaultPlan, transport: VaultTransport, jwt: str, who: str

@@ -32,6 +32,8 @@ OBJECT_KEYS = (
     "secretArgs",
     "encoding",
     "filePermission",
+    # Ours: another Vault namespace for this object (several namespaces in one class).
+    "vaultNamespace",
 )
 # The peer passes any method through to Vault; these are the ones Vault's HTTP
 # API knows (LIST is Vault's own verb). Anything else is a typo.
@@ -68,6 +70,8 @@ class VaultObject:
     mode: int
     # Canonical JSON of the object's parameters: the HMAC input besides the content.
     canonical: str = field(repr=False)
+    # vaultNamespace of this object; None: the class's.
+    namespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,10 +200,14 @@ def _object(
         except ValueError as exc:
             problems.add(f"{where}: parameter 'filePermission': {exc}")
             ok = False
+    namespace: str | None = None
+    if "vaultNamespace" in o:
+        namespace = as_text(o.get("vaultNamespace")).strip().strip("/")
     if not ok:
         return None
     canonical = _canonical(
         {
+            **({"vaultNamespace": namespace} if namespace is not None else {}),
             "objectName": name,
             "secretPath": secret_path,
             "secretKey": secret_key,
@@ -218,6 +226,7 @@ def _object(
         encoding=encoding,
         mode=mode,
         canonical=canonical,
+        namespace=namespace,
     )
 
 
