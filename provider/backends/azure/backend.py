@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 import requests.adapters
 from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import (
@@ -60,6 +59,7 @@ from provider.backends.base import (
     ObjectVersion,
     OutputFile,
 )
+from provider.backends.httpsession import LeanSession
 from provider.cache import Cache
 from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Unavailable
 from provider.identity import verified_token
@@ -85,7 +85,8 @@ class AzureBackend(Backend[AzurePlan]):
     def __init__(self, settings: AzureSettings, services: BackendServices) -> None:
         self._settings = settings
         self._services = services
-        self._session = requests.Session()
+        # Proxies and ~/.netrc read once per host, no cookie jar (see httpsession).
+        self._session = LeanSession()
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=8, pool_maxsize=settings.max_connections
         )
