@@ -22,9 +22,6 @@ from azure.identity import (
     ClientSecretCredential,
     ManagedIdentityCredential,
 )
-from azure.keyvault.certificates import CertificateClient
-from azure.keyvault.keys import KeyClient
-from azure.keyvault.secrets import SecretClient
 
 from provider.backends.azure import AzureSettings
 from provider.backends.azure.config import (
@@ -194,12 +191,9 @@ class AzureBackend(Backend[AzurePlan]):
         }
         if self._settings.api_version:
             kw["api_version"] = self._settings.api_version
-        factory: Callable[..., Any] = {
-            ObjectType.SECRET: SecretClient,
-            ObjectType.KEY: KeyClient,
-            ObjectType.CERT: CertificateClient,
-        }[kind]
-        return entry.client(kind.value, vault_url, lambda cred: factory(vault_url, cred, **kw))
+        return entry.client(
+            kind.value, vault_url, lambda cred: _client_class(kind)(vault_url, cred, **kw)
+        )
 
     # -- fetch --------------------------------------------------------------
 
@@ -310,6 +304,22 @@ class AzureBackend(Backend[AzurePlan]):
     def close(self) -> None:
         self.identities.clear()
         self._session.close()
+
+
+def _client_class(kind: ObjectType) -> Callable[..., Any]:
+    """The SDK client for ``kind``, imported on first use: each package costs ~2 MiB
+    of RSS, and most classes mount secrets only (issue 16)."""
+    if kind is ObjectType.SECRET:
+        from azure.keyvault.secrets import SecretClient
+
+        return SecretClient
+    if kind is ObjectType.KEY:
+        from azure.keyvault.keys import KeyClient
+
+        return KeyClient
+    from azure.keyvault.certificates import CertificateClient
+
+    return CertificateClient
 
 
 def _read(client: Any, obj: AzureObject, version: str) -> Rendered:
