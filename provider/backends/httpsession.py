@@ -13,6 +13,7 @@ and changes only the preparation:
 - the environment (proxies, NO_PROXY, ~/.netrc, REQUESTS_CA_BUNDLE) is read as
   requests reads it, once per scheme and host, since the provider's
   environment is fixed for its life;
+- a URL is parsed and requoted once, not on every request;
 - no cookies are kept or sent. The session is shared by every pod identity
   talking to one server, so a cookie set for one pod's request would travel
   with another's; the Go providers keep no cookie jar either.
@@ -33,6 +34,9 @@ from requests.structures import CaseInsensitiveDict
 # Distinct hosts whose environment settings are kept (a few Vault addresses,
 # Key Vaults, Azure AD); beyond this the table starts again.
 MAX_HOSTS = 256
+# Distinct request URLs whose prepared form is kept (an object's path and
+# query; ~200 bytes each), beyond this the table starts again.
+MAX_URLS = 4096
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -52,6 +56,7 @@ class LeanSession(requests.Session):
         super().__init__()
         self.cookies.set_policy(_NoCookies())
         self._hosts: dict[tuple[str, str], tuple[dict[str, str], Any]] = {}
+        self._urls: dict[tuple[str, tuple[Any, ...]], str] = {}
 
     def _environment(self, url: str) -> tuple[dict[str, str], Any]:
         """The proxies and the ~/.netrc login requests would find for ``url``'s host."""
@@ -67,6 +72,29 @@ class LeanSession(requests.Session):
             )
             self._hosts[key] = found
         return found
+
+    def _prepare_url(self, prepared: requests.PreparedRequest, url: str, params: Any) -> None:
+        """``prepared.prepare_url``, remembered: the same objects are read on every
+        mount, and parsing, IDNA-checking and requoting a URL was a tenth of a
+        Key Vault GET's CPU."""
+        if isinstance(params, str | bytes):
+            prepared.prepare_url(url, params)
+            return
+        try:
+            items = params.items() if isinstance(params, dict) else params or ()
+            key = (url, tuple(items))
+            hash(key)
+        except TypeError:  # not a shape worth remembering
+            prepared.prepare_url(url, params)
+            return
+        known = self._urls.get(key)
+        if known is None:
+            prepared.prepare_url(url, params)
+            if len(self._urls) >= MAX_URLS:
+                self._urls.clear()
+            self._urls[key] = prepared.url or ""
+        else:
+            prepared.url = known
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         url = request.url
@@ -84,7 +112,7 @@ class LeanSession(requests.Session):
                 del headers[name]
         prepared = requests.PreparedRequest()
         prepared.prepare_method(request.method)
-        prepared.prepare_url(url, request.params)
+        self._prepare_url(prepared, url, request.params)
         prepared.prepare_headers(headers)
         prepared.prepare_body(request.data, request.files, request.json)
         prepared.prepare_auth(auth, url)
