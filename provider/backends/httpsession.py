@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.cookies
 import requests.utils
 from requests.sessions import merge_hooks
 from requests.structures import CaseInsensitiveDict
@@ -49,12 +50,15 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
         return False
 
 
+_NO_COOKIES = _NoCookies()
+
+
 class LeanSession(requests.Session):
     """requests.Session with the environment read per host and no cookie jar work."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.cookies.set_policy(_NoCookies())
+        self.cookies.set_policy(_NO_COOKIES)
         self._hosts: dict[tuple[str, str], tuple[dict[str, str], Any]] = {}
         self._urls: dict[tuple[str, tuple[Any, ...]], str] = {}
 
@@ -115,6 +119,9 @@ class LeanSession(requests.Session):
         self._prepare_url(prepared, url, request.params)
         prepared.prepare_headers(headers)
         prepared.prepare_body(request.data, request.files, request.json)
+        # What prepare_cookies would leave: an (empty) jar, which requests'
+        # redirect handling reads; no Cookie header, as no cookie is accepted.
+        prepared._cookies = requests.cookies.RequestsCookieJar(policy=_NO_COOKIES)
         prepared.prepare_auth(auth, url)
         prepared.prepare_hooks(merge_hooks(request.hooks, self.hooks))
         return prepared

@@ -103,3 +103,38 @@ def test_no_cookie_travels_between_requests(cookie_server: str) -> None:
     lean.get(cookie_server)
     assert _CookieServer.seen == [None, None]
     assert len(lean.cookies) == 0
+
+
+class _RedirectServer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/standby":  # a Vault standby sends reads to the active node
+            self.send_response(307)
+            self.send_header("Location", "/active")
+            self.send_header("Set-Cookie", "node=standby; Path=/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b'{"cookie": "%s"}' % (self.headers.get("Cookie") or "").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_redirects_are_followed_without_cookies() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RedirectServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        lean = LeanSession()
+        lean.trust_env = False
+        answer = lean.get(f"http://127.0.0.1:{server.server_address[1]}/standby")
+        assert answer.status_code == 200
+        assert answer.json() == {"cookie": ""}
+        assert [r.status_code for r in answer.history] == [307]
+    finally:
+        server.shutdown()
+        server.server_close()
