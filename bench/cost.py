@@ -113,8 +113,9 @@ def aws_env(n_objects: int) -> Iterator[Any]:
     from provider.cli import build_parser
     from tests.support.benchenv import BenchEnv
     from tests.support.moto import REGION, ROLE_ARN, moto_server, seed_client
+    from tests.support.tokens import pod_token
 
-    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDphcHAifQ.c2ln"
+    token = pod_token("sts.amazonaws.com")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     # moto keeps its state per process: a fresh prefix per run.
     prefix = f"cost-{uuid.uuid4().hex[:8]}"

@@ -18,6 +18,7 @@ keep-alive pool holds only healthy connections afterwards.
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import threading
 import time
@@ -48,6 +49,9 @@ class _Registry:
         self.installed = False
         self.watchdog: threading.Thread | None = None
         self.wake = threading.Event()
+        # When the watchdog wakes next by itself (monotonic; inf: not before a
+        # call starts). Read and written under ``lock``.
+        self.next_wake = 0.0
 
     def start(self, call: _Call) -> None:
         self.install()
@@ -56,7 +60,12 @@ class _Registry:
             if self.watchdog is None or not self.watchdog.is_alive():
                 self.watchdog = threading.Thread(target=self.watch, name="calltime", daemon=True)
                 self.watchdog.start()
-        self.wake.set()  # it may be sleeping towards a later deadline
+            # Wake it only when it sleeps towards a later deadline: the calls of
+            # one mount share a deadline, and waking the watchdog for each of
+            # them cost more CPU than the calls' own HTTP work (issue 16).
+            wake = call.deadline < self.next_wake
+        if wake:
+            self.wake.set()
         self.local.call = call
 
     def end(self, call: _Call) -> None:
@@ -99,6 +108,9 @@ class _Registry:
 
     def watch(self) -> None:
         while True:
+            # Cleared before the calls are read: a call started after this
+            # point either is seen below or sees next_wake and sets the event.
+            self.wake.clear()
             now = time.monotonic()
             overdue: list[Any] = []
             upcoming: list[float] = []
@@ -110,16 +122,16 @@ class _Registry:
                         overdue.extend(call.conns)
                     else:
                         upcoming.append(call.deadline)
+                if overdue:
+                    wait: float | None = TICK
+                elif upcoming:
+                    wait = max(min(upcoming) - now, 0.0) + 0.01
+                else:
+                    wait = None  # no call at all: sleep until one starts
+                self.next_wake = now + wait if wait is not None else math.inf
             for conn in overdue:
                 _cut(conn)
-            if overdue:
-                wait: float | None = TICK
-            elif upcoming:
-                wait = max(min(upcoming) - now, 0.0) + 0.01
-            else:
-                wait = None  # no call at all: sleep until one starts
             self.wake.wait(wait)
-            self.wake.clear()
 
 
 _registry = _Registry()

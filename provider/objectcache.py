@@ -115,7 +115,8 @@ class ObjectCache:
             left = lifetime(fetched) if lifetime is not None else None
             if left is not None:
                 return _Stored(fetched, size(fetched), 0.0, max(0.0, left) * DYNAMIC_FRACTION)
-            return _Stored(fetched, size(fetched), window, None)
+            # Sized only when kept: a refreshInterval-0 read is never stored.
+            return _Stored(fetched, size(fetched) if window > 0 else 0, window, None)
 
         if window > 0 and fresh:
             # A read that must reach the backend (it proves a new credential); what

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import boto3
 import botocore
 import botocore.config
 
@@ -41,6 +40,7 @@ from provider.backends.aws.credentials import (
     session_name,
     sts_credentials,
 )
+from provider.backends.aws.endpoints import lean_session
 from provider.backends.aws.errors import keep_unreadable_error_status, translate
 from provider.backends.aws.render import Fetched, parameter_answer, render, secret_answer
 from provider.backends.base import (
@@ -86,7 +86,8 @@ class AwsBackend(Backend[AwsPlan]):
         self._services = services
         # One Session for the process: a new Session costs ~60 ms of CPU, a
         # client made from a shared one ~2 ms. Session.client is not thread-safe.
-        self._session: Any = boto3.session.Session()
+        # With botocore's endpoint data for our three services only (see endpoints).
+        self._session: Any = lean_session()
         # Every client of the session: a 429/5xx that botocore cannot read keeps
         # its status and Retry-After (see UnreadableErrorAnswer).
         self._session.events.register("before-parse", keep_unreadable_error_status)

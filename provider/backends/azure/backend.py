@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 import requests.adapters
 from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import (
@@ -23,9 +22,6 @@ from azure.identity import (
     ClientSecretCredential,
     ManagedIdentityCredential,
 )
-from azure.keyvault.certificates import CertificateClient
-from azure.keyvault.keys import KeyClient
-from azure.keyvault.secrets import SecretClient
 
 from provider.backends.azure import AzureSettings
 from provider.backends.azure.config import (
@@ -61,6 +57,7 @@ from provider.backends.base import (
     ObjectVersion,
     OutputFile,
 )
+from provider.backends.httpsession import LeanSession
 from provider.cache import Cache
 from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Unavailable
 from provider.identity import verified_token
@@ -88,7 +85,8 @@ class AzureBackend(Backend[AzurePlan]):
     def __init__(self, settings: AzureSettings, services: BackendServices) -> None:
         self._settings = settings
         self._services = services
-        self._session = requests.Session()
+        # Proxies and ~/.netrc read once per host, no cookie jar (see httpsession).
+        self._session = LeanSession()
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=8, pool_maxsize=settings.max_connections
         )
@@ -199,12 +197,9 @@ class AzureBackend(Backend[AzurePlan]):
         }
         if self._settings.api_version:
             kw["api_version"] = self._settings.api_version
-        factory: Callable[..., Any] = {
-            ObjectType.SECRET: SecretClient,
-            ObjectType.KEY: KeyClient,
-            ObjectType.CERT: CertificateClient,
-        }[kind]
-        return entry.client(kind.value, vault_url, lambda cred: factory(vault_url, cred, **kw))
+        return entry.client(
+            kind.value, vault_url, lambda cred: _client_class(kind)(vault_url, cred, **kw)
+        )
 
     # -- fetch --------------------------------------------------------------
 
@@ -324,6 +319,22 @@ class AzureBackend(Backend[AzurePlan]):
     def close(self) -> None:
         self.identities.clear()
         self._session.close()
+
+
+def _client_class(kind: ObjectType) -> Callable[..., Any]:
+    """The SDK client for ``kind``, imported on first use: each package costs ~2 MiB
+    of RSS, and most classes mount secrets only (issue 16)."""
+    if kind is ObjectType.SECRET:
+        from azure.keyvault.secrets import SecretClient
+
+        return SecretClient
+    if kind is ObjectType.KEY:
+        from azure.keyvault.keys import KeyClient
+
+        return KeyClient
+    from azure.keyvault.certificates import CertificateClient
+
+    return CertificateClient
 
 
 def _read(client: Any, obj: AzureObject, version: str, *, construct_chain: bool) -> Rendered:

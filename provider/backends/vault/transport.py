@@ -25,6 +25,7 @@ import requests
 import requests.adapters
 import urllib3.connectionpool
 
+from provider.backends.httpsession import LeanSession
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.backends.vault.config import VaultConnection
 from provider.cache import Cache
@@ -218,7 +219,7 @@ class VaultTransport:
         self.connection = connection
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         ctx = build_ssl_context(connection.tls)
-        self.session = requests.Session()
+        self.session = LeanSession()  # no cookie jar work per request (see httpsession)
         # No .netrc, no REQUESTS_CA_BUNDLE: TLS is exactly what the parameters say.
         self.session.trust_env = False
         self.session.proxies = requests.utils.get_environ_proxies(connection.address)

@@ -1,0 +1,70 @@
+"""A boto3 Session that keeps botocore's endpoint data for our services only.
+
+botocore resolves a client's endpoint with its bundled ``endpoints.json``,
+which lists every AWS service in every partition: parsed, it holds ~7 MiB of
+the provider's memory (a third of the AWS backend's after-load growth) for
+the three services the provider calls. Here that file is read as botocore
+reads it, but each partition keeps only Secrets Manager, SSM and STS (the
+partition's regions, DNS suffixes and defaults stay whole), so those three
+resolve exactly as before: same URLs, same signing regions. When the user
+supplies their own endpoints data (``AWS_DATA_PATH``, ``~/.aws/models``),
+botocore's default applies unchanged.
+
+The endpoint resolver is a private botocore component: when its registration
+point is missing (another botocore), the session is left as botocore makes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import boto3.session
+import botocore
+import botocore.regions
+import botocore.session
+
+# Every service a client is made for (provider.backends.aws.backend).
+SERVICES = frozenset({"secretsmanager", "ssm", "sts"})
+
+
+def _only_our_services(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object hook: a partition's ``services`` map keeps only SERVICES.
+
+    Applied while parsing, so the other services' entries are freed as they
+    are read (the map is the only object keyed by service names).
+    """
+    if any(key in SERVICES for key, _ in pairs) and all(isinstance(v, dict) for _, v in pairs):
+        return {key: value for key, value in pairs if key in SERVICES}
+    return dict(pairs)
+
+
+def _builtin_endpoints(loader: Any) -> str | None:
+    """botocore's bundled endpoints.json, or None when the user's data overrides it."""
+    builtin = os.path.join(os.path.dirname(botocore.__file__), "data")
+    for path in loader.search_paths:
+        if os.path.realpath(path) == os.path.realpath(builtin):
+            candidate = os.path.join(path, "endpoints.json")
+            return candidate if os.path.isfile(candidate) else None
+        if any(os.path.exists(os.path.join(path, f"endpoints.json{ext}")) for ext in ("", ".gz")):
+            return None  # the user's endpoints data: botocore's way
+    return None
+
+
+def lean_session() -> boto3.session.Session:
+    core = botocore.session.get_session()
+    components = getattr(core, "_internal_components", None)
+    register = getattr(components, "lazy_register_component", None)
+    if register is not None:
+        loader = core.get_component("data_loader")
+        path = _builtin_endpoints(loader)
+        if path is not None:
+
+            def resolver() -> botocore.regions.EndpointResolver:
+                with open(path, "rb") as fh:
+                    data = json.load(fh, object_pairs_hook=_only_our_services)
+                return botocore.regions.EndpointResolver(data, uses_builtin_data=True)
+
+            register("endpoint_resolver", resolver)
+    return boto3.session.Session(botocore_session=core)

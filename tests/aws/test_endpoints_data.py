@@ -1,0 +1,61 @@
+"""The lean boto3 session resolves our services exactly as botocore's default does.
+
+provider.backends.aws.endpoints keeps only Secrets Manager, SSM and STS in
+botocore's endpoint data: for every region of every partition, and with FIPS
+and dual-stack endpoints, their clients must get the same endpoint URL and
+sign for the same region and service name as with the full data.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import boto3.session
+import botocore.config
+import pytest
+
+from provider.backends.aws.endpoints import SERVICES, lean_session
+
+
+def _regions(session: Any) -> list[str]:
+    resolver = session._session._get_internal_component("endpoint_resolver")
+    return sorted(
+        {r for p in resolver._endpoint_data["partitions"] for r in p["regions"]}
+    )
+
+
+def _resolved(client: Any) -> tuple[str, str, str]:
+    signer = client._request_signer
+    return client.meta.endpoint_url, signer.region_name, signer.signing_name
+
+
+@pytest.mark.parametrize("variant", ["plain", "fips", "dualstack"])
+def test_same_endpoints_as_botocore_default(variant: str) -> None:
+    lean, full = lean_session(), boto3.session.Session()
+    config = botocore.config.Config(
+        use_fips_endpoint=variant == "fips", use_dualstack_endpoint=variant == "dualstack"
+    )
+    regions = _regions(full)
+    assert len(regions) > 30  # every partition's regions, not a stub
+    compared = 0
+    for service, region in itertools.product(sorted(SERVICES), regions):
+        results = []
+        for session in (lean, full):
+            try:
+                client = session.client(
+                    service, region_name=region, config=config,
+                    aws_access_key_id="x", aws_secret_access_key="x",
+                )
+                results.append(_resolved(client))
+            except Exception as exc:  # e.g. no FIPS endpoint there: the same failure
+                results.append((type(exc).__name__, "", ""))
+        assert results[0] == results[1], (service, region)
+        compared += 1
+    assert compared == len(SERVICES) * len(regions)
+
+
+def test_only_our_services_are_kept() -> None:
+    resolver = lean_session()._session._get_internal_component("endpoint_resolver")
+    kept = {s for p in resolver._endpoint_data["partitions"] for s in p["services"]}
+    assert kept == SERVICES
