@@ -1,13 +1,21 @@
 """Our provider, installed the way users install it: from the Helm chart.
 
-The chart (daemonset/chart) is rendered for this cluster with helm; its
+The chart (daemonset/chart) is rendered for this cluster with helm and its
 objects (ServiceAccount, RBAC, the DaemonSet) are applied to the real API
-server; the provider runs as a process with exactly the DaemonSet container's
-args and env (the chart's
-values decide them: extraArgs carries the token and CA files that the pod
-would have mounted, and loopback-only probe addresses, since the process
-shares the host's network). Its API token is a bound token of the chart's
-ServiceAccount from the TokenRequest API, as kubelet would mount it.
+server. Then the provider runs in one of two ways, chosen by the environment
+variable POLYSECRET_E2E_PROVIDER:
+
+- ``image`` (the default, and what ``make e2e`` and CI run): the DaemonSet's
+  pod, in the image ``make image`` built (POLYSECRET_IMAGE), imported into the
+  cluster's containerd and started by its kubelet (tests/e2e/daemonset_pod.py);
+- ``process``: for machines without podman, a host process with exactly the
+  DaemonSet container's args and env, given the token and CA files its pod
+  would have mounted.
+
+The values differ from a user's only where this cluster differs: the socket
+directory is the one the e2e driver reads, the API server is on loopback (no
+kube-proxy behind the in-cluster Service address), and the pod shares the
+host's network (no CNI here), so metrics stay on loopback.
 """
 
 from __future__ import annotations
@@ -24,12 +32,33 @@ from typing import Any
 
 import yaml
 
+from tests.e2e import daemonset_pod
 from tests.e2e.cluster import NODE, REPO, Cluster, ClusterError, wait_for
 from tests.support.ports import free_port
 
 CHART = REPO / "daemonset" / "chart"
 NAMESPACE = "kube-system"
 RELEASE = "polysecret"
+MODE_ENV = "POLYSECRET_E2E_PROVIDER"
+IMAGE_ENV = "POLYSECRET_IMAGE"
+DEFAULT_IMAGE = "localhost/polysecret:dev"  # the Makefile's POLYSECRET_IMAGE
+# Where kubelet mounts the pod's ServiceAccount token and the cluster's CA.
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# Backend CA files (host paths in the values), mounted into the pod here.
+CA_DIR = "/etc/polysecret/ca"
+CA_VALUES = (("azure", "caFile"), ("vault", "caCert"))
+KUBE_CA_DIR = "/etc/polysecret/kube-ca"
+
+
+def mode() -> str:
+    chosen = os.environ.get(MODE_ENV, "image")
+    if chosen not in ("image", "process"):
+        raise ClusterError(f"{MODE_ENV}={chosen!r}: use image (default) or process")
+    return chosen
+
+
+def image() -> str:
+    return os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
 
 
 def helm_binary() -> Path:
@@ -54,47 +83,171 @@ def render(values: dict[str, Any]) -> list[dict[str, Any]]:
 
 @dataclass
 class Provider:
-    """One provider process started from the rendered DaemonSet."""
+    """One release of the chart: its rendered objects and the provider they run."""
 
     cluster: Cluster
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    health: str
-    objects: list[dict[str, Any]] = field(default_factory=list)
+    release: str
+    objects: list[dict[str, Any]]
+    health: str  # HOST:PORT of /readyz (what kubelet's probes call)
+    running: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"provider-{self.release}"
+
+    @property
+    def daemonset(self) -> dict[str, Any]:
+        return next(d for d in self.objects if d["kind"] == "DaemonSet")
+
+    @property
+    def pod_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = self.daemonset["spec"]["template"]["spec"]
+        return spec
 
     def start(self) -> None:
-        self.cluster.start(self.name, [sys.executable, "-m", "provider", "serve", *self.args],
-                           env=self.env)  # fmt: skip
+        """Applies this release's objects (again: a rollback), then runs the provider."""
+        self.cluster.apply(self.objects)
+        self._run()
+        self.running = True
+
+    def stop(self) -> None:
+        self._halt()
+        self.running = False
+
+    def log(self) -> str:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _halt(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class ProcessProvider(Provider):
+    """The fallback: the DaemonSet container's args and env, run as a host process."""
+
+    workdir: Path = field(default_factory=Path)
+
+    def _run(self) -> None:
+        (container,) = self.pod_spec["containers"]
+        token_file, ca_file = self.workdir / "token", self.workdir / "ca.crt"
+        token_file.unlink(missing_ok=True)
+        if self.pod_spec["automountServiceAccountToken"]:
+            # A bound token of the chart's ServiceAccount, as kubelet would mount it.
+            token = self.cluster.create_token(NAMESPACE, self.pod_spec["serviceAccountName"])
+            token_file.write_text(token)
+            token_file.chmod(0o600)
+        ca_file.write_bytes(self.cluster.ca_file.read_bytes())
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        env = {"PYTHONPATH": pythonpath}
+        for item in container.get("env", []):
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+            elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+                env[item["name"]] = NODE
+        # The pod's mount paths become this process's files.
+        args = [a.replace(SA_DIR, str(self.workdir)) for a in container["args"]]
+        self.cluster.start(self.name, [sys.executable, "-m", "provider", "serve", *args], env=env)
         wait_for(f"provider {self.name}", lambda: self.cluster.alive(self.name) and
                  urllib.request.urlopen(f"http://{self.health}/readyz", timeout=1).status == 200,
                  log=self.cluster.log(self.name))  # fmt: skip
 
-    def stop(self) -> None:
+    def _halt(self) -> None:
         self.cluster.stop(self.name)
 
     def log(self) -> str:
         return self.cluster.log(self.name).read_text(errors="replace")
 
 
+@dataclass
+class PodProvider(Provider):
+    """The DaemonSet's pod, in our image, started by kubelet (tests/e2e/daemonset_pod.py)."""
+
+    pod: str = ""
+    # The logs of this release's earlier pods (kubelet drops a pod's logs with it).
+    past_logs: str = ""
+
+    def _run(self) -> None:
+        daemonset_pod.load_image(self.cluster, image())
+        daemonset_pod.ensure_root_ca(self.cluster)
+        self.pod = daemonset_pod.create(self.cluster, self.daemonset)
+        daemonset_pod.wait_ready(self.cluster, self.pod)
+
+    def _halt(self) -> None:
+        text = daemonset_pod.delete(self.cluster, self.pod)
+        self.past_logs += text + "\n"
+        # Kept for the session's check that no log holds a secret or a token.
+        with self.cluster.log(self.name).open("a") as fh:
+            fh.write(text + "\n")
+        self.pod = ""
+
+    def log(self) -> str:
+        live = daemonset_pod.log(self.cluster, self.pod) if self.pod else ""
+        return self.past_logs + live
+
+
+def node_address(cluster: Cluster) -> str:
+    """The node's InternalIP: a hostNetwork pod's IP, where kubelet sends its probes."""
+    addresses = cluster.get("node", NODE)["status"]["addresses"]
+    return str(next(a["address"] for a in addresses if a["type"] == "InternalIP"))
+
+
+def _mount_ca_files(values: dict[str, Any], backend_values: dict[str, Any]) -> None:
+    """Each backend CA file on the host, mounted read-only into the pod (values.yaml's way)."""
+    volumes, mounts = values.setdefault("extraVolumes", []), values.setdefault(
+        "extraVolumeMounts", [])  # fmt: skip
+    for backend, key in CA_VALUES:
+        host = backend_values.get(backend, {}).get(key)
+        if not host:
+            continue
+        name = f"{backend}-ca"
+        volumes.append({"name": name, "hostPath": {"path": host, "type": "File"}})
+        mounts.append({"name": name, "mountPath": f"{CA_DIR}/{name}.crt", "readOnly": True})
+        values[backend] = {**backend_values[backend], key: f"{CA_DIR}/{name}.crt"}
+
+
+def _pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    daemonset = next(d for d in objects if d["kind"] == "DaemonSet")
+    spec: dict[str, Any] = daemonset["spec"]["template"]["spec"]
+    return spec
+
+
+def _mount_kube_ca(values: dict[str, Any]) -> None:
+    """The cluster's CA for a pod that mounts no ServiceAccount token (a workaround).
+
+    Without API access in the values, the chart mounts no token and so no CA
+    either, but the provider still builds its API client and fails at start on
+    the missing CA file (provider/kube.py: ssl.create_default_context(cafile=...)),
+    in any cluster, since kubelet always sets KUBERNETES_SERVICE_HOST. Given the
+    CA from kube-root-ca.crt, it starts and the pod's mounts get the RBAC error.
+    """
+    values["extraVolumes"] = [*values.get("extraVolumes", []),
+                              {"name": "kube-ca", "configMap": {"name": "kube-root-ca.crt"}}]
+    values["extraVolumeMounts"] = [*values.get("extraVolumeMounts", []),
+                                   {"name": "kube-ca", "mountPath": KUBE_CA_DIR, "readOnly": True}]
+    values["extraArgs"] = [f"--kube-ca-file={KUBE_CA_DIR}/ca.crt" if a.startswith("--kube-ca-file=")
+                           else a for a in values["extraArgs"]]  # fmt: skip
+
+
 def install(cluster: Cluster, backend_values: dict[str, Any], *, release: str = RELEASE,
             socket_name: str = "polysecret", rbac: dict[str, Any] | None = None) -> Provider:
-    """Render the chart, apply its ServiceAccount and RBAC, start the provider.
-
-    Without API access in the chart's values (no token automounted), the
-    token file stays absent, as in its pod.
-    """
-    name = f"provider-{release}"
+    """Render the chart, apply its objects, start the provider (the chosen mode)."""
+    in_pod = mode() == "image"
     health, metrics = free_port(), free_port()
-    workdir = cluster.root / name
-    workdir.mkdir(exist_ok=True)
-    token_file, ca_file = workdir / "token", workdir / "ca.crt"
+    # kubelet probes a hostNetwork pod at the node's InternalIP and refuses a
+    # loopback node IP, so the probes' port listens there (not on every
+    # interface, as the chart's ":PORT" would on the host's network); metrics,
+    # which nothing here scrapes, stay on loopback.
+    health_addr = f"{node_address(cluster)}:{health}" if in_pod else f"127.0.0.1:{health}"
     values: dict[str, Any] = {
         "fullnameOverride": release,
         "rbac": rbac or {"create": True, "serviceAccounts": True, "nodes": False},
         "provider": {
             "name": socket_name,
             "socketDir": str(cluster.providers_dir),
+            # The in-cluster Service address has no kube-proxy behind it here.
             "kubeApi": cluster.api_url,
             "logLevel": "debug",
             "logFormat": "text",
@@ -102,36 +255,32 @@ def install(cluster: Cluster, backend_values: dict[str, Any], *, release: str = 
         "health": {"port": health},
         "metrics": {"port": metrics},
         "extraArgs": [
-            # Where the pod would have its token and CA mounted.
-            f"--kube-token-file={token_file}",
-            f"--kube-ca-file={ca_file}",
-            # In a pod these are the pod's own address; here the host's: loopback only.
-            f"--health-addr=127.0.0.1:{health}",
+            # With --kube-api the provider sends the mounted token only when told to.
+            f"--kube-token-file={SA_DIR}/token",
+            f"--kube-ca-file={SA_DIR}/ca.crt",
+            f"--health-addr={health_addr}",
             f"--metrics-addr=127.0.0.1:{metrics}",
         ],
         **backend_values,
     }
-    docs = render(values)
-    daemonset = next(d for d in docs if d["kind"] == "DaemonSet")
-    # Everything the chart renders goes to the API server, which validates it; the
-    # DaemonSet stays without pods (no controller-manager): its pod is this process.
-    applied = docs
-    cluster.apply(applied)
-    pod = daemonset["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    account = pod["serviceAccountName"]
-    args = list(container["args"])
-    if pod["automountServiceAccountToken"]:
-        token_file.write_text(cluster.create_token(NAMESPACE, account, duration="2h"))
-        token_file.chmod(0o600)
-    ca_file.write_bytes(cluster.ca_file.read_bytes())
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    for item in container.get("env", []):
-        if "value" in item:
-            env[item["name"]] = str(item["value"])
-        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
-            env[item["name"]] = NODE
-    provider = Provider(cluster, name, args, env, f"127.0.0.1:{health}",
-                        applied)  # fmt: skip
+    if in_pod:
+        repository, _, tag = image().rpartition(":")
+        values["image"] = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+        # No CNI here: the pod shares the host's network, as the test pods do.
+        values["hostNetwork"] = True
+        # Ready within a second of listening (kubelet probes every 5 s by default).
+        values["health"]["readiness"] = {"periodSeconds": 1}
+        _mount_ca_files(values, backend_values)
+    objects = render(values)
+    if in_pod and not _pod_spec(objects)["automountServiceAccountToken"]:
+        _mount_kube_ca(values)
+        objects = render(values)
+    provider: Provider
+    if in_pod:
+        provider = PodProvider(cluster, release, objects, health_addr)
+    else:
+        workdir = cluster.root / f"provider-{release}"
+        workdir.mkdir(exist_ok=True)
+        provider = ProcessProvider(cluster, release, objects, health_addr, workdir=workdir)
     provider.start()
     return provider

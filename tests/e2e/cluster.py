@@ -288,15 +288,15 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         SystemdCgroup = false
 """)
         self.start("containerd", ["containerd", f"--config={config}"])
-        wait_for("containerd", lambda: self.alive("containerd") and self._ctr("version") != "",
+        wait_for("containerd", lambda: self.alive("containerd") and self.ctr("version") != "",
                  log=self.log("containerd"))  # fmt: skip
         tmp = self.root / "images"
         tmp.mkdir()
         for archive in (images.pause_image(self.bin / "pause", tmp / "pause.tar"),
                         images.busybox_image(tmp / "busybox.tar")):  # fmt: skip
-            self._ctr("images", "import", str(archive))
+            self.ctr("images", "import", str(archive))
 
-    def _ctr(self, *args: str) -> str:
+    def ctr(self, *args: str) -> str:
         done = subprocess.run(
             ["ctr", f"--address={self.containerd_sock}", "-n", "k8s.io", *args],
             capture_output=True, text=True, check=True, timeout=60,

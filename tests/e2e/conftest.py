@@ -22,9 +22,9 @@ import pytest
 
 from tests.conformance import backends as scenarios
 from tests.conformance.conftest import DenyProxy, _deny_proxy
-from tests.e2e import hostclean
+from tests.e2e import daemonset_pod, hostclean
 from tests.e2e.backends import azure_world, seed_vault_jwt
-from tests.e2e.chart import Provider, install
+from tests.e2e.chart import NAMESPACE, Provider, install
 from tests.e2e.cluster import ISSUER, Cluster, running_cluster
 from tests.support.azure_standin import AzureWorld
 from tests.support.moto import REGION, moto_server, seed_client
@@ -55,11 +55,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if not report.failed or not _RUNNING:
         return
-    for path in sorted((_RUNNING[0].root / "logs").glob("*.log")):
+    root = _RUNNING[0].root
+    # The provider's pods log where kubelet puts container logs.
+    for path in [*sorted((root / "logs").glob("*.log")), *provider_pod_logs(_RUNNING[0])]:
         if path.stem in ("etcd", "containerd", "kube-apiserver"):
             continue
+        # A pod's log is <namespace>_<pod>_<uid>/<container>/<restart>.log.
+        name = path.stem if path.parent.name == "logs" else path.parents[1].name.split("_")[1]
         tail = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-        report.sections.append((f"log {path.stem}", "\n".join(tail)))
+        report.sections.append((f"log {name}", "\n".join(tail)))
+
+
+def provider_pod_logs(cluster: Cluster) -> list[Path]:
+    """The running provider pods' container logs (a stopped one's is under logs/)."""
+    return sorted(cluster.pod_logs.glob(f"{NAMESPACE}_*/{daemonset_pod.CONTAINER}/*.log"))
 
 
 def _clean_on_signals(root: Path) -> None:
@@ -121,7 +130,8 @@ class World:
         return made
 
     def assert_logs_hold_no_secret(self) -> None:
-        logs = sorted((self.cluster.root / "logs").glob("provider-*.log"))
+        logs = [*sorted((self.cluster.root / "logs").glob("provider-*.log")),
+                *provider_pod_logs(self.cluster)]
         assert logs
         for path in logs:
             text = path.read_bytes()

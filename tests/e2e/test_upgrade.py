@@ -2,7 +2,11 @@
 
 With the chart's maxSurge > 0 the new provider pod starts before the old one
 stops, on the same socket name: the new one takes the socket over, and the
-old one, stopping, must not remove a socket that is no longer its own. Pods
+old one, stopping, must not remove a socket that is no longer its own. The new
+provider is a second release of the chart (its own DaemonSet, on other probe
+ports: with hostNetwork two pods of one DaemonSet would collide on them), its
+pod started by kubelet like the first; stopping a provider deletes its pod,
+so kubelet sends SIGTERM and waits for the pod's grace period. Pods
 created just before, during and after the switch must all mount; then the
 same again in reverse (a rollback), which leaves the session's provider serving.
 """
@@ -10,7 +14,7 @@ same again in reverse (a rollback), which leaves the session's provider serving.
 from __future__ import annotations
 
 from tests.e2e import pods
-from tests.e2e.chart import install
+from tests.e2e.chart import Provider, install
 from tests.e2e.conftest import APP_SA, World
 
 
@@ -24,6 +28,7 @@ def test_rolling_update_on_the_same_socket_loses_no_mount(world: World) -> None:
     def create(name: str) -> None:
         cluster.apply(pods.pod(name, APP_SA, pods.FILES_SCRIPT, spc=scenario.spc_name))
 
+    new: Provider | None = None
     try:
         create(names[0])
         new = install(cluster, world.values, release="polysecret-next")
@@ -42,7 +47,7 @@ def test_rolling_update_on_the_same_socket_loses_no_mount(world: World) -> None:
     finally:
         pods.delete(cluster, *names)
         # Whatever failed, later tests get the session's provider back.
-        if world.provider.name not in cluster.procs:
+        if not world.provider.running:
             world.provider.start()
-        if "provider-polysecret-next" in cluster.procs:
-            cluster.stop("provider-polysecret-next")
+        if new is not None and new.running:
+            new.stop()
