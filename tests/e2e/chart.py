@@ -173,7 +173,11 @@ class PodProvider(Provider):
         daemonset_pod.load_image(self.cluster, image())
         daemonset_pod.ensure_root_ca(self.cluster)
         self.pod = daemonset_pod.create(self.cluster, self.daemonset)
-        daemonset_pod.wait_ready(self.cluster, self.pod)
+        try:
+            daemonset_pod.wait_ready(self.cluster, self.pod)
+        except ClusterError:
+            self._halt()  # not left restarting for the rest of the session
+            raise
 
     def _halt(self) -> None:
         text = daemonset_pod.delete(self.cluster, self.pod)
@@ -232,7 +236,8 @@ def _mount_kube_ca(values: dict[str, Any]) -> None:
 
 
 def install(cluster: Cluster, backend_values: dict[str, Any], *, release: str = RELEASE,
-            socket_name: str = "polysecret", rbac: dict[str, Any] | None = None) -> Provider:
+            socket_name: str = "polysecret", rbac: dict[str, Any] | None = None,
+            kube_ca_workaround: bool = True) -> Provider:  # fmt: skip
     """Render the chart, apply its objects, start the provider (the chosen mode)."""
     in_pod = mode() == "image"
     health, metrics = free_port(), free_port()
@@ -272,7 +277,7 @@ def install(cluster: Cluster, backend_values: dict[str, Any], *, release: str = 
         values["health"]["readiness"] = {"periodSeconds": 1}
         _mount_ca_files(values, backend_values)
     objects = render(values)
-    if in_pod and not _pod_spec(objects)["automountServiceAccountToken"]:
+    if in_pod and kube_ca_workaround and not _pod_spec(objects)["automountServiceAccountToken"]:
         _mount_kube_ca(values)
         objects = render(values)
     provider: Provider
