@@ -20,6 +20,7 @@ host's network (no CNI here), so metrics stay on loopback.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import subprocess
@@ -82,7 +83,7 @@ def render(values: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @dataclass
-class Provider:
+class Provider(abc.ABC):
     """One release of the chart: its rendered objects and the provider they run."""
 
     cluster: Cluster
@@ -114,14 +115,14 @@ class Provider:
         self._halt()
         self.running = False
 
-    def log(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def log(self) -> str: ...
 
-    def _run(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _run(self) -> None: ...
 
-    def _halt(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _halt(self) -> None: ...
 
 
 @dataclass
