@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -52,9 +53,13 @@ class KubeClient:
             ttl=ttl,
             size_of=lambda body: len(json.dumps(body)),
         )
+        # Built on the first read, not here: a provider the chart installs without
+        # API access has no token and no CA mounted, yet kubelet still sets
+        # KUBERNETES_SERVICE_HOST. It must start, and a mount that needs the API
+        # then says what is missing (KubernetesAccessDenied), naming the file.
+        self._ca_file = ca_file
         self._ssl: ssl.SSLContext | None = None
-        if self._base.startswith("https:"):
-            self._ssl = ssl.create_default_context(cafile=ca_file)
+        self._ssl_lock = threading.Lock()
 
     @classmethod
     def from_environment(
@@ -86,6 +91,22 @@ class KubeClient:
             ca_file=ca_file or os.path.join(SA_DIR, "ca.crt"),
         )
 
+    def _context(self, what: str) -> ssl.SSLContext:
+        with self._ssl_lock:
+            if self._ssl is None:
+                try:
+                    self._ssl = ssl.create_default_context(cafile=self._ca_file)
+                except (OSError, ssl.SSLError) as exc:
+                    why = getattr(exc, "strerror", None) or type(exc).__name__
+                    raise PermissionDenied(
+                        f"the provider cannot read {what}: it has no usable Kubernetes API "
+                        f"CA file {self._ca_file!r} ({why}); give the provider API access "
+                        "(the chart's RBAC values) or set what the class needs without it "
+                        "(roleArn)",
+                        code=ErrorCode.KubernetesAccessDenied,
+                    ) from None
+            return self._ssl
+
     def read(self, path: str, what: str) -> dict[str, Any]:
         """One GET of the API server (blocking; not cached: see :meth:`cached`)."""
         request = urllib.request.Request(self._base + path)  # noqa: S310 - our API server
@@ -95,9 +116,10 @@ class KubeClient:
                     request.add_header("Authorization", "Bearer " + fh.read().strip())
             except OSError:
                 pass
+        context = self._context(what) if self._base.startswith("https:") else None
         try:
             with urllib.request.urlopen(  # noqa: S310 - our API server
-                request, timeout=self._timeout, context=self._ssl
+                request, timeout=self._timeout, context=context
             ) as response:
                 body: dict[str, Any] = json.load(response)
         except urllib.error.HTTPError as exc:

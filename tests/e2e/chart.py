@@ -48,7 +48,6 @@ SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # Backend CA files (host paths in the values), mounted into the pod here.
 CA_DIR = "/etc/polysecret/ca"
 CA_VALUES = (("azure", "caFile"), ("vault", "caCert"))
-KUBE_CA_DIR = "/etc/polysecret/kube-ca"
 
 
 def mode() -> str:
@@ -213,32 +212,9 @@ def _mount_ca_files(values: dict[str, Any], backend_values: dict[str, Any]) -> N
         values[backend] = {**backend_values[backend], key: f"{CA_DIR}/{name}.crt"}
 
 
-def _pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    daemonset = next(d for d in objects if d["kind"] == "DaemonSet")
-    spec: dict[str, Any] = daemonset["spec"]["template"]["spec"]
-    return spec
-
-
-def _mount_kube_ca(values: dict[str, Any]) -> None:
-    """The cluster's CA for a pod that mounts no ServiceAccount token (a workaround).
-
-    Without API access in the values, the chart mounts no token and so no CA
-    either, but the provider still builds its API client and fails at start on
-    the missing CA file (provider/kube.py: ssl.create_default_context(cafile=...)),
-    in any cluster, since kubelet always sets KUBERNETES_SERVICE_HOST. Given the
-    CA from kube-root-ca.crt, it starts and the pod's mounts get the RBAC error.
-    """
-    values["extraVolumes"] = [*values.get("extraVolumes", []),
-                              {"name": "kube-ca", "configMap": {"name": "kube-root-ca.crt"}}]
-    values["extraVolumeMounts"] = [*values.get("extraVolumeMounts", []),
-                                   {"name": "kube-ca", "mountPath": KUBE_CA_DIR, "readOnly": True}]
-    values["extraArgs"] = [f"--kube-ca-file={KUBE_CA_DIR}/ca.crt" if a.startswith("--kube-ca-file=")
-                           else a for a in values["extraArgs"]]  # fmt: skip
-
-
 def install(cluster: Cluster, backend_values: dict[str, Any], *, release: str = RELEASE,
-            socket_name: str = "polysecret", rbac: dict[str, Any] | None = None,
-            kube_ca_workaround: bool = True) -> Provider:  # fmt: skip
+            socket_name: str = "polysecret",
+            rbac: dict[str, Any] | None = None) -> Provider:  # fmt: skip
     """Render the chart, apply its objects, start the provider (the chosen mode)."""
     in_pod = mode() == "image"
     health, metrics = free_port(), free_port()
@@ -278,9 +254,6 @@ def install(cluster: Cluster, backend_values: dict[str, Any], *, release: str = 
         values["health"]["readiness"] = {"periodSeconds": 1}
         _mount_ca_files(values, backend_values)
     objects = render(values)
-    if in_pod and kube_ca_workaround and not _pod_spec(objects)["automountServiceAccountToken"]:
-        _mount_kube_ca(values)
-        objects = render(values)
     provider: Provider
     if in_pod:
         provider = PodProvider(cluster, release, objects, health_addr)
