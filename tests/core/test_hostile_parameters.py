@@ -42,7 +42,7 @@ AWS_OBJECT = {
     "objectName": "app/db", "objectType": "secretsmanager", "objectAlias": "db",
     "objectVersion": "v1", "objectVersionLabel": "AWSCURRENT", "filePermission": "0600",
     "jmesPath": [{"path": "user", "objectAlias": "u", "filePermission": "0400"}],
-    "failoverObject": {"objectName": "app/db2"}, "objectEncoding": "base64",
+    "failoverObject": {"objectName": "app/db2"}, "objectEncoding": "base64", "region": "eu-west-1",
 }  # fmt: skip
 VAULT_OBJECT = {
     "objectName": "db/pass", "secretPath": "secret/data/db", "secretKey": "pass",

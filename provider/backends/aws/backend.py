@@ -271,12 +271,18 @@ class AwsBackend(Backend[AwsPlan]):
 
         sm = [o for o in plan.objects if o.object_type is ObjectType.SECRETS_MANAGER]
         ssm = [o for o in plan.objects if o.object_type is ObjectType.SSM_PARAMETER]
+        # An object may name its own region: one class, several regions, one
+        # set of credentials (IAM is global); SSM batches never mix regions.
         jobs: list[Any] = [
-            self._secret(o, plan, region, client, ctx, identity=identity) for o in sm
+            self._secret(o, plan, o.region or region, client, ctx, identity=identity) for o in sm
         ]
+        by_region: dict[str, list[AwsObject]] = {}
+        for o in ssm:
+            by_region.setdefault(o.region or region, []).append(o)
         jobs.extend(
-            self._parameters(batch, plan, region, client, ctx, identity=identity)
-            for batch in _batches(ssm)
+            self._parameters(batch, plan, where, client, ctx, identity=identity)
+            for where, objects in by_region.items()
+            for batch in _batches(objects)
         )
         results = await ctx.gather(jobs)
         fetched: dict[int, Fetched] = {}
@@ -334,7 +340,7 @@ class AwsBackend(Backend[AwsPlan]):
         failover = read(obj.failover, plan.failover_region) if obj.failover else None
         result = await ctx.cached_object(
             identity,
-            ("GetSecretValue", obj.primary, obj.failover),
+            ("GetSecretValue", region, obj.primary, obj.failover),
             lambda: self._with_failover(
                 plan, read(obj.primary, region), failover, ctx, "GetSecretValue"
             ),
@@ -413,6 +419,7 @@ class AwsBackend(Backend[AwsPlan]):
 
         request = (
             "GetParameters",
+            region,
             tuple(o.primary for o in batch),
             tuple(o.failover for o in batch) if failover is not None else (),
         )

@@ -8,6 +8,7 @@ label are resolved, and ARNs checked against them, at fetch time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -34,10 +35,14 @@ OBJECT_KEYS = (
     "failoverObject",
     # Ours (the AWS provider has none): how the value is stored, decoded before writing.
     "objectEncoding",
+    # Ours: another region for this object (several regions in one class).
+    "region",
 )
 JMES_KEYS = ("path", "objectAlias", "filePermission")
 FAILOVER_KEYS = ("objectName", "objectVersion", "objectVersionLabel")
 ADDRESS_TYPES = ("auto", "ipv4", "ipv6")
+# us-east-1, eu-central-2, us-gov-west-1, cn-north-1, ap-southeast-5 ...
+_REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
 
 class ObjectType(Enum):
@@ -96,6 +101,8 @@ class AwsObject:
     failover_arn: Arn | None
     # objectEncoding: utf-8 (as stored), base64 or hex (decoded into the file).
     encoding: str = "utf-8"
+    # region of this object; "" for the class's.
+    region: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,7 @@ def _mode(value: Any, where: str, default: int, problems: Problems) -> int:
 def check_arn_region(obj: AwsObject, region: str, failover_region: str) -> list[str]:
     """ARN regions must be the primary (and failover object's the failover) region."""
     out: list[str] = []
+    region = obj.region or region
     if obj.arn and obj.arn.region != region:
         out.append(
             f"object {obj.object_name!r}: parameter 'objectName': ARN region "
@@ -385,6 +393,9 @@ def _parse_object(
     except ValueError as exc:
         problems.add(f"{where}: parameter 'objectEncoding': {exc}")
         encoding = "utf-8"
+    own_region = as_text(o.get("region"))
+    if own_region and not _REGION_NAME.match(own_region):
+        problems.add(f"{where}: parameter 'region': {own_region[:30]!r} is not an AWS region name")
     if obj_type is None:
         return None
     return AwsObject(
@@ -398,4 +409,5 @@ def _parse_object(
         arn=arn,
         failover_arn=failover_arn,
         encoding=encoding,
+        region=own_region,
     )
