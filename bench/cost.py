@@ -158,9 +158,26 @@ def backend_env(backend: str, n_objects: int) -> contextlib.AbstractContextManag
 # -- measuring -----------------------------------------------------------------
 
 
-def measure(backend: str, n_objects: int, mounts: int) -> dict[str, float]:
+def cold_mount(env: Any, params: dict[str, str], work: Path, i: int) -> None:
+    """One Mount from a new pod (name and UID) of the env's service account."""
     from provider.mountcli import mount_once
-    from tests.support.running import pod_attributes, settings_for
+    from tests.support.running import pod_attributes
+
+    attrs = pod_attributes(params, pod=f"app-{i}", tokens=env.tokens)
+    attrs["csi.storage.k8s.io/pod.uid"] = str(uuid.uuid4())
+    mount_once(
+        socket=work / "polysecret.sock",
+        attributes=attrs,
+        secrets=env.secrets,
+        target=work / "target",
+        permission="420",
+        current_versions={},
+        timeout=60,
+    )
+
+
+def measure(backend: str, n_objects: int, mounts: int) -> dict[str, float]:
+    from tests.support.running import settings_for
 
     with backend_env(backend, n_objects) as env:
         work = Path(tempfile.mkdtemp(prefix=f"polysecret-cost-{backend}-"))
@@ -168,20 +185,9 @@ def measure(backend: str, n_objects: int, mounts: int) -> dict[str, float]:
         params = {**env.parameters, "refreshInterval": "0"}
         with provider_process(settings, env.environ) as proc:
             idle = rss_mib(proc.pid)
-            sock = work / "polysecret.sock"
 
             def mount(i: int) -> None:
-                attrs = pod_attributes(params, pod=f"app-{i}", tokens=env.tokens)
-                attrs["csi.storage.k8s.io/pod.uid"] = str(uuid.uuid4())
-                mount_once(
-                    socket=sock,
-                    attributes=attrs,
-                    secrets=env.secrets,
-                    target=work / "target",
-                    permission="420",
-                    current_versions={},
-                    timeout=60,
-                )
+                cold_mount(env, params, work, i)
 
             # Warm-up: the SDK import, the first login and TLS handshakes are
             # start-up costs, not per-mount ones.

@@ -19,13 +19,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cost import backend_env, provider_process  # noqa: E402
+from bench.cost import backend_env, cold_mount, provider_process  # noqa: E402
 
 # Frames that only mean "this thread is waiting" (--gil already drops most): not CPU.
 IDLE = ("_worker (concurrent/futures/thread.py", "wait (threading.py", "select (selectors.py")
@@ -66,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if spy is None:
         print("py-spy is not installed: pip install py-spy")
         return 2
-    from provider.mountcli import mount_once
-    from tests.support.running import pod_attributes, settings_for
+    from tests.support.running import settings_for
 
     work = Path(tempfile.mkdtemp(prefix="polysecret-profile-"))
     raw = Path(args.raw) if args.raw else work / "stacks.txt"
@@ -77,17 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         with provider_process(settings, env.environ) as proc:
 
             def mount(i: int) -> None:
-                attrs = pod_attributes(params, pod=f"app-{i}", tokens=env.tokens)
-                attrs["csi.storage.k8s.io/pod.uid"] = str(uuid.uuid4())
-                mount_once(
-                    socket=work / "polysecret.sock",
-                    attributes=attrs,
-                    secrets=env.secrets,
-                    target=work / "target",
-                    permission="420",
-                    current_versions={},
-                    timeout=60,
-                )
+                cold_mount(env, params, work, i)
 
             mount(-1)  # imports, first login, TLS: not what we profile
             record = subprocess.Popen(
