@@ -21,6 +21,7 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 from provider.errors import Problems
+from provider.modes import parse_integer_mode, parse_octal_mode
 
 # libyaml's loader is ~10x faster than the pure-Python one; same safe subset.
 SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -265,3 +266,60 @@ def yaml_entries(
         out.append((where, fold_keys(item, known, where, problems)))
     return out
 
+
+
+def object_list(
+    params: Mapping[str, str],
+    problems: Problems,
+    *,
+    array: bool = False,
+    text_scalars: bool = False,
+) -> list[Any]:
+    """The entries of the ``objects`` parameter, as each dialect writes it.
+
+    AWS and Vault give a YAML list; Azure a document with ``array:`` (any case)
+    holding the list, or (ours) the bare list. ``array`` selects the Azure
+    shape. Problems are added with the same wording in every dialect and an
+    empty list is returned, so the caller goes on collecting problems.
+    """
+    shape = "a YAML document with an 'array' of objects" if array else "a YAML list of objects"
+    text = params.get("objects")
+    if text is None or not text.strip():
+        problems.add(f"parameter 'objects' is required ({shape})")
+        return []
+    before = len(problems)
+    doc = parse_yaml(text, "parameter 'objects'", problems, text_scalars=text_scalars)
+    if doc is None:
+        return []
+    items: Any = doc
+    if array and isinstance(doc, dict):
+        items = next((v for k, v in doc.items() if str(k).lower() == "array"), None)
+    if not isinstance(items, list):
+        problems.add(
+            "parameter 'objects' must hold 'array:' followed by a list of objects"
+            if array
+            else "parameter 'objects' must be a YAML list"
+        )
+        return []
+    if not items and len(problems) == before:
+        problems.add("parameter 'objects' lists no objects")
+    return items
+
+
+def file_mode(
+    value: Any, where: str, default: int, problems: Problems, *, integer: bool = False
+) -> int:
+    """An object's ``filePermission``: an octal string (AWS, Azure) or a YAML integer (Vault).
+
+    Empty or absent is ``default``; so is 0 for the integer form, as in
+    vault-csi-provider. A bad value is a problem naming ``where`` and the parameter.
+    """
+    if value is None or value == "":
+        return default
+    try:
+        if integer:
+            return parse_integer_mode(value) or default
+        return parse_octal_mode(value if isinstance(value, str) else as_text(value))
+    except ValueError as exc:
+        problems.add(f"{where}: parameter 'filePermission': {exc}")
+        return default

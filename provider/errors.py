@@ -25,6 +25,8 @@ boundary as a second line of defence.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
 
 from provider.codes import ErrorCode
 
@@ -170,6 +172,9 @@ class Problems:
     def extend(self, messages: Iterable[str]) -> None:
         self._items.extend(messages)
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def __bool__(self) -> bool:
         return bool(self._items)
 
@@ -179,3 +184,26 @@ class Problems:
     def raise_if_any(self) -> None:
         if self._items:
             raise InvalidParameters(self._items)
+
+
+class Translator(Protocol):
+    """A backend's one mapping of its SDK's exceptions onto this tree (its ``errors.translate``)."""
+
+    def __call__(self, exc: BaseException, *, subject: str, operation: str) -> ProviderError: ...
+
+
+@contextmanager
+def translating(translate: Translator, *, subject: str, operation: str) -> Iterator[None]:
+    """Raise what the block raises as a :class:`ProviderError` (httpx's exception-mapping shape).
+
+    The one place a backend's SDK exceptions are translated: ``FetchContext.call``
+    wraps every backend call in it, so no backend repeats ``try/except translate``.
+    Our own errors pass through; the SDK's exception is not chained (``from None``)
+    because its text may quote an answer holding a secret.
+    """
+    try:
+        yield
+    except ProviderError:
+        raise
+    except Exception as exc:  # translate decides; anything it does not know is Internal
+        raise translate(exc, subject=subject, operation=operation) from None

@@ -228,6 +228,7 @@ class MountPipeline:
             retry=self._retry,
             observer=self._observer,
             objects=self.objects,
+            translate=backend.translate,
         )
         # Whole mounts are admitted, or shed early with UNAVAILABLE (overload).
         async with self.admission(name).enter(deadline):

@@ -18,6 +18,7 @@ credentials go through :meth:`FetchContext.shared` and objects through
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Iterable
@@ -26,7 +27,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from provider import calltime
-from provider.errors import DeadlineExceeded, PermissionDenied, ProviderError, Unavailable
+from provider.errors import (
+    DeadlineExceeded,
+    PermissionDenied,
+    ProviderError,
+    Translator,
+    Unavailable,
+    translating,
+)
 from provider.request import MountRequest
 from provider.retry import Deadline, RetryPolicy, with_retries
 
@@ -93,8 +101,10 @@ class FetchContext:
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
         objects: ObjectCache | None = None,
+        translate: Translator | None = None,
     ) -> None:
         self.request = request
+        self._translate = translate
         self.objects = objects
         self.deadline = deadline
         self.backend = backend
@@ -103,13 +113,32 @@ class FetchContext:
         self._retry = retry or RetryPolicy()
         self._observer: RequestObserver = observer or NullObserver()
 
-    async def call(self, fn: Callable[[], T], *, operation: str, retry: bool = True) -> T:
-        """Run blocking ``fn`` on the pool: bounded, timed, retried if transient.
+    async def call(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        operation: str,
+        subject: str = "",
+        retry: bool = True,
+        **kwargs: Any,
+    ) -> T:
+        """Run blocking ``fn(*args, **kwargs)`` on the pool: bounded, timed, retried if transient.
 
-        ``fn`` must raise :mod:`provider.errors` classes (the backend translates
-        its SDK's exceptions inside ``fn``); anything else is a bug and becomes
+        Like ``loop.run_in_executor``, but the SDK's exceptions are translated
+        once, here, by the backend's ``errors.translate`` (``subject`` names the
+        object for the message): a backend passes the SDK method itself, no
+        closure and no ``try/except``. Anything ``fn`` raises that is neither a
+        :mod:`provider.errors` class nor translatable is a bug and becomes
         INTERNAL at the boundary.
         """
+        translate = self._translate
+        target: Callable[[], T]
+        if translate is not None:
+            target = functools.partial(_translated, translate, subject, operation, fn, args, kwargs)
+        elif args or kwargs:
+            target = functools.partial(fn, *args, **kwargs)
+        else:
+            target = fn
 
         async def attempt() -> T:
             async with self._slots:
@@ -126,7 +155,7 @@ class FetchContext:
                     # the deadline (its sockets are shut; provider.calltime).
                     return await asyncio.wait_for(
                         loop.run_in_executor(
-                            self._executor, calltime.run_until, self.deadline.at, fn
+                            self._executor, calltime.run_until, self.deadline.at, target
                         ),
                         timeout=remaining,
                     )
@@ -246,6 +275,18 @@ class FetchContext:
             raise
 
 
+def _translated(  # noqa: PLR0917 - a functools.partial target, positional on purpose
+    translate: Translator,
+    subject: str,
+    operation: str,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> T:
+    with translating(translate, subject=subject or operation, operation=operation):
+        return fn(*args, **kwargs)
+
+
 def _most_useful(failed: list[asyncio.Task[Any]]) -> BaseException:
     """Prefer a definite error (denied, missing, invalid) over a transient one."""
     errors = [t.exception() for t in failed]
@@ -265,6 +306,9 @@ class Backend(ABC, Generic[PlanT]):
     # the default mode (never on the pod, its tokens or secrets): the pipeline
     # then reuses plans across mounts (every rotation poll re-sends the same class).
     cache_plans: ClassVar[bool] = False
+    # The backend's errors.translate: every ``ctx.call`` of this backend runs
+    # inside it (provider.errors.translating), so SDK errors are mapped once.
+    translate: ClassVar[Translator | None] = None
 
     @abstractmethod
     def plan(self, request: MountRequest) -> PlanT:
