@@ -58,6 +58,7 @@ class App:
             hmac_key=hmac_key,
             kube=kube,
             caches=self.caches,
+            max_objects=settings.max_objects,
         )
         self.objects = ObjectCache(
             RefreshPolicy(

@@ -39,6 +39,7 @@ class ErrorCode(StrEnum):
     TemplateFailed = "TemplateFailed"
     ResponseTooLarge = "ResponseTooLarge"
     TooManyObjects = "TooManyObjects"
+    SelectionTooLarge = "SelectionTooLarge"
     BackendRejected = "BackendRejected"
     TLSFailed = "TLSFailed"
     ProviderMisconfigured = "ProviderMisconfigured"
@@ -129,6 +130,11 @@ SPECS: dict[ErrorCode, CodeSpec] = {
     ErrorCode.TooManyObjects: CodeSpec(
         _ARG,
         "the class lists more objects than `--max-objects` (default 1000): split it",
+    ),
+    ErrorCode.SelectionTooLarge: CodeSpec(
+        _ARG,
+        "an object's `select` matched more entries than its `max` (default 100, at most "
+        "`--max-objects`); nothing was mounted: narrow the path or tags, or raise `max`",
     ),
     ErrorCode.BackendRejected: CodeSpec(
         _ARG,

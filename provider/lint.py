@@ -106,7 +106,9 @@ def _pipeline() -> Any:
     # (POLYSECRET_* variables apply, as they do to `serve`).
     settings = settings_from(build_parser().parse_args(["serve"]), os.environ)
     return MountPipeline(
-        registry=BackendRegistry(settings.backends, BackendServices()),
+        registry=BackendRegistry(
+            settings.backends, BackendServices(max_objects=settings.max_objects)
+        ),
         pools=BackendPools(1),
         max_parallel=1,
         max_objects=settings.max_objects,

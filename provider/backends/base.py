@@ -336,3 +336,5 @@ class BackendServices:
     kube: Any = None  # provider.kube.KubeClient; Any to keep the import lazy
     # provider.cache.CacheSet: a backend adds its caches (metrics, shutdown).
     caches: Any = None
+    # --max-objects: also the most any one ``select`` may match (provider.listing).
+    max_objects: int = 1000
