@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Iterable
@@ -41,6 +42,8 @@ from provider.retry import Deadline, RetryPolicy, with_retries
 if TYPE_CHECKING:
     from provider.cache import Cache
     from provider.objectcache import ObjectCache
+
+log = logging.getLogger("provider.backend")
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -67,6 +70,18 @@ class ObjectVersion:
 class FetchResult:
     files: tuple[OutputFile, ...]
     versions: tuple[ObjectVersion, ...]
+
+    @classmethod
+    def of(
+        cls, rendered: Iterable[tuple[Iterable[OutputFile], Iterable[ObjectVersion]]]
+    ) -> FetchResult:
+        """One result from each object's ``render`` output, in the class's order."""
+        files: list[OutputFile] = []
+        versions: list[ObjectVersion] = []
+        for f, v in rendered:
+            files.extend(f)
+            versions.extend(v)
+        return cls(tuple(files), tuple(versions))
 
 
 class RequestObserver(Protocol):
@@ -171,9 +186,15 @@ class FetchContext:
                     outcome = "Internal"
                     raise
                 finally:
-                    self._observer.backend_request(
-                        self.backend, operation, outcome, time.perf_counter() - started
-                    )
+                    seconds = time.perf_counter() - started
+                    self._observer.backend_request(self.backend, operation, outcome, seconds)
+                    if log.isEnabledFor(logging.DEBUG):
+                        # Names only: the operation and the object, never a value.
+                        log.debug("backend request", extra={
+                            "backend": self.backend, "operation": operation,
+                            "subject": subject, "outcome": str(outcome),
+                            "ms": round(seconds * 1000, 1),
+                        })
 
         if not retry:
             return await attempt()
@@ -208,6 +229,10 @@ class FetchContext:
             def start() -> Awaitable[T]:
                 nonlocal mine
                 mine = True
+                if log.isEnabledFor(logging.DEBUG):
+                    # A login or a credential refresh: the cache had none for this key.
+                    log.debug("refreshing", extra={"backend": self.backend,
+                                                   "operation": operation})
                 return self.call(load, operation=operation)
 
             try:
@@ -319,8 +344,8 @@ class Backend(ABC, Generic[PlanT]):
         """Fetch every object of ``plan`` as the pod and render its files."""
 
     def object_count(self, plan: PlanT) -> int:
-        """How many objects the plan mounts (for logs and metrics)."""
-        return 0
+        """How many objects the plan mounts (for logs and metrics): its ``objects``."""
+        return len(getattr(plan, "objects", ()))
 
     def close(self) -> None:
         """Release clients and connections (called once at shutdown)."""

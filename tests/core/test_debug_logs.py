@@ -55,3 +55,34 @@ def test_cache_misses_are_logged_hits_are_not(caplog: pytest.LogCaptureFixture) 
     assert [r.getMessage() for r in records] == ["cache miss"]
     assert records[0].cache == "objects"  # type: ignore[attr-defined]
     assert SECRET not in caplog.text and "db/password" not in caplog.text
+
+
+def test_each_backend_request_and_refresh_is_logged_without_values(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from provider.backends.base import FetchContext
+    from provider.request import parse_mount_request
+
+    request = parse_mount_request(attributes=json.dumps({}), secrets="null", permission="420")
+    cache: Cache[str, str] = Cache("logins", max_entries=4)
+
+    async def run(pool: ThreadPoolExecutor) -> str:
+        ctx = FetchContext(request=request, deadline=Deadline.after(5), executor=pool,
+                           max_parallel=2, backend="test")
+        await ctx.shared(cache, "id", lambda: SECRET, operation="login")
+        await ctx.shared(cache, "id", lambda: SECRET, operation="login")  # a hit: no log
+        return await ctx.call(lambda: SECRET, operation="GetSecret", subject="object 'db'")
+
+    with caplog.at_level(logging.DEBUG, logger="provider.backend"), ThreadPoolExecutor(2) as pool:
+        assert asyncio.run(run(pool)) == SECRET
+    refreshing = [r for r in caplog.records if r.getMessage() == "refreshing"]
+    requests = [r for r in caplog.records if r.getMessage() == "backend request"]
+    assert len(refreshing) == 1 and refreshing[0].operation == "login"  # type: ignore[attr-defined]
+    assert [(r.operation, r.outcome) for r in requests] == [  # type: ignore[attr-defined]
+        ("login", "ok"), ("GetSecret", "ok")
+    ]
+    assert requests[1].subject == "object 'db'"  # type: ignore[attr-defined]
+    assert SECRET not in caplog.text
