@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from provider.backends import BACKEND_NAMES
-from provider.cli import build_parser
+from provider.cli import build_parser, serve_parser
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "daemonset" / "chart"
@@ -34,10 +34,8 @@ ELSEWHERE = {
 
 
 def _serve_flags() -> list[str]:
-    parser = build_parser()
-    serve = next(
-        a for a in parser._actions if a.dest == "command"
-    ).choices["serve"]  # type: ignore[attr-defined]
+    serve = serve_parser(build_parser())
+    # argparse lists a parser's actions only in ``_actions`` (no public accessor).
     # Our own flags; the peers' aliases (provider/peerflags.py, no default of their
     # own) land in these, so the chart has no values for them.
     return [
