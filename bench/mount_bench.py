@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from provider.v1alpha1 import service_pb2, service_pb2_grpc  # noqa: E402
-from tests.support.delay_proxy import DelayProxy  # noqa: E402
+from tests.support.faultproxy import FaultProxy  # noqa: E402
 from tests.support.moto import ROLE_ARN  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.running import pod_attributes  # noqa: E402
@@ -238,7 +238,7 @@ def aws_rows(quick: bool) -> None:
                 f"x{statistics.median(p) / statistics.median(mounts):.2f}"
             )
 
-        proxy = DelayProxy(port, 0.010)
+        proxy = FaultProxy(port, raw=True, latency=0.010)
         delayed = work / "delayed"
         slow = subprocess.Popen(
             [
@@ -344,7 +344,7 @@ def in_process_rows(backend: str, module: str, quick: bool) -> None:
     rounds = 10 if quick else 30
     for delay, title in (
         (0.0, "(in-process provider, real server), sequential mounts"),
-        (0.010, "with 10 ms simulated network latency per request (DelayProxy)"),
+        (0.010, "with 10 ms simulated network latency per request (FaultProxy)"),
     ):
         print(f"\n{backend} {title}")
         for n in (1, 10):

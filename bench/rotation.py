@@ -4,7 +4,7 @@ N pods (1, 10, 100) of service account ``app`` plus 10 pods of ``other``, each
 mounting 10 objects, then rotation rounds sent as the driver sends them (every
 pod again, with the ``current_object_version`` of its last answer). Reads are
 counted **at the backend**: a counting proxy in front of moto and OpenBao
-(tests/support/counting_proxy.py), the stand-in's own request log for Azure.
+(tests/support/faultproxy.py), the stand-in's own request log for Azure.
 The peers read every object of every pod on every round: (N + 10) x 10.
 
 Rounds are spaced just past the class's refreshInterval (1 s here, standing in
@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.counting_proxy import CountingProxy  # noqa: E402
+from tests.support.faultproxy import FaultProxy  # noqa: E402
 from tests.support.running import (  # noqa: E402
     RunningProvider,
     pod_attributes,
@@ -75,7 +75,7 @@ def aws_world() -> Iterator[World]:
         sm = seed_client(url, "secretsmanager")
         for i in range(OBJECTS):
             sm.create_secret(Name=f"rot-{i}", SecretString=f"value-{i}")
-        proxy = CountingProxy(url)
+        proxy = FaultProxy.in_front_of(url)
         objects = "".join(
             f"- {{objectName: rot-{i}, objectType: secretsmanager}}\n" for i in range(OBJECTS)
         )
@@ -92,10 +92,10 @@ def aws_world() -> Iterator[World]:
         try:
             yield World(
                 "AWS Secrets Manager (moto)",
-                {"aws": AwsSettings(region=REGION, endpoint_url=proxy.url)},
+                {"aws": AwsSettings(region=REGION, endpoint_url=proxy.url())},
                 attrs,
-                lambda: proxy.count(lambda s: s[2] == "GetSecretValue"),
-                lambda: proxy.count(lambda s: s[2] == "AssumeRoleWithWebIdentity"),
+                lambda: proxy.count(match=lambda r: r.operation == "GetSecretValue"),
+                lambda: proxy.count(match=lambda r: r.operation == "AssumeRoleWithWebIdentity"),
             )
         finally:
             proxy.close()
@@ -127,7 +127,7 @@ def bao_world(*, pki: bool = False) -> Iterator[World]:
                                                 "allow_subdomains": True, "max_ttl": "1h"})
         add_policy(root, "read", {"secret/data/*": ["read"], "pki/issue/web": ["update"]})
         add_role(root, "app", ["app", "other"], ["read"])
-        proxy = CountingProxy(bao.address)
+        proxy = FaultProxy.in_front_of(bao.address)
         if pki:
             objects = (
                 "- objectName: tls.crt\n  secretPath: pki/issue/web\n  secretKey: certificate\n"
@@ -152,10 +152,10 @@ def bao_world(*, pki: bool = False) -> Iterator[World]:
         try:
             yield World(
                 "OpenBao PKI, 30 s certificates" if pki else "OpenBao KV v2",
-                {"vault": VaultSettings(address=proxy.url)},
+                {"vault": VaultSettings(address=proxy.url())},
                 attrs,
-                lambda: proxy.count(lambda s: s[1].startswith(path)),
-                lambda: proxy.count(lambda s: s[1].endswith("/login")),
+                lambda: proxy.count(match=lambda r: r.path.startswith(path)),
+                lambda: proxy.count(match=lambda r: r.path.endswith("/login")),
             )
         finally:
             proxy.close()

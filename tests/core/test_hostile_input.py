@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import pytest
 import yaml
+from yaml.constructor import SafeConstructor
 
 from provider import dialect
 from provider.v1alpha1 import service_pb2, service_pb2_grpc
@@ -187,24 +188,30 @@ def test_a_huge_class_is_refused_without_stalling_the_server(
 def test_a_class_is_parsed_once_and_its_plan_cached(
     provider: RunningProvider, stub: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    parsed: list[int] = []
-    lock = threading.Lock()
-    real = dialect._load
-
-    def counting(text: str, text_scalars: bool) -> Any:
-        with lock:
-            parsed.append(len(text))
-        return real(text, text_scalars)
-
-    monkeypatch.setattr(dialect, "_load", counting)
     params = aws_class(50, prefix="once")
+    # Documents built, counted at PyYAML's own (public) constructor step: the
+    # number of top-level items of each.
+    built: list[int] = []
+    lock = threading.Lock()
+    real = SafeConstructor.construct_document
+
+    def counting(self: SafeConstructor, node: yaml.Node) -> Any:
+        with lock:
+            built.append(len(node.value))
+        return real(self, node)
+
+    monkeypatch.setattr(SafeConstructor, "construct_document", counting)
+    plans = provider.app.pipeline.plans
+    before = plans.stats()
     for pod in ("a", "b", "c"):
         # Each pod's mount reaches the closed port: the plan was made and used.
         exc = error_of(stub, json.dumps(pod_attributes(params, pod=pod, tokens=TOKENS)))
         assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
+    after = plans.stats()
     # Selection sniffed the objects for AWS and the plan read them: one parse
     # for both, and none for the next two pods (plan cache).
-    assert parsed == [len(params["objects"])]
+    assert built == [50]
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
 
 
 def test_the_plan_cache_is_bounded_in_bytes(provider: RunningProvider, stub: Any) -> None:

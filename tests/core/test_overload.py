@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from provider.backends.vault import VaultSettings
-from tests.support.delay_proxy import DelayProxy
+from tests.support.faultproxy import FaultProxy
 from tests.support.openbao import (
     TokenSigner,
     add_policy,
@@ -50,7 +50,7 @@ def overloaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runni
             root.secrets.kv.v2.create_or_update_secret(
                 path=f"load/s{i}", mount_point="secret", secret={"v": f"value-{i}"}
             )
-        proxy = DelayProxy(int(bao.address.rsplit(":", 1)[1]), DELAY)
+        proxy = FaultProxy.in_front_of(bao.address, raw=True, latency=DELAY)
         settings = settings_for(
             tmp_path_factory.mktemp("overload"),
             {"vault": VaultSettings(address=proxy.url())},

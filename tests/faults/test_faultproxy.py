@@ -105,6 +105,46 @@ def test_passes_requests_through_and_counts_them(proxy: FaultProxy) -> None:
     assert [s.request.target for s in proxy.seen()] == ["/a", "/a", "/a", "/echo"]
 
 
+def test_counts_by_path_and_aws_operation(proxy: FaultProxy) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=5)
+    for path, body, headers in [
+        ("/v1/secret/data/a?version=2", b"", {}),
+        ("/", b"{}", {"X-Amz-Target": "secretsmanager.GetSecretValue"}),
+        ("/", b"Version=2011-06-15&Action=AssumeRoleWithWebIdentity&RoleArn=x", {}),
+    ]:
+        conn.request("POST", path, body=body, headers=headers)
+        conn.getresponse().read()
+    conn.close()
+    assert proxy.count(match=lambda r: r.path == "/v1/secret/data/a") == 1
+    assert [s.request.operation for s in proxy.seen()] == [
+        "", "GetSecretValue", "AssumeRoleWithWebIdentity"
+    ]
+    assert proxy.count("forwarded", lambda r: r.operation == "GetSecretValue") == 1
+
+
+def test_a_count_past_the_history_is_an_error_not_a_wrong_number(upstream: int) -> None:
+    with FaultProxy(upstream, history=2) as small:
+        for _ in range(3):
+            assert body(small) == (200, BODY)
+        assert small.forwarded == 3
+        with pytest.raises(RuntimeError, match="history"):
+            small.count()
+        small.reset_counts()
+        assert body(small) == (200, BODY)
+        assert small.count() == 1
+
+
+def test_fixed_latency_stays_whatever_the_fault(upstream: int) -> None:
+    with FaultProxy.in_front_of(f"http://127.0.0.1:{upstream}", latency=0.2) as far:
+        for fault in (None, Fault.answer(503, times=1)):
+            far.set(fault)
+            started = time.monotonic()
+            with get(far) as answer:
+                answer.read()
+            assert time.monotonic() - started >= 0.2
+        assert far.count("answered") == 1 and far.forwarded == 1
+
+
 def test_latency(proxy: FaultProxy) -> None:
     proxy.set(Fault.delay(0.3))
     started = time.monotonic()

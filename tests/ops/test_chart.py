@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from provider.backends import BACKEND_NAMES
-from provider.cli import build_parser
+from provider.cli import build_parser, serve_parser
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "daemonset" / "chart"
@@ -34,10 +35,8 @@ ELSEWHERE = {
 
 
 def _serve_flags() -> list[str]:
-    parser = build_parser()
-    serve = next(
-        a for a in parser._actions if a.dest == "command"
-    ).choices["serve"]  # type: ignore[attr-defined]
+    serve = serve_parser(build_parser())
+    # argparse lists a parser's actions only in ``_actions`` (no public accessor).
     # Our own flags; the peers' aliases (provider/peerflags.py, no default of their
     # own) land in these, so the chart has no values for them.
     return [
@@ -111,9 +110,42 @@ def test_every_option_renders_to_flags_the_provider_accepts() -> None:
     assert parsed.vault_skip_tls_verify is True
     assert parsed.azure_skip_challenge_resource_check is True
     assert parsed.also_serve == ("aws", "azure", "vault")
-    backend_flags = {a.split("=")[0] for a in args if re.match(r"--(aws|azure|vault)-", a)}
-    expected = {f for f in _serve_flags() if re.match(r"--(aws|azure|vault)-", f)}
+    backend = re.compile(f"--({'|'.join(BACKEND_NAMES)})-")
+    backend_flags = {a.split("=")[0] for a in args if backend.match(a)}
+    expected = {f for f in _serve_flags() if backend.match(f)}
     assert backend_flags == expected
+
+
+# -- a new backend: values only, no template ---------------------------------------------
+
+
+def test_the_charts_backend_sections_are_the_providers_backends() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["backendSections"] == list(BACKEND_NAMES)
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert set(BACKEND_NAMES) <= set(schema["properties"])
+
+
+def test_a_new_backend_renders_its_flags_from_values_alone(tmp_path: Path) -> None:
+    """Adding a backend's section (and its name) to the values is enough: no template."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    values = (chart / "values.yaml").read_text()
+    listed = f"backendSections: [{', '.join(BACKEND_NAMES)}]"
+    assert listed in values
+    values = values.replace(listed, listed[:-1] + ", demo]")
+    (chart / "values.yaml").write_text(values + "demo:\n  someSetting: x\n  beQuiet: true\n")
+    schema = json.loads((chart / "values.schema.json").read_text())
+    schema["properties"]["demo"] = schema["properties"][BACKEND_NAMES[0]]
+    (chart / "values.schema.json").write_text(json.dumps(schema))
+    rendered = subprocess.run(
+        [str(_helm()), "template", "polysecret", str(chart), "--kube-version", "1.34.0",
+         "--set", "vault.addr=https://vault:8200"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    args = _container_args(rendered)
+    assert "--demo-some-setting=x" in args and "--demo-be-quiet" in args
+    assert "--vault-addr=https://vault:8200" in args
 
 
 # -- rendering: deterministic, strict, merged ------------------------------------------
@@ -268,8 +300,10 @@ def test_hmac_key_from_values_or_existing_secret_never_random() -> None:
         (("--set", "secrets-store-csi-driver.install=true",
           "--set", "provider.socketDir=/run/elsewhere"), "is not a directory the driver reads"),
         (("--set", "dnsConfig.options[0].value=2"), "missing property 'name'"),
+        (("--set", "backendSections={aws,azur}"), "the values have no azur: section"),
     ],
-    ids=["short-key", "old-create", "socket-dir-mismatch", "dns-option-without-name"],
+    ids=["short-key", "old-create", "socket-dir-mismatch", "dns-option-without-name",
+         "backend-without-section"],
 )  # fmt: skip
 def test_values_the_chart_refuses(args: tuple[str, ...], message: str) -> None:
     proc = _template(*args, check=False)

@@ -54,7 +54,7 @@ def test_liveness_fails_when_the_server_is_wedged(running: RunningProvider) -> N
     port = running.app.port("/healthz")
     assert http_get(port, "/healthz")[0] == 200
     # Block the server's event loop: gRPC cannot answer, the HTTP thread still can.
-    running._loop.call_soon_threadsafe(time.sleep, 3.0)
+    running.wedge(3.0)
     time.sleep(0.1)
     started = time.monotonic()
     status, body = http_get(port, "/healthz")
@@ -141,8 +141,4 @@ def test_taken_port_fails_start_before_any_socket(tmp_path: Path) -> None:
         with pytest.raises(OSError):
             provider.__enter__()
         assert not (tmp_path / "polysecret.sock").exists()
-        provider._loop.call_soon_threadsafe(provider._loop.stop)
-        provider._thread.join(5)
-        provider._loop.close()
-        provider.app.executor.shutdown()
     asyncio.set_event_loop(None)

@@ -1,6 +1,6 @@
 """Fixtures for the rotation-cache tests: real OpenBao, moto and the Azure stand-in.
 
-Each backend is reached through a counting proxy (or, for the HTTPS Azure
+Each backend is reached through the fault proxy (or, for the HTTPS Azure
 stand-in, its own request log), so the tests count reads *at the backend*.
 The provider runs in-process (tests.support.running) with a refresh window
 chosen per test.
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.counting_proxy import CountingProxy
+from tests.support.faultproxy import FaultProxy
 from tests.support.openbao import (
     AUTH_MOUNT,
     OpenBao,
@@ -35,23 +35,23 @@ ProviderFactory = Callable[..., RunningProvider]
 class Bao:
     server: OpenBao
     signer: TokenSigner
-    proxy: CountingProxy
+    proxy: FaultProxy
 
     def root(self) -> Any:
         return self.server.client()
 
     def reads(self, path: str) -> int:
-        return self.proxy.count(lambda s: s[1] == f"/v1/{path}")
+        return self.proxy.count(match=lambda r: r.path == f"/v1/{path}")
 
     def logins(self) -> int:
-        return self.proxy.count(lambda s: s[1] == f"/v1/auth/{AUTH_MOUNT}/login")
+        return self.proxy.count(match=lambda r: r.path == f"/v1/auth/{AUTH_MOUNT}/login")
 
     def attrs(self, params: dict[str, str], *, sa: str = "app", namespace: str = "default",
               pod: str = "app-0", uid: str = "", token: str | None = None,
               audience: str = "vault") -> dict[str, str]:
         jwt = token if token is not None else self.signer.token(sa, namespace, audience=audience)
         attrs = pod_attributes(
-            {"vaultAddress": self.proxy.url, **params},
+            {"vaultAddress": self.proxy.url(), **params},
             namespace=namespace, service_account=sa, pod=pod, tokens={audience: jwt},
         )
         attrs["csi.storage.k8s.io/pod.uid"] = uid or f"uid-{namespace}-{pod}"
@@ -82,7 +82,7 @@ def bao() -> Iterator[Bao]:
         add_role(root, "app", ["app"], ["app-read"])
         # Same secrets role bound to another service account with another policy.
         add_role(root, "other", ["other"], ["other-read"])
-        proxy = CountingProxy(server.address)
+        proxy = FaultProxy.in_front_of(server.address)
         try:
             yield Bao(server, signer, proxy)
         finally:
@@ -109,10 +109,10 @@ def make_provider(tmp_path: Path) -> Iterator[ProviderFactory]:
 @dataclass
 class Aws:
     url: str  # moto itself (seeding)
-    proxy: CountingProxy  # what the provider talks to
+    proxy: FaultProxy  # what the provider talks to
 
     def calls(self, operation: str) -> int:
-        return self.proxy.count(lambda s: s[2] == operation)
+        return self.proxy.count(match=lambda r: r.operation == operation)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def aws() -> Iterator[Aws]:
     from tests.support.moto import moto_server
 
     with moto_server() as url:
-        proxy = CountingProxy(url)
+        proxy = FaultProxy.in_front_of(url)
         try:
             yield Aws(url, proxy)
         finally:

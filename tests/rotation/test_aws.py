@@ -11,6 +11,7 @@ import pytest
 from provider.backends.aws import AwsSettings
 from provider.backends.aws.credentials import MAX_CLIENTS_PER_IDENTITY, MAX_STS_CLIENTS
 from tests.rotation.conftest import Aws, ProviderFactory
+from tests.support.faultproxy import Fault
 from tests.support.moto import REGION, ROLE_ARN, seed_client
 from tests.support.running import RunningProvider, files_of, pod_attributes, versions_of
 from tests.support.tokens import pod_token
@@ -25,7 +26,7 @@ OBJECTS = (
 
 
 def _provider(make: ProviderFactory, aws: Aws, **server: Any) -> RunningProvider:
-    return make({"aws": AwsSettings(region=REGION, endpoint_url=aws.proxy.url)}, **server)
+    return make({"aws": AwsSettings(region=REGION, endpoint_url=aws.proxy.url())}, **server)
 
 
 def _attrs(params: dict[str, str], *, sa: str = "app", pod: str = "app-0",
@@ -82,15 +83,14 @@ def test_a_stalled_sts_call_does_not_lock_the_identity_out(
 ) -> None:
     provider = _provider(make_provider, aws, mount_timeout=2.0)
     provider.mount(_attrs({}, sa="warm-up"))  # boto3 imported, clients built
-    aws.proxy.stall(lambda s: s[2] == "AssumeRoleWithWebIdentity", times=1)
-    try:
+    login = Fault.stalled(match=lambda r: r.operation == "AssumeRoleWithWebIdentity", times=1)
+    with aws.proxy.faulty(login):
         err = provider.mount_error(_attrs({}, sa="stalled"))
         assert err.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+        assert aws.proxy.count("stalled") == 1
         started = time.monotonic()
         assert files_of(provider.mount(_attrs({}, sa="stalled")))["rot-a"][1] == b"a-1"
         assert time.monotonic() - started < 1.5
-    finally:
-        aws.proxy.release()
 
 
 def test_regions_named_by_classes_keep_a_bounded_number_of_clients(

@@ -14,6 +14,7 @@ import pytest
 from provider.backends.vault import VaultSettings
 from provider.backends.vault.transport import MAX_TRANSPORTS
 from tests.rotation.conftest import Bao, ProviderFactory
+from tests.support.faultproxy import Fault
 from tests.support.running import RunningProvider, files_of, versions_of
 
 pytestmark = pytest.mark.vault
@@ -32,7 +33,7 @@ PKI = {
 
 
 def _provider(make: ProviderFactory, bao: Bao, **server: Any) -> RunningProvider:
-    return make({"vault": VaultSettings(address=bao.proxy.url)}, **server)
+    return make({"vault": VaultSettings(address=bao.proxy.url())}, **server)
 
 
 def _set_password(bao: Bao, value: str) -> None:
@@ -163,24 +164,24 @@ def test_short_lived_certificate_is_kept_per_pod_until_two_thirds_of_its_life(
     make_provider: ProviderFactory, bao: Bao
 ) -> None:
     provider = _provider(make_provider, bao, refresh_default=600.0)
-    issued = bao.proxy.count(lambda s: s[1] == "/v1/pki/issue/short")
+    issued = bao.reads("pki/issue/short")
     first = provider.mount(bao.attrs(PKI, pod="web-0"))
-    assert bao.proxy.count(lambda s: s[1] == "/v1/pki/issue/short") - issued == 1
+    assert bao.reads("pki/issue/short") - issued == 1
     # Rotation polls within 2/3 of 6 s: the same certificate, the same versions, no issue.
     for _ in range(3):
         poll = provider.mount(bao.attrs(PKI, pod="web-0"), current_versions=versions_of(first))
         assert files_of(poll) == files_of(first)
         assert versions_of(poll) == versions_of(first)
-    assert bao.proxy.count(lambda s: s[1] == "/v1/pki/issue/short") - issued == 1
+    assert bao.reads("pki/issue/short") - issued == 1
     # Another pod of the same service account gets its own certificate.
     other = provider.mount(bao.attrs(PKI, pod="web-1"))
     assert files_of(other)["tls.crt"] != files_of(first)["tls.crt"]
-    assert bao.proxy.count(lambda s: s[1] == "/v1/pki/issue/short") - issued == 2
+    assert bao.reads("pki/issue/short") - issued == 2
     time.sleep(4.2)  # past 2/3 of the certificate's 6 s
     renewed = provider.mount(bao.attrs(PKI, pod="web-0"), current_versions=versions_of(first))
     assert files_of(renewed)["tls.crt"] != files_of(first)["tls.crt"]
     assert versions_of(renewed) != versions_of(first)
-    assert bao.proxy.count(lambda s: s[1] == "/v1/pki/issue/short") - issued == 3
+    assert bao.reads("pki/issue/short") - issued == 3
 
 
 def test_concurrent_pods_never_share_a_certificate(
@@ -206,15 +207,13 @@ def test_a_stalled_login_does_not_lock_the_identity_out(
     """The first login hangs (and stays hung); the next mount logs in at once."""
     provider = _provider(make_provider, bao, mount_timeout=1.5)
     attrs = bao.attrs(APP, sa="app", pod="stall-0")
-    bao.proxy.stall(lambda s: s[1].endswith("/login"), times=1)
-    try:
+    with bao.proxy.faulty(Fault.stalled(match=lambda r: r.path.endswith("/login"), times=1)):
         err = provider.mount_error(attrs)
         assert err.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+        assert bao.proxy.count("stalled") == 1
         started = time.monotonic()
         assert files_of(provider.mount(attrs))["pw"][1] == b"first"
         assert time.monotonic() - started < 1.0
-    finally:
-        bao.proxy.release()
 
 
 # -- metrics, shutdown, bounds ----------------------------------------------------------

@@ -690,16 +690,19 @@ def bench_env(n_objects: int, delay: float = 0.0) -> Iterator[BenchEnv]:
     """n secrets in the emulated vault, mounted with workload identity.
 
     With ``delay``, Key Vault and the token endpoint are reached through
-    DelayProxies (TLS passes through; the certificate names 127.0.0.1).
+    raw FaultProxies holding each request (TLS passes through; the certificate
+    names 127.0.0.1).
     """
-    from tests.support.delay_proxy import DelayProxy
+    from tests.support.faultproxy import FaultProxy
     from tests.support.tokens import pod_token as make_token
 
     pod_token = make_token(AUDIENCE)
     with azure_world() as world, ExitStack() as stack:
         vault_url, tokens_url = world.vault.url, world.tokens.url
         if delay:
-            proxies = [DelayProxy(int(u.rsplit(":", 1)[1]), delay) for u in (vault_url, tokens_url)]
+            proxies = [
+                FaultProxy.in_front_of(u, raw=True, latency=delay) for u in (vault_url, tokens_url)
+            ]
             for proxy in proxies:
                 stack.callback(proxy.close)
             vault_url, tokens_url = (proxy.url("https") for proxy in proxies)

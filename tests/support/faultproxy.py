@@ -7,7 +7,10 @@ short, ``200 {}``, a burst of 429/503 with Retry-After. This proxy sits between
 the provider and a real server and does those things to chosen requests,
 switched on and off from the test (fault on -> mount -> fault off -> recovery
 mount), and counts what it saw and what it forwarded, so tests can assert on
-the requests the backend itself received.
+the requests the backend itself received (by path, or by AWS operation). It is
+also the suite's only proxy for plain counting (the rotation tests) and for a
+fixed network distance (``latency=``, the benchmarks): one instrument to keep
+honest instead of three.
 
 Two modes:
 
@@ -18,8 +21,9 @@ Two modes:
   certificate (``server_ssl``) and talks TLS upstream (``upstream_ssl``), so
   the provider still verifies a real certificate chain.
 * raw: bytes are pumped untouched (TLS passes through); only connection-level
-  faults apply (latency per chunk, stall, reset, drip). ``DelayProxy`` is this
-  mode with a fixed latency.
+  faults apply (latency per chunk, stall, reset, drip). With ``latency=`` it
+  stands for a backend 5-30 ms away in front of a TLS server whose certificate
+  names 127.0.0.1.
 
 The proxy runs its own asyncio loop on one thread, so a thousand held
 connections cost no threads (the overload benchmark counts the provider's).
@@ -30,11 +34,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import re
 import socket
 import ssl
 import struct
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -48,6 +54,7 @@ from tests.support.ports import free_port
 _HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
 )
+_ACTION = re.compile(rb"(?:^|&)Action=([A-Za-z]+)")
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,24 @@ class Request:
     def header(self, name: str) -> str:
         name = name.lower()
         return next((v for k, v in self.headers if k == name), "")
+
+    @property
+    def path(self) -> str:
+        """The target without its query (what Vault paths are matched on)."""
+        return self.target.partition("?")[0]
+
+    @property
+    def operation(self) -> str:
+        """The AWS operation asked for; "" for other backends.
+
+        JSON APIs (Secrets Manager, SSM) name it in X-Amz-Target, query APIs
+        (STS) in the form body's Action.
+        """
+        target = self.header("x-amz-target")
+        if target:
+            return target.rpartition(".")[2]
+        found = _ACTION.search(self.body)
+        return found.group(1).decode("ascii") if found else ""
 
 
 Match = Callable[[Request], bool]
@@ -159,18 +184,22 @@ class FaultProxy:
         raw: bool = False,
         server_ssl: ssl.SSLContext | None = None,
         upstream_ssl: ssl.SSLContext | None = None,
+        latency: float = 0.0,
         history: int = 10_000,
     ) -> None:
+        """``latency`` is paid by every request (raw: every client chunk), faults or not."""
         if raw and server_ssl is not None:
             raise ValueError("raw mode passes TLS through; it cannot terminate it")
         self.upstream = (upstream_host, upstream_port)
         self.raw = raw
+        self.latency = latency
         self._server_ssl = server_ssl
         self._upstream_ssl = upstream_ssl
         self.port = free_port()
         self.connections = 0
         self._fault: Fault | None = None
         self._seen: deque[Seen] = deque(maxlen=history)
+        self._overflowed = False  # counts over a truncated history would be wrong
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -180,6 +209,14 @@ class FaultProxy:
         )
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(5)
+
+    @classmethod
+    def in_front_of(cls, url: str, **kw: Any) -> FaultProxy:
+        """A proxy to the server at ``url`` (scheme://host:port)."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.port is None:
+            raise ValueError(f"{url!r} names no port")
+        return cls(parts.port, upstream_host=parts.hostname or "127.0.0.1", **kw)
 
     # -- what the test uses -------------------------------------------------
 
@@ -217,21 +254,18 @@ class FaultProxy:
 
     def count(self, action: str | None = None, match: Match | None = None) -> int:
         """Seen requests with this action (all when None) that ``match`` selects."""
-        with self._lock:
-            seen = list(self._seen)
-        return sum(
-            1
-            for s in seen
-            if (action is None or s.action == action) and (match is None or match(s.request))
-        )
+        return sum(1 for s in self.seen(match) if action is None or s.action == action)
 
     def seen(self, match: Match | None = None) -> list[Seen]:
         with self._lock:
+            if self._overflowed:
+                raise RuntimeError("more requests than the proxy's history: raise history=")
             return [s for s in self._seen if match is None or match(s.request)]
 
     def reset_counts(self) -> None:
         with self._lock:
             self._seen.clear()
+            self._overflowed = False
             self._counts.clear()
             self.connections = 0
 
@@ -298,6 +332,7 @@ class FaultProxy:
 
     def _record(self, request: Request, action: str) -> None:
         with self._lock:
+            self._overflowed |= len(self._seen) == self._seen.maxlen
             self._seen.append(Seen(time.monotonic(), request, action))
             self._counts[action] = self._counts.get(action, 0) + 1
 
@@ -319,7 +354,7 @@ class FaultProxy:
             _rst(writer)
             return
         up_reader, up_writer = await self._connect()
-        latency = fault.latency if fault else 0.0
+        latency = self.latency + (fault.latency if fault else 0.0)
         drip = fault.drip if fault else 0.0
         try:
             await asyncio.gather(
@@ -340,8 +375,9 @@ class FaultProxy:
                 if request is None:
                     return
                 fault = self._take(request)
-                if fault is not None and fault.latency:
-                    await asyncio.sleep(fault.latency)
+                latency = self.latency + (fault.latency if fault is not None else 0.0)
+                if latency:
+                    await asyncio.sleep(latency)
                 if fault is not None and fault.reset:
                     self._record(request, "reset")
                     _rst(writer)

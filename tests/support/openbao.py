@@ -401,19 +401,20 @@ def add_policy(client: Any, name: str, paths: dict[str, list[str]]) -> None:
 def bench_env(n_objects: int, delay: float = 0.0) -> Iterator[Any]:
     """OpenBao seeded with ``n_objects`` KV v2 secrets, for bench/ (see benchenv.py).
 
-    With ``delay``, the provider and the baseline reach it through a DelayProxy.
+    With ``delay``, the provider and the baseline reach it through a FaultProxy that
+    holds every request that long.
     """
     import hvac
 
     from provider.backends.vault import VaultSettings
     from tests.support.benchenv import BenchEnv
-    from tests.support.delay_proxy import DelayProxy
+    from tests.support.faultproxy import FaultProxy
 
     signer = TokenSigner()
     with openbao_server() as bao, contextlib.ExitStack() as stack:
         address = bao.address
         if delay:
-            proxy = DelayProxy(int(address.rsplit(":", 1)[1]), delay)
+            proxy = FaultProxy.in_front_of(address, raw=True, latency=delay)
             stack.callback(proxy.close)
             address = proxy.url()
         root = bao.client()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,13 @@ class RunningProvider:
 
     def __enter__(self) -> RunningProvider:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.app.start(), self._loop).result(10)
+        try:
+            asyncio.run_coroutine_threadsafe(self.app.start(), self._loop).result(10)
+        except BaseException:
+            # A start that fails (a taken port) leaves nothing running behind it.
+            self._halt()
+            self.app.executor.shutdown()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -47,11 +54,18 @@ class RunningProvider:
         if not self._thread.is_alive():
             return
         asyncio.run_coroutine_threadsafe(self.app.stop(), self._loop).result(30)
+        self._halt()
+
+    def _halt(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         # Closing releases the loop's self-pipe sockets (else ResourceWarnings,
         # which the suite turns into errors).
         self._loop.close()
+
+    def wedge(self, seconds: float) -> None:
+        """Block the server's event loop for ``seconds``, as a stuck handler would."""
+        self._loop.call_soon_threadsafe(time.sleep, seconds)
 
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(60)

@@ -99,7 +99,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if .Values.metrics.enabled }}
 - --metrics-addr=:{{ .Values.metrics.port }}
 {{- end }}
-{{- range $backend := list "aws" "azure" "vault" }}
+{{- range $backend := .Values.backendSections }}
 {{- range $key, $value := index $.Values $backend }}
 {{- if kindIs "bool" $value }}
 {{- if $value }}
@@ -143,6 +143,11 @@ within a term ANDed, so the exclusion must be in each term to hold.
 
 {{/* Settings that only fail at run time, refused at render time instead. */}}
 {{- define "polysecret.checks" -}}
+{{- range .Values.backendSections -}}
+{{- if not (kindIs "map" (index $.Values .)) -}}
+{{- fail (printf "backendSections names %s, but the values have no %s: section" . .) -}}
+{{- end -}}
+{{- end -}}
 {{- $key := .Values.provider.hmacKey.key -}}
 {{- if and $key (lt (len $key) 16) -}}
 {{- fail "provider.hmacKey.key must be at least 16 characters" -}}
