@@ -10,24 +10,14 @@ retry that read: the cached token may have been revoked.
 
 from __future__ import annotations
 
+import functools
 import json
-import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
-from provider.backends.base import (
-    Backend,
-    BackendServices,
-    FetchContext,
-    FetchResult,
-    ObjectVersion,
-    OutputFile,
-)
-from provider.backends.vault import VaultSettings
-from provider.backends.vault.auth import TokenKey, VaultToken, token_cache, token_from_login
+from provider.backends.base import Backend, BackendServices, FetchContext, FetchResult
+from provider.backends.vault import VaultSettings, errors
 from provider.backends.vault.config import (
     ReadKey,
     VaultConnection,
@@ -35,20 +25,23 @@ from provider.backends.vault.config import (
     VaultPlan,
     parse_plan,
 )
-from provider.backends.vault.errors import translate
-from provider.backends.vault.render import check, render
-from provider.backends.vault.transport import VaultTransport, transport_cache
-from provider.codes import ErrorCode
-from provider.errors import PermissionDenied, Unavailable
+from provider.backends.vault.credentials import TokenKey, VaultToken, login, token_cache
+from provider.backends.vault.render import Fetched, check, render
+from provider.backends.vault.transport import Answer, VaultTransport, transport_cache
+from provider.errors import PermissionDenied
 from provider.identity import verified_token
 from provider.request import MountRequest
 
-log = logging.getLogger(__name__)
+# What a mount read, per (namespace, request).
+Answers = dict[ReadKey, Answer | None]
 
 
 class VaultBackend(Backend[VaultPlan]):
     name = "vault"
-    cache_plans = True  # the plan reads only the class parameters and settings
+    # The plan holds the class parameters and the provider's settings, never
+    # the pod's identity or tokens: one parse serves every pod of a class.
+    cache_plans = True
+    translate = staticmethod(errors.translate)
 
     def __init__(self, settings: VaultSettings, services: BackendServices) -> None:
         self._settings = settings
@@ -61,15 +54,10 @@ class VaultBackend(Backend[VaultPlan]):
             services.caches.add(self.transports)
             services.caches.add(self.tokens)
 
-    # -- plan ---------------------------------------------------------------
-
     def plan(self, request: MountRequest) -> VaultPlan:
-        return parse_plan(request.attributes, request.default_mode, self._settings)
-
-    def object_count(self, plan: VaultPlan) -> int:
-        return len(plan.objects)
-
-    # -- fetch --------------------------------------------------------------
+        return parse_plan(
+            request.attributes, default_mode=request.default_mode, settings=self._settings
+        )
 
     async def fetch(self, plan: VaultPlan, ctx: FetchContext) -> FetchResult:
         jwt = verified_token(ctx.request, plan.audience, parameter="audience")
@@ -86,18 +74,11 @@ class VaultBackend(Backend[VaultPlan]):
             self._fetch_in(plan, replace(plan.connection, namespace=ns), objs, jwt, ctx)
             for ns, objs in by_namespace.items()
         )
-        answers = {
-            (ns, read): answer
-            for ns, part in zip(by_namespace, parts, strict=True)
-            for read, answer in part.items()
-        }
-        files: list[OutputFile] = []
-        versions: list[ObjectVersion] = []
-        for obj in plan.objects:
-            f, v = render(obj, answers[(namespace_of(obj), obj.read)], self._hmac_key)
-            files.append(f)
-            versions.append(v)
-        return FetchResult(tuple(files), tuple(versions))
+        answers = dict(zip(by_namespace, parts, strict=True))
+        return FetchResult.of(
+            render(obj, Fetched(answers[namespace_of(obj)][obj.read], self._hmac_key))
+            for obj in plan.objects
+        )
 
     async def _fetch_in(
         self,
@@ -106,13 +87,12 @@ class VaultBackend(Backend[VaultPlan]):
         objects: list[VaultObject],
         jwt: str,
         ctx: FetchContext,
-    ) -> dict[ReadKey, Any]:
+    ) -> Answers:
         """The answers for ``objects``, all in the namespace of ``connection``."""
         pod = ctx.request.pod
         transport = await ctx.shared(
-            self.transports,
-            connection,
-            lambda: VaultTransport(connection, self._settings),  # reads the TLS files
+            self.transports, connection,
+            functools.partial(VaultTransport, connection, self._settings),  # reads TLS files
             operation="vault.connect",
         )
         key = TokenKey(
@@ -125,22 +105,27 @@ class VaultBackend(Backend[VaultPlan]):
             audience=plan.audience,
             tls=connection.tls,
         )
-        login = self._login_fn(plan, transport, jwt, f"{pod.namespace}/{pod.service_account}")
+        who = f"{pod.namespace}/{pod.service_account}"
+        log_in = functools.partial(login, transport, plan.auth_mount, plan.role, jwt)
 
         async def token() -> VaultToken:
-            return await ctx.shared(self.tokens, key, login, operation="vault.login")
+            return await ctx.shared(
+                self.tokens, key, log_in, operation=errors.LOGIN,
+                subject=f"login to auth/{plan.auth_mount} with role {plan.role!r} "
+                f"as service account {who}",
+            )
 
         first = await token()
-        groups: dict[ReadKey, list[VaultObject]] = {}
-        for obj in objects:
-            groups.setdefault(obj.read, []).append(obj)
 
-        async def fresh_read(group: list[VaultObject]) -> Any:
+        async def fresh_read(group: list[VaultObject]) -> Answer | None:
             current = first
+            request = group[0].read
             for attempt in (1, 2):
-                call = _read_fn(transport, group, plan.role, current)
                 try:
-                    return await ctx.call(call, operation=f"vault.{group[0].read.method}")
+                    return await ctx.call(
+                        read_checked, transport, group, current,
+                        operation=f"vault.{request.method}", subject=_subject(group, plan.role),
+                    )
                 except PermissionDenied:
                     if attempt == 2:
                         raise
@@ -150,7 +135,7 @@ class VaultBackend(Backend[VaultPlan]):
                     current = await token()
             raise AssertionError("unreachable")
 
-        async def read(group: list[VaultObject]) -> tuple[ReadKey, Any]:
+        async def read(group: list[VaultObject]) -> tuple[ReadKey, Answer | None]:
             request = group[0].read
             # A write (pki/issue, transit...) may make something new on every call:
             # never shared; kept per pod only when it comes with a lifetime.
@@ -162,51 +147,45 @@ class VaultBackend(Backend[VaultPlan]):
             )
             return request, answer
 
+        groups: dict[ReadKey, list[VaultObject]] = {}
+        for obj in objects:
+            groups.setdefault(obj.read, []).append(obj)
         return dict(await ctx.gather(read(group) for group in groups.values()))
-
-    def _login_fn(
-        self, plan: VaultPlan, transport: VaultTransport, jwt: str, who: str
-    ) -> Callable[[], VaultToken]:
-        subject = (
-            f"login to auth/{plan.auth_mount} with role {plan.role!r} as service account {who}"
-        )
-
-        def login() -> VaultToken:
-            try:
-                answer = transport.adapter(None).post(
-                    f"/v1/auth/{plan.auth_mount}/login", json={"role": plan.role, "jwt": jwt}
-                )
-            except Exception as exc:
-                raise translate(exc, subject=subject, operation="the login", login=True) from None
-            if not isinstance(answer, dict) or not isinstance(answer.get("auth"), dict):
-                # Every login answer has an auth object: this one is not usable.
-                raise Unavailable(f"{subject}: Vault's login answer has no 'auth' object; "
-                                  "not a usable answer")
-            found = token_from_login(answer)
-            if found is None:
-                raise PermissionDenied(f"{subject}: Vault's answer holds no token",
-                                       code=ErrorCode.AuthFailed)
-            log.debug("vault login", extra={"role": plan.role, "service_account": who,
-                                            "ttl": found.lease_seconds})
-            return found
-
-        return login
 
     def close(self) -> None:
         self.tokens.clear()
-        self.transports.clear()  # closes every session
+        self.transports.clear()  # closes every pool
+
+
+def read_checked(
+    transport: VaultTransport, objects: list[VaultObject], token: VaultToken
+) -> Answer | None:
+    """The objects' one request, its answer checked here so that an unusable one is retried."""
+    read = objects[0].read
+    answer = transport.request(
+        read.method, read.path, token=token.token, query=read.query, body=objects[0].args
+    )
+    for obj in objects:
+        check(obj, answer)
+    return answer
+
+
+def _subject(objects: list[VaultObject], role: str) -> str:
+    names = ", ".join(repr(o.object_name) for o in objects)
+    label = "object" if len(objects) == 1 else "objects"
+    return f"{label} {names} (secretPath {objects[0].secret_path!r}, role {role!r})"
 
 
 # Reads whose answers may be shared by the pods of one identity within the window.
 SHAREABLE_METHODS = frozenset({"GET", "LIST"})
 
 
-def answer_size(answer: Any) -> int:
+def answer_size(answer: Answer | None) -> int:
     """Bytes an answer holds, for the cache's byte bound (answers are small JSON)."""
     return len(json.dumps(answer, default=str)) if answer is not None else 0
 
 
-def lifetime(answer: Any) -> float | None:
+def lifetime(answer: Answer | None) -> float | None:
     """Seconds a dynamic answer lives, or None when it is a static value.
 
     Dynamic: a lease (``lease_id``, or a renewable ``lease_duration``; KV v1
@@ -227,31 +206,3 @@ def lifetime(answer: Any) -> float | None:
     if answer.get("lease_id") or (lease > 0 and answer.get("renewable") is True):
         return float(lease)
     return None
-
-
-def _read_fn(
-    transport: VaultTransport, objects: list[VaultObject], role: str, token: VaultToken
-) -> Callable[[], Any]:
-    read = objects[0].read
-    names = ", ".join(repr(o.object_name) for o in objects)
-    label = "object" if len(objects) == 1 else "objects"
-    subject = f"{label} {names} (secretPath {objects[0].secret_path!r}, role {role!r})"
-
-    def call() -> Any:
-        kwargs: dict[str, Any] = {}
-        if read.query:
-            kwargs["params"] = list(read.query)
-        if objects[0].args is not None:
-            kwargs["json"] = objects[0].args
-        try:
-            answer = transport.adapter(token.token).request(
-                read.method, f"/v1/{read.path}", **kwargs
-            )
-        except Exception as exc:
-            raise translate(exc, subject=subject, operation=f"{read.method} {read.path}") from None
-        answer = answer if isinstance(answer, dict) else None
-        for obj in objects:
-            check(obj, answer)  # here, so that an unusable answer is retried
-        return answer
-
-    return call

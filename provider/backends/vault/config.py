@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from provider.backends.vault import VaultSettings, VaultTls
-from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+from provider.dialect import as_text, file_mode, fold_keys, object_list, parse_bool
 from provider.durations import refresh_interval
 from provider.encodings import normalize_encoding
 from provider.errors import InvalidPath, Problems
-from provider.modes import parse_integer_mode
 from provider.paths import check_paths
 
 DEFAULT_AUDIENCE = "vault"
@@ -38,6 +36,8 @@ OBJECT_KEYS = (
 # The peer passes any method through to Vault; these are the ones Vault's HTTP
 # API knows (LIST is Vault's own verb). Anything else is a typo.
 METHODS = ("GET", "POST", "PUT", "PATCH", "LIST", "DELETE")
+# A request's JSON body (``secretArgs``), as YAML gave it and JSON can carry it.
+JsonBody = dict[str, object] | None
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class VaultObject:
     object_name: str
     secret_path: str  # as written in the SecretProviderClass (for messages)
     read: ReadKey
-    args: Any = field(compare=False, repr=False)
+    args: JsonBody = field(compare=False, repr=False)
     secret_key: str
     encoding: str
     mode: int
@@ -146,12 +146,40 @@ def _auth_mount(params: Mapping[str, str], default: str, problems: Problems) -> 
     return mount.removeprefix("auth/")
 
 
-def _canonical(value: Any) -> str:
+def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _method(o: Mapping[str, object], where: str, problems: Problems) -> str:
+    method = as_text(o.get("method")).upper() or "GET"
+    if method not in METHODS:
+        problems.add(f"{where}: parameter 'method': {method[:12]!r} must be one of "
+                     + ", ".join(METHODS))
+    return method
+
+
+def _args(o: Mapping[str, object], where: str, problems: Problems) -> JsonBody:
+    raw = o.get("secretArgs")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.add(f"{where}: parameter 'secretArgs' must be a mapping (the JSON body)")
+        return None
+    # YAML dates and the like become strings, as Go's YAML->JSON does.
+    args: dict[str, object] = json.loads(_canonical(raw))
+    return args
+
+
+def _encoding(o: Mapping[str, object], where: str, problems: Problems) -> str:
+    try:
+        return normalize_encoding(as_text(o.get("encoding")))
+    except ValueError as exc:
+        problems.add(f"{where}: parameter 'encoding': {exc}")
+        return "utf-8"
+
+
 def _object(
-    raw: Any, index: int, default_mode: int, problems: Problems
+    raw: object, index: int, default_mode: int, problems: Problems
 ) -> VaultObject | None:
     where = f"objects[{index}]"
     if not isinstance(raw, dict):
@@ -163,47 +191,21 @@ def _object(
         problems.add(f"{where}: parameter 'objectName' is required (it is the file path)")
         return None
     where = f"object {name!r}"
-    ok = True
+    before = len(problems)
     secret_path = as_text(o.get("secretPath"))
     path, query = api_path(secret_path)
     if not path:
         problems.add(f"{where}: parameter 'secretPath' is required (an API path such as "
                      "'secret/data/app')")
-        ok = False
-    method = as_text(o.get("method")).upper() or "GET"
-    if method not in METHODS:
-        problems.add(f"{where}: parameter 'method': {method[:12]!r} must be one of "
-                     + ", ".join(METHODS))
-        ok = False
-    args_raw = o.get("secretArgs")
-    args: Any = None
-    if args_raw is not None:
-        if not isinstance(args_raw, dict):
-            problems.add(f"{where}: parameter 'secretArgs' must be a mapping (the JSON body)")
-            ok = False
-        else:
-            # YAML dates and the like become strings, as Go's YAML->JSON does.
-            args = json.loads(_canonical(args_raw))
+    method = _method(o, where, problems)
+    args = _args(o, where, problems)
     secret_key = as_text(o.get("secretKey"))
-    try:
-        encoding = normalize_encoding(as_text(o.get("encoding")))
-    except ValueError as exc:
-        problems.add(f"{where}: parameter 'encoding': {exc}")
-        encoding = "utf-8"
-        ok = False
-    mode = default_mode
-    raw_mode = o.get("filePermission")
-    if raw_mode is not None and raw_mode != "":
-        try:
-            # The peer treats 0 as "not set".
-            mode = parse_integer_mode(raw_mode) or default_mode
-        except ValueError as exc:
-            problems.add(f"{where}: parameter 'filePermission': {exc}")
-            ok = False
+    encoding = _encoding(o, where, problems)
+    mode = file_mode(o.get("filePermission"), where, default_mode, problems, integer=True)
     namespace: str | None = None
     if "vaultNamespace" in o:
         namespace = as_text(o.get("vaultNamespace")).strip().strip("/")
-    if not ok:
+    if len(problems) > before:
         return None
     canonical = _canonical(
         {
@@ -230,37 +232,10 @@ def _object(
     )
 
 
-def parse_plan(
-    params: Mapping[str, str], default_mode: int, settings: VaultSettings
-) -> VaultPlan:
-    """Validate the Vault dialect; raises InvalidParameters listing every problem."""
-    problems = Problems()
-    role = params.get("roleName", "").strip()
-    if not role:
-        problems.add("parameter 'roleName' is required (the Vault role to log in with)")
-    address = _address(params.get("vaultAddress", "").strip() or settings.address, problems)
-    namespace = params.get("vaultNamespace", "").strip().strip("/") or settings.namespace
-    auth_mount = _auth_mount(params, settings.auth_mount, problems)
-    audience = params.get("audience", "").strip() or DEFAULT_AUDIENCE
-    tls = _tls(params, settings.tls, problems)
-
-    objects_text = params.get("objects")
-    raw_list: Any = []
-    if objects_text is None or not objects_text.strip():
-        problems.add("parameter 'objects' is required (a YAML list of objects)")
-    else:
-        raw_list = parse_yaml(objects_text, "parameter 'objects'", problems)
-        if raw_list is None:
-            raw_list = []
-        if not isinstance(raw_list, list):
-            problems.add("parameter 'objects' must be a YAML list")
-            raw_list = []
-        elif not raw_list and not problems:
-            problems.add("parameter 'objects' lists no objects")
-
+def _objects(params: Mapping[str, str], default_mode: int, problems: Problems) -> list[VaultObject]:
     objects: list[VaultObject] = []
     seen: set[str] = set()
-    for index, raw in enumerate(raw_list):
+    for index, raw in enumerate(object_list(params, problems)):
         obj = _object(raw, index, default_mode, problems)
         if obj is None:
             continue
@@ -277,6 +252,32 @@ def parse_plan(
         check_paths([(o.object_name, o.object_name) for o in objects])
     except InvalidPath as exc:
         problems.add(f"parameter 'objectName': {exc.message}")
+    return objects
+
+
+def parse_plan(
+    params: Mapping[str, str],
+    *,
+    default_mode: int,
+    settings: VaultSettings,
+    secrets: Mapping[str, str] | None = None,
+) -> VaultPlan:
+    """Validate the Vault dialect; raises InvalidParameters listing every problem.
+
+    Only the class parameters and the provider's settings go in (``secrets``,
+    the driver's nodePublishSecretRef, is not used by this dialect), so the
+    pipeline may share the plan between pods (``cache_plans``).
+    """
+    problems = Problems()
+    role = params.get("roleName", "").strip()
+    if not role:
+        problems.add("parameter 'roleName' is required (the Vault role to log in with)")
+    address = _address(params.get("vaultAddress", "").strip() or settings.address, problems)
+    namespace = params.get("vaultNamespace", "").strip().strip("/") or settings.namespace
+    auth_mount = _auth_mount(params, settings.auth_mount, problems)
+    audience = params.get("audience", "").strip() or DEFAULT_AUDIENCE
+    tls = _tls(params, settings.tls, problems)
+    objects = _objects(params, default_mode, problems)
     refresh = refresh_interval(params, problems)
     problems.raise_if_any()
     return VaultPlan(

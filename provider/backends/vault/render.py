@@ -21,13 +21,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
+from dataclasses import dataclass, field
 
 from provider.backends.base import ObjectVersion, OutputFile
 from provider.backends.vault.config import VaultObject
+from provider.backends.vault.transport import Answer
 from provider.codes import ErrorCode
+from provider.derived.keys import dig
 from provider.encodings import decode
 from provider.errors import InvalidRequest, NotFound, Unavailable
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a mount read for one object: Vault's answer (None: 204 No Content)."""
+
+    answer: Answer | None
+    # The provider's key for HMAC versions (see the module docstring).
+    hmac_key: bytes = field(repr=False)
 
 _GO_ESCAPES = (
     ("<", "\\u003c"),
@@ -38,7 +49,7 @@ _GO_ESCAPES = (
 )
 # api.Secret's fields in declaration order, with Go's zero values; the last three
 # are `omitempty`.
-_SECRET_FIELDS: tuple[tuple[str, Any], ...] = (
+_SECRET_FIELDS: tuple[tuple[str, object], ...] = (
     ("request_id", ""),
     ("lease_id", ""),
     ("lease_duration", 0),
@@ -49,7 +60,7 @@ _SECRET_FIELDS: tuple[tuple[str, Any], ...] = (
 _OMITEMPTY = ("auth", "wrap_info", "mount_type")
 
 
-def go_json(value: Any) -> str:
+def go_json(value: object) -> str:
     """``value`` as Go's json.Marshal writes it (maps have sorted keys)."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     for raw, escaped in _GO_ESCAPES:
@@ -57,7 +68,7 @@ def go_json(value: Any) -> str:
     return text
 
 
-def whole_response(answer: dict[str, Any]) -> bytes:
+def whole_response(answer: Answer) -> bytes:
     parts = [f'"{name}":{go_json(answer.get(name, zero))}' for name, zero in _SECRET_FIELDS]
     parts.extend(f'"{name}":{go_json(answer[name])}' for name in _OMITEMPTY if answer.get(name))
     return ("{" + ",".join(parts) + "}").encode("utf-8")
@@ -73,7 +84,7 @@ def _unusable(obj: VaultObject, what: str) -> Unavailable:
     return Unavailable(f"{_subject(obj)}: Vault's answer {what}; not a usable answer")
 
 
-def check(obj: VaultObject, answer: dict[str, Any] | None) -> None:
+def check(obj: VaultObject, answer: Answer | None) -> None:
     """Unavailable unless ``answer`` has what a Vault read promises.
 
     Called inside the read (so the retry loop sees it) and again by ``render``.
@@ -93,7 +104,7 @@ def check(obj: VaultObject, answer: dict[str, Any] | None) -> None:
         raise _unusable(obj, "is a KV v2 answer without a version in 'data.metadata'")
 
 
-def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
+def contents(obj: VaultObject, answer: Answer | None) -> bytes:
     """The file's bytes for ``obj`` from Vault's ``answer`` (None: 204, no content)."""
     check(obj, answer)
     data = answer.get("data") if answer else None
@@ -123,7 +134,7 @@ def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
 _MISSING = object()
 
 
-def _lookup(values: dict[str, Any], key: str) -> Any:
+def _lookup(values: dict[str, object], key: str) -> object:
     """``values[key]``; else, for a dotted key, the value at that path into nested maps.
 
     The key as written wins (``tls.crt`` is a common key name, and the peer
@@ -132,21 +143,18 @@ def _lookup(values: dict[str, Any], key: str) -> Any:
     """
     if key in values:
         return values[key]
-    current: Any = values
-    for step in key.split(".") if "." in key else ():
-        if not isinstance(current, dict) or step not in current:
-            return _MISSING
-        current = current[step]
-    return current if "." in key else _MISSING
+    steps = key.split(".")
+    value, taken = dig(values, steps)
+    return value if "." in key and taken == len(steps) else _MISSING
 
 
-def _kv2_shaped(data: dict[str, Any]) -> bool:
+def _kv2_shaped(data: dict[str, object]) -> bool:
     """A KV v2 read: exactly ``data`` and ``metadata`` (a KV v1 secret with a key
     named ``data`` has others, or no ``metadata``)."""
     return set(data) == {"data", "metadata"}
 
 
-def kv2_version(answer: dict[str, Any] | None) -> str:
+def kv2_version(answer: Answer | None) -> str:
     """The KV v2 version of a checked ``answer``, or "" when it is not a KV v2 read."""
     data = answer.get("data") if answer else None
     if not isinstance(data, dict) or not _kv2_shaped(data):
@@ -163,12 +171,11 @@ def hmac_version(key: bytes, obj: VaultObject, content: bytes) -> str:
     return mac.hexdigest()
 
 
-def render(
-    obj: VaultObject, answer: dict[str, Any] | None, hmac_key: bytes
-) -> tuple[OutputFile, ObjectVersion]:
-    data = contents(obj, answer)
-    version = kv2_version(answer) or hmac_version(hmac_key, obj, data)
+def render(obj: VaultObject, fetched: Fetched) -> tuple[list[OutputFile], list[ObjectVersion]]:
+    """The object's file and version from what the mount read."""
+    data = contents(obj, fetched.answer)
+    version = kv2_version(fetched.answer) or hmac_version(fetched.hmac_key, obj, data)
     return (
-        OutputFile(obj.object_name, obj.mode, data, obj.object_name),
-        ObjectVersion(obj.object_name, version),
+        [OutputFile(obj.object_name, obj.mode, data, obj.object_name)],
+        [ObjectVersion(obj.object_name, version)],
     )
