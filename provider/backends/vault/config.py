@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
+from provider import listing
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.dialect import as_text, file_mode, fold_keys, object_list, parse_bool
 from provider.durations import refresh_interval
@@ -32,6 +33,8 @@ OBJECT_KEYS = (
     "filePermission",
     # Ours: another Vault namespace for this object (several namespaces in one class).
     "vaultNamespace",
+    # Ours: every secret under a path, one file each (provider.listing).
+    "select",
 )
 # The peer passes any method through to Vault; these are the ones Vault's HTTP
 # API knows (LIST is Vault's own verb). Anything else is a typo.
@@ -72,6 +75,42 @@ class VaultObject:
     canonical: str = field(repr=False)
     # vaultNamespace of this object; None: the class's.
     namespace: str | None = None
+    # ``select``: list this path (``read`` is the LIST) and read every match.
+    select: Selection | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A ``select`` on a Vault path: what to LIST, and how a listed key is read."""
+
+    spec: listing.Select
+    # The LIST path: KV v2 ``<mount>/metadata/<path>/``; KV v1 the path itself.
+    list_path: str
+    # A match ``key`` is read at ``read_prefix + key``.
+    read_prefix: str
+
+    def read_of(self, key: str) -> ReadKey:
+        return ReadKey(self.read_prefix + key, (), "GET", "")
+
+
+def selection(spec: listing.Select, where: str, problems: Problems) -> Selection | None:
+    """Where to LIST for ``spec.path``, written like a read path (``secret/data/app/``).
+
+    A path with a ``data`` segment after its mount is KV v2: listed under
+    ``metadata`` and read under ``data``, as Vault's own CLI does it; any other
+    path (KV v1) is listed and read as written.
+    """
+    path, query = api_path(spec.path)
+    if not path or query:
+        problems.add(f"{where}: parameter 'select': 'path' must be an API path without a query "
+                     "(such as 'secret/data/app/')")
+        return None
+    mount, marker, rest = path.partition("/data")
+    if marker and mount and (not rest or rest.startswith("/")):
+        rest = rest.strip("/")
+        under = f"{rest}/" if rest else ""
+        return Selection(spec, f"{mount}/metadata/{under}", f"{mount}/data/{under}")
+    return Selection(spec, f"{path}/", f"{path}/")
 
 
 @dataclass(frozen=True)
@@ -178,8 +217,22 @@ def _encoding(o: Mapping[str, object], where: str, problems: Problems) -> str:
         return "utf-8"
 
 
+def _select(
+    o: Mapping[str, object], where: str, provider_max: int, problems: Problems
+) -> Selection | None:
+    if "select" not in o:
+        return None
+    for key in ("secretPath", "method", "secretArgs"):
+        if key in o:
+            problems.add(f"{where}: parameter {key!r} does not go with 'select' (a selection "
+                         "reads every match with GET at the path it lists)")
+    spec = listing.parse(o["select"], where, problems, provider_max=provider_max,
+                         recursive=True, tags=False)
+    return selection(spec, where, problems) if spec is not None else None
+
+
 def _object(
-    raw: object, index: int, default_mode: int, problems: Problems
+    raw: object, index: int, default_mode: int, provider_max: int, problems: Problems
 ) -> VaultObject | None:
     where = f"objects[{index}]"
     if not isinstance(raw, dict):
@@ -192,12 +245,15 @@ def _object(
         return None
     where = f"object {name!r}"
     before = len(problems)
+    select = _select(o, where, provider_max, problems)
     secret_path = as_text(o.get("secretPath"))
     path, query = api_path(secret_path)
-    if not path:
+    if select is not None:
+        secret_path, path, query = select.spec.path, select.list_path, ()
+    elif not path and "select" not in o:
         problems.add(f"{where}: parameter 'secretPath' is required (an API path such as "
-                     "'secret/data/app')")
-    method = _method(o, where, problems)
+                     "'secret/data/app'), or 'select'")
+    method = "LIST" if select is not None else _method(o, where, problems)
     args = _args(o, where, problems)
     secret_key = as_text(o.get("secretKey"))
     encoding = _encoding(o, where, problems)
@@ -217,6 +273,7 @@ def _object(
             "secretArgs": args,
             "encoding": encoding,
             "filePermission": mode,
+            **({"select": repr(select.spec)} if select is not None else {}),
         }
     )
     return VaultObject(
@@ -229,14 +286,17 @@ def _object(
         mode=mode,
         canonical=canonical,
         namespace=namespace,
+        select=select,
     )
 
 
-def _objects(params: Mapping[str, str], default_mode: int, problems: Problems) -> list[VaultObject]:
+def _objects(
+    params: Mapping[str, str], default_mode: int, provider_max: int, problems: Problems
+) -> list[VaultObject]:
     objects: list[VaultObject] = []
     seen: set[str] = set()
     for index, raw in enumerate(object_list(params, problems)):
-        obj = _object(raw, index, default_mode, problems)
+        obj = _object(raw, index, default_mode, provider_max, problems)
         if obj is None:
             continue
         if obj.object_name in seen:
@@ -249,7 +309,9 @@ def _objects(params: Mapping[str, str], default_mode: int, problems: Problems) -
     try:
         # The driver's path rules, checked now: no network call for a mount
         # whose files the driver would refuse.
-        check_paths([(o.object_name, o.object_name) for o in objects])
+        # A selection's objectName is its directory (its files are known later).
+        check_paths([(f"{o.object_name}/*" if o.select else o.object_name, o.object_name)
+                     for o in objects])
     except InvalidPath as exc:
         problems.add(f"parameter 'objectName': {exc.message}")
     return objects
@@ -261,12 +323,14 @@ def parse_plan(
     default_mode: int,
     settings: VaultSettings,
     secrets: Mapping[str, str] | None = None,
+    max_objects: int = 1000,  # the provider's default --max-objects
 ) -> VaultPlan:
     """Validate the Vault dialect; raises InvalidParameters listing every problem.
 
     Only the class parameters and the provider's settings go in (``secrets``,
     the driver's nodePublishSecretRef, is not used by this dialect), so the
-    pipeline may share the plan between pods (``cache_plans``).
+    pipeline may share the plan between pods (``cache_plans``). ``max_objects``
+    is the provider's bound on a ``select`` (``--max-objects``).
     """
     problems = Problems()
     role = params.get("roleName", "").strip()
@@ -277,7 +341,7 @@ def parse_plan(
     auth_mount = _auth_mount(params, settings.auth_mount, problems)
     audience = params.get("audience", "").strip() or DEFAULT_AUDIENCE
     tls = _tls(params, settings.tls, problems)
-    objects = _objects(params, default_mode, problems)
+    objects = _objects(params, default_mode, max_objects, problems)
     refresh = refresh_interval(params, problems)
     problems.raise_if_any()
     return VaultPlan(

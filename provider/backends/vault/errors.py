@@ -9,6 +9,8 @@ each means is decided here, once:
     400, 413, 415, other 4xx          InvalidRequest          PermissionDenied (AuthFailed)
                                       (BackendRejected)       (the role or the token's claims)
     401, 403                          PermissionDenied        PermissionDenied (AuthFailed)
+                                      (a LIST: naming the
+                                      'list' capability)
     404                               NotFound                PermissionDenied (AuthFailed):
                                                               no such auth mount or role
     405                               InvalidRequest: check 'method'
@@ -107,6 +109,12 @@ READ_RULES: dict[int, _Rule] = {
                ErrorCode.BackendRejected),
     429: _Rule(Unavailable, "Vault is rate limiting {what}", ErrorCode.Throttled),
 }
+# A LIST (``select``) needs a capability a read policy does not give: say which.
+LIST_RULES: dict[int, _Rule] = {
+    **READ_RULES,
+    403: _Rule(PermissionDenied, "Vault denied {what} (the role's policy needs the 'list' "
+               "capability on {path!r})"),
+}
 # jwt/kubernetes auth answer 400 for a role that does not exist or a token
 # whose claims the role does not allow; 404 for an auth mount that does not exist.
 LOGIN_RULES: dict[int, _Rule] = {
@@ -119,8 +127,9 @@ LOGIN_RULES: dict[int, _Rule] = {
 }
 
 
-def _status_rule(status: int, login: bool) -> _Rule:
-    rule = (LOGIN_RULES if login else READ_RULES).get(status)
+def _status_rule(status: int, login: bool, method: str) -> _Rule:
+    table = LOGIN_RULES if login else LIST_RULES if method == "LIST" else READ_RULES
+    rule = table.get(status)
     if rule is not None:
         return rule
     if status < 500 and status not in _TRANSIENT_4XX:
@@ -129,9 +138,10 @@ def _status_rule(status: int, login: bool) -> _Rule:
 
 
 def _from_status(exc: VaultStatus, subject: str, login: bool) -> ProviderError:
-    rule = _status_rule(exc.status, login)
+    rule = _status_rule(exc.status, login, exc.method)
     said = quote_backend_message("; ".join(exc.errors))
-    text = rule.text.format(what="the login" if login else f"{exc.method} {exc.path}")
+    text = rule.text.format(what="the login" if login else f"{exc.method} {exc.path}",
+                            path=exc.path)
     message = f"{subject}: {text}" + (f": {said}" if said else "")
     if rule.kind is Unavailable:
         return Unavailable(message, code=rule.code, retry_after=exc.retry_after)

@@ -39,6 +39,8 @@ class Fetched:
     answer: Answer | None
     # The provider's key for HMAC versions (see the module docstring).
     hmac_key: bytes = field(repr=False)
+    # A ``select``: each match's file name (under objectName) and answer.
+    matches: tuple[tuple[str, Answer | None], ...] = ()
 
 _GO_ESCAPES = (
     ("<", "\\u003c"),
@@ -164,18 +166,31 @@ def kv2_version(answer: Answer | None) -> str:
     return str(version) if isinstance(version, int) else ""
 
 
-def hmac_version(key: bytes, obj: VaultObject, content: bytes) -> str:
+def hmac_version(key: bytes, obj: VaultObject, content: bytes, match: str = "") -> str:
     mac = hmac.new(key, obj.canonical.encode("utf-8"), hashlib.sha256)
     mac.update(b"\x00")  # the parameters' JSON cannot run into the content
+    if match:
+        mac.update(match.encode("utf-8") + b"\x00")
     mac.update(content)
     return mac.hexdigest()
 
 
 def render(obj: VaultObject, fetched: Fetched) -> tuple[list[OutputFile], list[ObjectVersion]]:
-    """The object's file and version from what the mount read."""
-    data = contents(obj, fetched.answer)
-    version = kv2_version(fetched.answer) or hmac_version(fetched.hmac_key, obj, data)
-    return (
-        [OutputFile(obj.object_name, obj.mode, data, obj.object_name)],
-        [ObjectVersion(obj.object_name, version)],
-    )
+    """The object's files and versions from what the mount read.
+
+    A ``select`` writes one file per match, ``<objectName>/<name>``, each
+    with its own version (so rotation sees one added, changed or removed).
+    """
+    if obj.select is None:
+        answers: tuple[tuple[str, Answer | None], ...] = (("", fetched.answer),)
+    else:
+        answers = fetched.matches
+    files: list[OutputFile] = []
+    versions: list[ObjectVersion] = []
+    for match, answer in answers:
+        path = f"{obj.object_name}/{match}" if match else obj.object_name
+        data = contents(obj, answer)
+        version = kv2_version(answer) or hmac_version(fetched.hmac_key, obj, data, match)
+        files.append(OutputFile(path, obj.mode, data, obj.object_name))
+        versions.append(ObjectVersion(path, version))
+    return files, versions
