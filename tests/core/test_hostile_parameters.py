@@ -47,7 +47,7 @@ AWS_OBJECT = {
 VAULT_OBJECT = {
     "objectName": "db/pass", "secretPath": "secret/data/db", "secretKey": "pass",
     "method": "GET", "secretArgs": {"a": 1}, "encoding": "utf-8", "filePermission": 0o600,
-    "vaultNamespace": "team1",
+    "vaultNamespace": "team1", "metadataFile": "db/pass.meta",
 }  # fmt: skip
 VAULT_SELECT = {
     "objectName": "all", "secretKey": "pass",

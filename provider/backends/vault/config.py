@@ -35,6 +35,8 @@ OBJECT_KEYS = (
     "vaultNamespace",
     # Ours: every secret under a path, one file each (provider.listing).
     "select",
+    # Ours: a file for the KV v2 version and metadata (data.metadata) as JSON.
+    "metadataFile",
 )
 # The peer passes any method through to Vault; these are the ones Vault's HTTP
 # API knows (LIST is Vault's own verb). Anything else is a typo.
@@ -77,6 +79,8 @@ class VaultObject:
     namespace: str | None = None
     # ``select``: list this path (``read`` is the LIST) and read every match.
     select: Selection | None = None
+    # ``metadataFile``: where the KV v2 ``data.metadata`` goes ("": nowhere).
+    metadata_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,9 @@ def _object(
     secret_key = as_text(o.get("secretKey"))
     encoding = _encoding(o, where, problems)
     mode = file_mode(o.get("filePermission"), where, default_mode, problems, integer=True)
+    metadata_file = as_text(o.get("metadataFile"))
+    if metadata_file and "select" in o:
+        problems.add(f"{where}: parameter 'metadataFile' does not go with 'select'")
     namespace: str | None = None
     if "vaultNamespace" in o:
         namespace = as_text(o.get("vaultNamespace")).strip().strip("/")
@@ -274,6 +281,7 @@ def _object(
             "encoding": encoding,
             "filePermission": mode,
             **({"select": repr(select.spec)} if select is not None else {}),
+            **({"metadataFile": metadata_file} if metadata_file else {}),
         }
     )
     return VaultObject(
@@ -287,6 +295,7 @@ def _object(
         canonical=canonical,
         namespace=namespace,
         select=select,
+        metadata_file=metadata_file,
     )
 
 
@@ -311,7 +320,8 @@ def _objects(
         # whose files the driver would refuse.
         # A selection's objectName is its directory (its files are known later).
         check_paths([(f"{o.object_name}/*" if o.select else o.object_name, o.object_name)
-                     for o in objects])
+                     for o in objects]
+                    + [(o.metadata_file, o.object_name) for o in objects if o.metadata_file])
     except InvalidPath as exc:
         problems.add(f"parameter 'objectName': {exc.message}")
     return objects

@@ -193,4 +193,25 @@ def render(obj: VaultObject, fetched: Fetched) -> tuple[list[OutputFile], list[O
         version = kv2_version(answer) or hmac_version(fetched.hmac_key, obj, data, match)
         files.append(OutputFile(path, obj.mode, data, obj.object_name))
         versions.append(ObjectVersion(path, version))
+    if obj.metadata_file:
+        # Derived from the same answer: its version is the object's.
+        files.append(OutputFile(obj.metadata_file, obj.mode, metadata(obj, fetched.answer),
+                                obj.object_name))
     return files, versions
+
+
+def metadata(obj: VaultObject, answer: Answer | None) -> bytes:
+    """``metadataFile``'s bytes: the KV v2 answer's ``data.metadata`` as JSON.
+
+    Version, created_time, deletion_time, destroyed and custom_metadata, as
+    Vault sent them. Only a KV v2 read has them: anything else fails the mount
+    naming the parameter, never an empty or made-up file.
+    """
+    data = answer.get("data") if answer else None
+    if not isinstance(data, dict) or not _kv2_shaped(data):
+        raise InvalidRequest(
+            f"{_subject(obj)}: parameter 'metadataFile': Vault's answer is not a KV v2 read "
+            "(no 'data.metadata'); use it only with a KV v2 path such as 'secret/data/app'",
+            code=ErrorCode.InvalidParameters,
+        )
+    return go_json(data["metadata"]).encode("utf-8")
