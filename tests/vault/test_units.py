@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -243,3 +244,73 @@ def test_status_reaches_the_mapping_with_vaults_words(status: int, transient: bo
     mapped = translate(caught.value, subject="object 'x'", operation="vault.GET")
     assert isinstance(mapped, Unavailable) is transient, mapped
     assert f"status {status}" in mapped.message
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    """A standby: sends every request to the active node (``server.target``)."""
+
+    def do_GET(self) -> None:
+        self.send_response(307)
+        self.send_header("Location", self.server.target + self.path)  # type: ignore[attr-defined]
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+class _Active(BaseHTTPRequestHandler):
+    """The active node: answers with the token it was sent (to show it followed)."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"data": {"path": self.path,
+                                    "token": self.headers.get("X-Vault-Token")}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def test_a_redirect_from_a_standby_is_followed_with_the_token() -> None:
+    active = ThreadingHTTPServer(("127.0.0.1", 0), _Active)
+    standby = ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
+    standby.target = f"http://127.0.0.1:{active.server_address[1]}"  # type: ignore[attr-defined]
+    for server in (active, standby):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{standby.server_address[1]}"
+    transport = VaultTransport(VaultConnection(address, "", VaultTls()), VaultSettings())
+    try:
+        answer = transport.request("GET", "secret/data/app", token="t0ken")
+    finally:
+        transport.close()
+        for server in (active, standby):
+            server.shutdown()
+            server.server_close()
+    assert answer == {"data": {"path": "/v1/secret/data/app", "token": "t0ken"}}
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param({}, None, id="none"),
+        pytest.param({"HTTPS_PROXY": "http://proxy:3128"}, "http://proxy:3128", id="https"),
+        pytest.param({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "vault.internal"}, None,
+                     id="no-proxy"),
+        pytest.param({"HTTP_PROXY": "http://proxy:3128"}, None, id="other-scheme"),
+    ],
+)
+def test_proxy_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], expected: str | None
+) -> None:
+    from provider.backends.vault.transport import _proxy_for
+
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "https_proxy",
+                 "http_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert _proxy_for("https://vault.internal:8200") == expected
