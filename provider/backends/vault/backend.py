@@ -4,8 +4,11 @@ One mount: log in as the pod (``auth/<mount>/login`` with the pod's token for
 the SecretProviderClass audience; kubernetes and jwt auth take the same
 request), or reuse the Vault token cached for that identity; then make each
 distinct request once (path + query + method + args), all in parallel; then
-render one file per object. A 403 on a read makes us log in once more and
-retry that read: the cached token may have been revoked.
+render one file per object. A ``select`` first LISTs its path (level by level
+when recursive, bounded before any value is read), then reads every match
+like an object. A 403 makes us log in once more and retry that request: the
+cached token may have been revoked. Every request goes through ``ctx.call``,
+whose translator is ``errors.translate``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, urlsplit
 
 from provider import listing
@@ -235,6 +235,21 @@ def _select(
     return selection(spec, where, problems) if spec is not None else None
 
 
+def _where(
+    o: Mapping[str, object], where: str, provider_max: int, problems: Problems
+) -> tuple[str, Selection | None, ReadKey]:
+    """What the object reads: (the path as written, its selection, its request)."""
+    select = _select(o, where, provider_max, problems)
+    if select is not None:
+        return select.spec.path, select, ReadKey(select.list_path, (), "LIST", "")
+    secret_path = as_text(o.get("secretPath"))
+    path, query = api_path(secret_path)
+    if not path and "select" not in o:
+        problems.add(f"{where}: parameter 'secretPath' is required (an API path such as "
+                     "'secret/data/app'), or 'select'")
+    return secret_path, None, ReadKey(path, query, _method(o, where, problems), "")
+
+
 def _object(
     raw: object, index: int, default_mode: int, provider_max: int, problems: Problems
 ) -> VaultObject | None:
@@ -249,15 +264,7 @@ def _object(
         return None
     where = f"object {name!r}"
     before = len(problems)
-    select = _select(o, where, provider_max, problems)
-    secret_path = as_text(o.get("secretPath"))
-    path, query = api_path(secret_path)
-    if select is not None:
-        secret_path, path, query = select.spec.path, select.list_path, ()
-    elif not path and "select" not in o:
-        problems.add(f"{where}: parameter 'secretPath' is required (an API path such as "
-                     "'secret/data/app'), or 'select'")
-    method = "LIST" if select is not None else _method(o, where, problems)
+    secret_path, select, read = _where(o, where, provider_max, problems)
     args = _args(o, where, problems)
     secret_key = as_text(o.get("secretKey"))
     encoding = _encoding(o, where, problems)
@@ -276,7 +283,7 @@ def _object(
             "objectName": name,
             "secretPath": secret_path,
             "secretKey": secret_key,
-            "method": method,
+            "method": read.method,
             "secretArgs": args,
             "encoding": encoding,
             "filePermission": mode,
@@ -287,7 +294,7 @@ def _object(
     return VaultObject(
         object_name=name,
         secret_path=secret_path,
-        read=ReadKey(path, query, method, _canonical(args) if args is not None else ""),
+        read=replace(read, args_json=_canonical(args) if args is not None else ""),
         args=args,
         secret_key=secret_key,
         encoding=encoding,
