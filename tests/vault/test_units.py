@@ -314,3 +314,10 @@ def test_proxy_comes_from_the_environment(
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     assert _proxy_for("https://vault.internal:8200") == expected
+
+
+def test_tls_files_are_checked_for_a_plain_http_address_too() -> None:
+    connection = VaultConnection("http://127.0.0.1:9", "", VaultTls(ca_cert="/nonexistent/ca"))
+    with pytest.raises(InvalidRequest) as caught:
+        VaultTransport(connection, VaultSettings())
+    assert caught.value.code == "TLSFailed" and "'vaultCACertPath'" in caught.value.message

@@ -147,8 +147,13 @@ class VaultTransport:
                                        read=settings.read_timeout),
             "retries": _RETRIES,
         }
-        if urlsplit(connection.address).scheme == "https":
-            options["ssl_context"] = build_ssl_context(tls)  # reads the TLS files
+        https = urlsplit(connection.address).scheme == "https"
+        # The TLS files are read (and checked) whenever given; but a plain-HTTP
+        # address does not load the system's CA store (~0.8 MiB a pool).
+        given = tls.ca_cert or tls.ca_directory or tls.client_cert
+        ctx = build_ssl_context(tls) if https or given else None
+        if https:
+            options["ssl_context"] = ctx
             if tls.server_name:
                 # SNI and certificate verification use this name instead of the address's.
                 options["server_hostname"] = tls.server_name
@@ -241,7 +246,9 @@ def _errors(data: bytes) -> tuple[str, ...]:
 # Each costs a pool, an SSL context and its pooled sockets, so the least
 # recently used beyond this are closed.
 MAX_TRANSPORTS = 64
-# What one costs: 600 distinct vaultAddress values took +496 MiB (issue 10).
+# What one may cost, counted for every pool: an https pool holding the system's
+# CA store is ~0.8 MiB; a plain-HTTP one far less (600 distinct http addresses:
+# +6 MiB with 64 kept, bench/rotation.py; +98 MiB with requests sessions).
 TRANSPORT_BYTES = 850 * 1024
 
 
