@@ -302,7 +302,7 @@ def address_churn(quick: bool) -> None:
                 with contextlib.suppress(Exception):
                     provider.mount(attrs)
 
-            attempt(0)  # hvac imported
+            attempt(0)  # the Vault backend built
             rss, fds = _rss_kib(), len(os.listdir("/proc/self/fd"))
             for i in range(1, count + 1):
                 attempt(i)

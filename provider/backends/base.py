@@ -213,6 +213,7 @@ class FetchContext:
         load: Callable[[], T],
         *,
         operation: str,
+        subject: str = "",
         ttl: float | None = None,
     ) -> T:
         """``cache``'s value for ``key``, or one ``load()`` on the pool shared by every caller.
@@ -233,7 +234,7 @@ class FetchContext:
                     # A login or a credential refresh: the cache had none for this key.
                     log.debug("refreshing", extra={"backend": self.backend,
                                                    "operation": operation})
-                return self.call(load, operation=operation)
+                return self.call(load, operation=operation, subject=subject)
 
             try:
                 return await cache.get(key, start, timeout=self.deadline.remaining(), ttl=ttl)

@@ -20,6 +20,7 @@ into one file). Values that are not strings are written as JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +113,19 @@ def _value_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def dig(value: object, steps: Sequence[str]) -> tuple[object, int]:
+    """Walk ``steps`` into nested JSON objects: (where the walk stopped, steps taken).
+
+    Fewer steps taken than given means ``steps[taken]`` is not a key there (also
+    used by the Vault backend for a dotted ``secretKey``).
+    """
+    for taken, step in enumerate(steps):
+        if not isinstance(value, dict) or step not in value:
+            return value, taken
+        value = value[step]
+    return value, len(steps)
+
+
 def _json_object(source: OutputFile, rule: KeysRule) -> dict[str, Any]:
     try:
         value = json.loads(source.contents)
@@ -120,12 +134,11 @@ def _json_object(source: OutputFile, rule: KeysRule) -> dict[str, Any]:
         raise InvalidRequest(
             f"{rule.where}: the file's contents are not JSON", code=ErrorCode.InvalidSecretFormat
         ) from None
-    for depth, step in enumerate(rule.path, start=1):
-        if not isinstance(value, dict) or step not in value:
-            raise InvalidParameters(
-                [f"{rule.where}: 'path' {'.'.join(rule.path[:depth])!r} is not in the JSON object"]
-            )
-        value = value[step]
+    value, taken = dig(value, rule.path)
+    if taken < len(rule.path):
+        raise InvalidParameters(
+            [f"{rule.where}: 'path' {'.'.join(rule.path[:taken + 1])!r} is not in the JSON object"]
+        )
     if not isinstance(value, dict):
         raise InvalidRequest(
             f"{rule.where}: the file holds JSON {type(value).__name__}, not an object",

@@ -47,7 +47,11 @@ AWS_OBJECT = {
 VAULT_OBJECT = {
     "objectName": "db/pass", "secretPath": "secret/data/db", "secretKey": "pass",
     "method": "GET", "secretArgs": {"a": 1}, "encoding": "utf-8", "filePermission": 0o600,
-    "vaultNamespace": "team1",
+    "vaultNamespace": "team1", "metadataFile": "db/pass.meta",
+}  # fmt: skip
+VAULT_SELECT = {
+    "objectName": "all", "secretKey": "pass",
+    "select": {"path": "secret/data/app/", "recursive": True, "max": 5},
 }  # fmt: skip
 AZURE_OBJECT = {
     "objectName": "s", "objectType": "secret", "objectAlias": "d/s", "objectVersion": "abc",
@@ -112,6 +116,11 @@ def aws(rnd: random.Random) -> dict[str, str]:
 
 def vault(rnd: random.Random) -> dict[str, str]:
     objects = [_mutated(rnd, VAULT_OBJECT) for _ in range(rnd.randint(1, 3))]
+    if rnd.random() < 0.3:  # a selection, its own keys mutated too
+        entry = _mutated(rnd, VAULT_SELECT)
+        if isinstance(entry.get("select"), dict) and rnd.random() < 0.7:
+            entry["select"] = _mutated(rnd, entry["select"])
+        objects.append(entry)
     base = {"roleName": "app", "vaultAddress": CLOSED, "objects": yaml.safe_dump(objects)}
     return _top(rnd, base, VAULT_TOP)
 

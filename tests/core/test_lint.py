@@ -70,6 +70,14 @@ BROKEN = [
         id="vault-mode",
     ),
     pytest.param(
+        _broken(
+            "vault-secretproviderclass",
+            objects="- objectName: all\n  select: {path: secret/data/app/, tags: {team: a}}\n",
+        ),
+        "'tags' does not apply",
+        id="vault-select",
+    ),
+    pytest.param(
         _broken("azure-secretproviderclass", tenantID="", tenantId=""),
         "tenantID",
         id="azure-tenant",

@@ -119,7 +119,9 @@ def test_aws_plan(params: dict[str, str], mode: int, region: str) -> None:
 
 @given(VAULT_PARAMS, MODES)
 def test_vault_plan(params: dict[str, str], mode: int) -> None:
-    plan: VaultPlan | None = planned(lambda: vault_plan(params, mode, VaultSettings()))
+    plan: VaultPlan | None = planned(
+        lambda: vault_plan(params, default_mode=mode, settings=VaultSettings())
+    )
     if plan is not None:
         assert plan.objects
         check_inside_volume(o.object_name for o in plan.objects)

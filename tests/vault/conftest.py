@@ -176,7 +176,7 @@ def cached_token(provider: RunningProvider, vault: Vault, *, sa: str = "app",
                  role: str | None = None) -> Any:
     """The Vault token the provider keeps for ``sa`` logging in as ``role`` (or None)."""
     from provider.backends.vault import VaultTls
-    from provider.backends.vault.auth import TokenKey
+    from provider.backends.vault.credentials import TokenKey
 
     key = TokenKey("default", sa, vault.address, "", AUTH_MOUNT, role or sa, "vault", VaultTls())
     return backend_of(provider).tokens.peek(key)

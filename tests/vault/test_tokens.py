@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from provider.backends.vault import VaultTls
-from provider.backends.vault.auth import TokenKey, VaultToken, token_cache, token_from_login
+from provider.backends.vault.credentials import TokenKey, VaultToken, token_cache, token_from_login
 from tests.support.running import RunningProvider, files_of
 from tests.vault.conftest import KNOWN_SECRET, Vault, backend_of, cached_token
 

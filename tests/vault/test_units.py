@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import hvac.exceptions as hx
 import pytest
-import requests.exceptions as rx
+import urllib3.exceptions as ux
 
 from provider.backends.vault import VaultSettings, VaultTls, add_flags, load_settings
-from provider.backends.vault.config import api_path, parse_plan
-from provider.backends.vault.errors import translate
+from provider.backends.vault.config import VaultConnection, api_path, parse_plan
+from provider.backends.vault.errors import LOGIN, NoToken, UnusableAnswer, VaultStatus, translate
 from provider.backends.vault.render import go_json, whole_response
+from provider.backends.vault.transport import VaultTransport
 from provider.errors import (
     InvalidParameters,
     InvalidRequest,
@@ -35,50 +37,78 @@ def _classes(module: object, base: type) -> list[type[BaseException]]:
 
 
 def _instance(cls: type[BaseException]) -> BaseException:
-    if issubclass(cls, hx.VaultError):
-        return cls("boom", errors=["boom"], method="get", url="http://v/v1/x")
-    if issubclass(cls, rx.JSONDecodeError):
-        return cls("boom", "<html>", 0)
-    return cls("boom")
+    """An instance of ``cls`` without its constructor (each takes other arguments)."""
+    exc = cls.__new__(cls)
+    exc.args = ("boom",)
+    if issubclass(cls, ux.MaxRetryError):
+        exc.reason = None  # type: ignore[attr-defined]
+    return exc
 
 
-@pytest.mark.parametrize("cls", _classes(hx, hx.VaultError) + _classes(rx, rx.RequestException),
-                         ids=lambda c: f"{c.__module__}.{c.__name__}")
+OURS = [VaultStatus(status, "GET", "x", ("boom",), None)
+        for status in (400, 401, 403, 404, 405, 408, 412, 413, 415, 425, 429, 500, 501, 502,
+                       503, 504)]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [*[_instance(c) for c in _classes(ux, ux.HTTPError)], *OURS, UnusableAnswer("is not JSON"),
+     NoToken(), ssl.SSLError("EOF"), ConnectionResetError(), TimeoutError(), OSError("no file")],
+    ids=lambda e: f"{type(e).__name__}{getattr(e, 'status', '')}",
+)
 @pytest.mark.parametrize("login", [False, True], ids=["read", "login"])
-def test_every_sdk_exception_is_mapped(cls: type[BaseException], login: bool) -> None:
-    result = translate(_instance(cls), subject="object 'x'", operation="GET x", login=login)
-    assert_mapped(result, cls, "object 'x'")
+def test_every_failure_is_mapped(exc: BaseException, login: bool) -> None:
+    result = translate(exc, subject="object 'x'", operation=LOGIN if login else "vault.GET")
+    assert_mapped(result, type(exc), "object 'x'")
+
+
+def _status(status: int, errors: tuple[str, ...] = ("boom",)) -> VaultStatus:
+    return VaultStatus(status, "GET", "secret/data/x", errors, None)
 
 
 @pytest.mark.parametrize(
     ("exc", "login", "expected", "code"),
     [
-        pytest.param(hx.Forbidden(errors=["permission denied"]), False, PermissionDenied,
+        pytest.param(_status(403, ("permission denied",)), False, PermissionDenied,
                      "AccessDenied", id="403-read"),
-        pytest.param(hx.Forbidden(errors=["permission denied"]), True, PermissionDenied,
+        pytest.param(_status(403, ("permission denied",)), True, PermissionDenied,
                      "AuthFailed", id="403-login"),
-        pytest.param(hx.InvalidRequest(errors=["role not found"]), True, PermissionDenied,
+        pytest.param(_status(400, ("role not found",)), True, PermissionDenied,
                      "AuthFailed", id="400-login"),
-        pytest.param(hx.InvalidRequest(errors=["bad"]), False, InvalidRequest,
-                     "BackendRejected", id="400-read"),
-        pytest.param(hx.InvalidPath(), False, NotFound, "ObjectNotFound", id="404"),
-        pytest.param(hx.VaultDown(errors=["Vault is sealed"]), False, Unavailable,
+        pytest.param(_status(400, ("bad",)), False, InvalidRequest, "BackendRejected",
+                     id="400-read"),
+        pytest.param(_status(404, ()), False, NotFound, "ObjectNotFound", id="404"),
+        pytest.param(_status(404, ()), True, PermissionDenied, "AuthFailed", id="404-login"),
+        pytest.param(_status(405), False, InvalidRequest, "BackendRejected", id="405"),
+        pytest.param(_status(415), False, InvalidRequest, "BackendRejected", id="415"),
+        pytest.param(_status(413), False, InvalidRequest, "BackendRejected", id="413"),
+        pytest.param(_status(408), False, Unavailable, "BackendUnavailable", id="408"),
+        pytest.param(_status(412), False, Unavailable, "BackendUnavailable", id="412-standby"),
+        pytest.param(_status(504), False, Unavailable, "BackendUnavailable", id="504"),
+        pytest.param(_status(503, ("Vault is sealed",)), False, Unavailable,
                      "BackendUnavailable", id="sealed"),
-        pytest.param(hx.RateLimitExceeded(), False, Unavailable, "Throttled", id="429"),
-        pytest.param(rx.ConnectionError("refused"), False, Unavailable, "BackendUnavailable",
-                     id="refused"),
-        pytest.param(rx.SSLError("certificate verify failed"), False, InvalidRequest,
+        pytest.param(_status(429), False, Unavailable, "Throttled", id="429"),
+        pytest.param(ux.NewConnectionError(None, "refused"), False, Unavailable,  # type: ignore[arg-type]
+                     "BackendUnavailable", id="refused"),
+        pytest.param(ux.SSLError("certificate verify failed"), False, InvalidRequest,
                      "TLSFailed", id="tls-verify"),
-        pytest.param(rx.SSLError("EOF occurred in violation of protocol"), False, Unavailable,
+        pytest.param(ux.SSLError("EOF occurred in violation of protocol"), False, Unavailable,
                      "BackendUnavailable", id="tls-transient"),
-        pytest.param(rx.InvalidURL("x"), False, InvalidParameters, "InvalidParameters",
+        pytest.param(ux.LocationParseError("x"), False, InvalidParameters, "InvalidParameters",
                      id="bad-url"),
+        pytest.param(NoToken(), True, PermissionDenied, "AuthFailed", id="no-token"),
     ],
 )
 def test_mapping(exc: BaseException, login: bool, expected: type[ProviderError],
                  code: str) -> None:
-    result = translate(exc, subject="s", operation="op", login=login)
+    result = translate(exc, subject="s", operation=LOGIN if login else "vault.GET")
     assert type(result) is expected and result.code == code
+
+
+def test_status_message_names_the_request_and_quotes_vault() -> None:
+    result = translate(_status(403, ("permission denied",)), subject="object 'x'",
+                       operation="vault.GET")
+    assert result.message == ("object 'x': Vault denied GET secret/data/x: permission denied")
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
@@ -119,7 +149,8 @@ def test_flags_beat_environment_and_spc_beats_flags() -> None:
     assert s.tls.ca_cert == "/flag/ca" and s.tls.ca_directory == "/env/cadir"
     plan = parse_plan({"roleName": "r", "vaultAddress": "http://spc:8200",
                        "vaultCACertPath": "/spc/ca", "vaultSkipTLSVerify": "false",
-                       "objects": "- {objectName: a, secretPath: x}"}, 0o644, s)
+                       "objects": "- {objectName: a, secretPath: x}"},
+                      default_mode=0o644, settings=s)
     c = plan.connection
     assert (c.address, c.namespace, plan.auth_mount) == ("http://spc:8200", "flag-ns", "flag-mount")
     assert c.tls.ca_cert == "/spc/ca" and c.tls.server_name == "flag.name"
@@ -146,7 +177,8 @@ def test_identical_reads_share_a_key_and_args_matter() -> None:
     objects = ("- {objectName: a, secretPath: pki/issue/r, method: put, secretArgs: {x: 1, y: 2}}\n"
                "- {objectName: b, secretPath: pki/issue/r, method: PUT, secretArgs: {y: 2, x: 1}}\n"
                "- {objectName: c, secretPath: pki/issue/r, method: PUT, secretArgs: {x: 2}}\n")
-    plan = parse_plan({"roleName": "r", "objects": objects}, 0o644, VaultSettings())
+    plan = parse_plan({"roleName": "r", "objects": objects}, default_mode=0o644,
+                      settings=VaultSettings())
     a, b, c = plan.objects
     assert a.read == b.read != c.read
 
@@ -165,7 +197,7 @@ def test_whole_response_field_order_and_omitempty() -> None:
 
 
 class _StatusHandler(BaseHTTPRequestHandler):
-    """Answers GET /v1/status/<code> with that status and a Vault-style error body.
+    """Answers GET /v1/status/<code> with that status, a Vault-style error body and Retry-After.
 
     A local stand-in because OpenBao cannot be made to answer 415 or 504 on demand.
     """
@@ -176,6 +208,7 @@ class _StatusHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Retry-After", "2")
         self.end_headers()
         self.wfile.write(body)
 
@@ -184,30 +217,107 @@ class _StatusHandler(BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize(
-    ("status", "raised", "transient"),
+    ("status", "transient"),
     [
-        pytest.param(405, hx.UnsupportedOperation, False, id="405-method"),
-        pytest.param(415, hx.InvalidRequest, False, id="415-media-type"),
-        pytest.param(413, hx.InvalidRequest, False, id="413-too-large"),
-        pytest.param(408, hx.UnexpectedError, True, id="408-timeout"),
-        pytest.param(412, hx.PreconditionFailed, True, id="412-standby"),
-        pytest.param(504, hx.UnexpectedError, True, id="504-gateway"),
+        pytest.param(405, False, id="405-method"),
+        pytest.param(415, False, id="415-media-type"),
+        pytest.param(413, False, id="413-too-large"),
+        pytest.param(408, True, id="408-timeout"),
+        pytest.param(412, True, id="412-standby"),
+        pytest.param(504, True, id="504-gateway"),
     ],
 )
-def test_statuses_hvac_leaves_unmapped(status: int, raised: type, transient: bool) -> None:
-    from provider.backends.vault.transport import StatusAwareAdapter
-
+def test_status_reaches_the_mapping_with_vaults_words(status: int, transient: bool) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _StatusHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    transport = VaultTransport(VaultConnection(address, "", VaultTls()), VaultSettings())
     try:
-        adapter = StatusAwareAdapter(base_uri=f"http://127.0.0.1:{server.server_address[1]}")
-        with pytest.raises(hx.VaultError) as caught:
-            adapter.get(f"/v1/status/{status}")
-        adapter.close()
+        with pytest.raises(VaultStatus) as caught:
+            transport.request("GET", f"status/{status}")
     finally:
+        transport.close()
         server.shutdown()
         server.server_close()
-    assert type(caught.value) is raised
-    assert caught.value.errors == [f"status {status}"]
-    mapped = translate(caught.value, subject="object 'x'", operation="GET status")
+    assert (caught.value.status, caught.value.errors) == (status, (f"status {status}",))
+    assert caught.value.retry_after == 2.0
+    mapped = translate(caught.value, subject="object 'x'", operation="vault.GET")
     assert isinstance(mapped, Unavailable) is transient, mapped
+    assert f"status {status}" in mapped.message
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    """A standby: sends every request to the active node (``server.target``)."""
+
+    def do_GET(self) -> None:
+        self.send_response(307)
+        self.send_header("Location", self.server.target + self.path)  # type: ignore[attr-defined]
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+class _Active(BaseHTTPRequestHandler):
+    """The active node: answers with the token it was sent (to show it followed)."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"data": {"path": self.path,
+                                    "token": self.headers.get("X-Vault-Token")}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def test_a_redirect_from_a_standby_is_followed_with_the_token() -> None:
+    active = ThreadingHTTPServer(("127.0.0.1", 0), _Active)
+    standby = ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
+    standby.target = f"http://127.0.0.1:{active.server_address[1]}"  # type: ignore[attr-defined]
+    for server in (active, standby):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{standby.server_address[1]}"
+    transport = VaultTransport(VaultConnection(address, "", VaultTls()), VaultSettings())
+    try:
+        answer = transport.request("GET", "secret/data/app", token="t0ken")
+    finally:
+        transport.close()
+        for server in (active, standby):
+            server.shutdown()
+            server.server_close()
+    assert answer == {"data": {"path": "/v1/secret/data/app", "token": "t0ken"}}
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param({}, None, id="none"),
+        pytest.param({"HTTPS_PROXY": "http://proxy:3128"}, "http://proxy:3128", id="https"),
+        pytest.param({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "vault.internal"}, None,
+                     id="no-proxy"),
+        pytest.param({"HTTP_PROXY": "http://proxy:3128"}, None, id="other-scheme"),
+    ],
+)
+def test_proxy_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], expected: str | None
+) -> None:
+    from provider.backends.vault.transport import _proxy_for
+
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "https_proxy",
+                 "http_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert _proxy_for("https://vault.internal:8200") == expected
+
+
+def test_tls_files_are_checked_for_a_plain_http_address_too() -> None:
+    connection = VaultConnection("http://127.0.0.1:9", "", VaultTls(ca_cert="/nonexistent/ca"))
+    with pytest.raises(InvalidRequest) as caught:
+        VaultTransport(connection, VaultSettings())
+    assert caught.value.code == "TLSFailed" and "'vaultCACertPath'" in caught.value.message

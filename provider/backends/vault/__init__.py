@@ -1,4 +1,4 @@
-"""Vault backend (HashiCorp Vault and OpenBao): flags and settings; hvac is imported by ``create``.
+"""Vault backend (HashiCorp Vault and OpenBao): flags and settings; ``create`` builds it.
 
 Provider-level defaults for the Vault address, namespace, auth mount and TLS
 come from the standard environment variables (``VAULT_*``, and OpenBao's
@@ -11,12 +11,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provider.errors import Problems
 
-# What `pip install 'polysecret[vault]'` brings (provider.backends.installed).
-SDK = ("hvac", "requests")
+if TYPE_CHECKING:
+    from provider.backends.base import Backend, BackendServices
+    from provider.backends.vault.config import VaultPlan
+
+# What `pip install 'polysecret[vault]'` brings (provider.backends.installed):
+# Vault's JSON API is spoken over urllib3 directly (see transport).
+SDK = ("urllib3",)
 # The dialect's marks, for the message when no backend claims a class.
 DIALECT = "roleName or vaultAddress"
 
@@ -76,7 +81,7 @@ def _env(environ: Mapping[str, str], name: str) -> str:
     return environ.get(f"VAULT_{name}") or environ.get(f"BAO_{name}") or ""
 
 
-def _pick(flag: Any, env: str, default: str = "") -> str:
+def _pick(flag: object, env: str, default: str = "") -> str:
     return str(flag) if flag else (env or default)
 
 
@@ -107,7 +112,7 @@ def claims(attributes: Mapping[str, str], problems: Problems) -> bool:
     return "roleName" in attributes or "vaultAddress" in attributes
 
 
-def create(settings: VaultSettings | None, services: Any) -> Any:
+def create(settings: VaultSettings | None, services: BackendServices) -> Backend[VaultPlan]:
     from provider.backends.vault.backend import VaultBackend
 
     return VaultBackend(settings or VaultSettings(), services)

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, urlsplit
 
+from provider import listing
 from provider.backends.vault import VaultSettings, VaultTls
-from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+from provider.dialect import as_text, file_mode, fold_keys, object_list, parse_bool
 from provider.durations import refresh_interval
 from provider.encodings import normalize_encoding
 from provider.errors import InvalidPath, Problems
-from provider.modes import parse_integer_mode
 from provider.paths import check_paths
 
 DEFAULT_AUDIENCE = "vault"
@@ -34,10 +33,16 @@ OBJECT_KEYS = (
     "filePermission",
     # Ours: another Vault namespace for this object (several namespaces in one class).
     "vaultNamespace",
+    # Ours: every secret under a path, one file each (provider.listing).
+    "select",
+    # Ours: a file for the KV v2 version and metadata (data.metadata) as JSON.
+    "metadataFile",
 )
 # The peer passes any method through to Vault; these are the ones Vault's HTTP
 # API knows (LIST is Vault's own verb). Anything else is a typo.
 METHODS = ("GET", "POST", "PUT", "PATCH", "LIST", "DELETE")
+# A request's JSON body (``secretArgs``), as YAML gave it and JSON can carry it.
+JsonBody = dict[str, object] | None
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class VaultObject:
     object_name: str
     secret_path: str  # as written in the SecretProviderClass (for messages)
     read: ReadKey
-    args: Any = field(compare=False, repr=False)
+    args: JsonBody = field(compare=False, repr=False)
     secret_key: str
     encoding: str
     mode: int
@@ -72,6 +77,44 @@ class VaultObject:
     canonical: str = field(repr=False)
     # vaultNamespace of this object; None: the class's.
     namespace: str | None = None
+    # ``select``: list this path (``read`` is the LIST) and read every match.
+    select: Selection | None = None
+    # ``metadataFile``: where the KV v2 ``data.metadata`` goes ("": nowhere).
+    metadata_file: str = ""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A ``select`` on a Vault path: what to LIST, and how a listed key is read."""
+
+    spec: listing.Select
+    # The LIST path: KV v2 ``<mount>/metadata/<path>/``; KV v1 the path itself.
+    list_path: str
+    # A match ``key`` is read at ``read_prefix + key``.
+    read_prefix: str
+
+    def read_of(self, key: str) -> ReadKey:
+        return ReadKey(self.read_prefix + key, (), "GET", "")
+
+
+def selection(spec: listing.Select, where: str, problems: Problems) -> Selection | None:
+    """Where to LIST for ``spec.path``, written like a read path (``secret/data/app/``).
+
+    A path with a ``data`` segment after its mount is KV v2: listed under
+    ``metadata`` and read under ``data``, as Vault's own CLI does it; any other
+    path (KV v1) is listed and read as written.
+    """
+    path, query = api_path(spec.path)
+    if not path or query:
+        problems.add(f"{where}: parameter 'select': 'path' must be an API path without a query "
+                     "(such as 'secret/data/app/')")
+        return None
+    mount, marker, rest = path.partition("/data")
+    if marker and mount and (not rest or rest.startswith("/")):
+        rest = rest.strip("/")
+        under = f"{rest}/" if rest else ""
+        return Selection(spec, f"{mount}/metadata/{under}", f"{mount}/data/{under}")
+    return Selection(spec, f"{path}/", f"{path}/")
 
 
 @dataclass(frozen=True)
@@ -146,12 +189,69 @@ def _auth_mount(params: Mapping[str, str], default: str, problems: Problems) -> 
     return mount.removeprefix("auth/")
 
 
-def _canonical(value: Any) -> str:
+def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _method(o: Mapping[str, object], where: str, problems: Problems) -> str:
+    method = as_text(o.get("method")).upper() or "GET"
+    if method not in METHODS:
+        problems.add(f"{where}: parameter 'method': {method[:12]!r} must be one of "
+                     + ", ".join(METHODS))
+    return method
+
+
+def _args(o: Mapping[str, object], where: str, problems: Problems) -> JsonBody:
+    raw = o.get("secretArgs")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.add(f"{where}: parameter 'secretArgs' must be a mapping (the JSON body)")
+        return None
+    # YAML dates and the like become strings, as Go's YAML->JSON does.
+    args: dict[str, object] = json.loads(_canonical(raw))
+    return args
+
+
+def _encoding(o: Mapping[str, object], where: str, problems: Problems) -> str:
+    try:
+        return normalize_encoding(as_text(o.get("encoding")))
+    except ValueError as exc:
+        problems.add(f"{where}: parameter 'encoding': {exc}")
+        return "utf-8"
+
+
+def _select(
+    o: Mapping[str, object], where: str, provider_max: int, problems: Problems
+) -> Selection | None:
+    if "select" not in o:
+        return None
+    for key in ("secretPath", "method", "secretArgs"):
+        if key in o:
+            problems.add(f"{where}: parameter {key!r} does not go with 'select' (a selection "
+                         "reads every match with GET at the path it lists)")
+    spec = listing.parse(o["select"], where, problems, provider_max=provider_max,
+                         recursive=True, tags=False)
+    return selection(spec, where, problems) if spec is not None else None
+
+
+def _where(
+    o: Mapping[str, object], where: str, provider_max: int, problems: Problems
+) -> tuple[str, Selection | None, ReadKey]:
+    """What the object reads: (the path as written, its selection, its request)."""
+    select = _select(o, where, provider_max, problems)
+    if select is not None:
+        return select.spec.path, select, ReadKey(select.list_path, (), "LIST", "")
+    secret_path = as_text(o.get("secretPath"))
+    path, query = api_path(secret_path)
+    if not path and "select" not in o:
+        problems.add(f"{where}: parameter 'secretPath' is required (an API path such as "
+                     "'secret/data/app'), or 'select'")
+    return secret_path, None, ReadKey(path, query, _method(o, where, problems), "")
+
+
 def _object(
-    raw: Any, index: int, default_mode: int, problems: Problems
+    raw: object, index: int, default_mode: int, provider_max: int, problems: Problems
 ) -> VaultObject | None:
     where = f"objects[{index}]"
     if not isinstance(raw, dict):
@@ -163,47 +263,19 @@ def _object(
         problems.add(f"{where}: parameter 'objectName' is required (it is the file path)")
         return None
     where = f"object {name!r}"
-    ok = True
-    secret_path = as_text(o.get("secretPath"))
-    path, query = api_path(secret_path)
-    if not path:
-        problems.add(f"{where}: parameter 'secretPath' is required (an API path such as "
-                     "'secret/data/app')")
-        ok = False
-    method = as_text(o.get("method")).upper() or "GET"
-    if method not in METHODS:
-        problems.add(f"{where}: parameter 'method': {method[:12]!r} must be one of "
-                     + ", ".join(METHODS))
-        ok = False
-    args_raw = o.get("secretArgs")
-    args: Any = None
-    if args_raw is not None:
-        if not isinstance(args_raw, dict):
-            problems.add(f"{where}: parameter 'secretArgs' must be a mapping (the JSON body)")
-            ok = False
-        else:
-            # YAML dates and the like become strings, as Go's YAML->JSON does.
-            args = json.loads(_canonical(args_raw))
+    before = len(problems)
+    secret_path, select, read = _where(o, where, provider_max, problems)
+    args = _args(o, where, problems)
     secret_key = as_text(o.get("secretKey"))
-    try:
-        encoding = normalize_encoding(as_text(o.get("encoding")))
-    except ValueError as exc:
-        problems.add(f"{where}: parameter 'encoding': {exc}")
-        encoding = "utf-8"
-        ok = False
-    mode = default_mode
-    raw_mode = o.get("filePermission")
-    if raw_mode is not None and raw_mode != "":
-        try:
-            # The peer treats 0 as "not set".
-            mode = parse_integer_mode(raw_mode) or default_mode
-        except ValueError as exc:
-            problems.add(f"{where}: parameter 'filePermission': {exc}")
-            ok = False
+    encoding = _encoding(o, where, problems)
+    mode = file_mode(o.get("filePermission"), where, default_mode, problems, integer=True)
+    metadata_file = as_text(o.get("metadataFile"))
+    if metadata_file and "select" in o:
+        problems.add(f"{where}: parameter 'metadataFile' does not go with 'select'")
     namespace: str | None = None
     if "vaultNamespace" in o:
         namespace = as_text(o.get("vaultNamespace")).strip().strip("/")
-    if not ok:
+    if len(problems) > before:
         return None
     canonical = _canonical(
         {
@@ -211,57 +283,36 @@ def _object(
             "objectName": name,
             "secretPath": secret_path,
             "secretKey": secret_key,
-            "method": method,
+            "method": read.method,
             "secretArgs": args,
             "encoding": encoding,
             "filePermission": mode,
+            **({"select": repr(select.spec)} if select is not None else {}),
+            **({"metadataFile": metadata_file} if metadata_file else {}),
         }
     )
     return VaultObject(
         object_name=name,
         secret_path=secret_path,
-        read=ReadKey(path, query, method, _canonical(args) if args is not None else ""),
+        read=replace(read, args_json=_canonical(args) if args is not None else ""),
         args=args,
         secret_key=secret_key,
         encoding=encoding,
         mode=mode,
         canonical=canonical,
         namespace=namespace,
+        select=select,
+        metadata_file=metadata_file,
     )
 
 
-def parse_plan(
-    params: Mapping[str, str], default_mode: int, settings: VaultSettings
-) -> VaultPlan:
-    """Validate the Vault dialect; raises InvalidParameters listing every problem."""
-    problems = Problems()
-    role = params.get("roleName", "").strip()
-    if not role:
-        problems.add("parameter 'roleName' is required (the Vault role to log in with)")
-    address = _address(params.get("vaultAddress", "").strip() or settings.address, problems)
-    namespace = params.get("vaultNamespace", "").strip().strip("/") or settings.namespace
-    auth_mount = _auth_mount(params, settings.auth_mount, problems)
-    audience = params.get("audience", "").strip() or DEFAULT_AUDIENCE
-    tls = _tls(params, settings.tls, problems)
-
-    objects_text = params.get("objects")
-    raw_list: Any = []
-    if objects_text is None or not objects_text.strip():
-        problems.add("parameter 'objects' is required (a YAML list of objects)")
-    else:
-        raw_list = parse_yaml(objects_text, "parameter 'objects'", problems)
-        if raw_list is None:
-            raw_list = []
-        if not isinstance(raw_list, list):
-            problems.add("parameter 'objects' must be a YAML list")
-            raw_list = []
-        elif not raw_list and not problems:
-            problems.add("parameter 'objects' lists no objects")
-
+def _objects(
+    params: Mapping[str, str], default_mode: int, provider_max: int, problems: Problems
+) -> list[VaultObject]:
     objects: list[VaultObject] = []
     seen: set[str] = set()
-    for index, raw in enumerate(raw_list):
-        obj = _object(raw, index, default_mode, problems)
+    for index, raw in enumerate(object_list(params, problems)):
+        obj = _object(raw, index, default_mode, provider_max, problems)
         if obj is None:
             continue
         if obj.object_name in seen:
@@ -274,9 +325,40 @@ def parse_plan(
     try:
         # The driver's path rules, checked now: no network call for a mount
         # whose files the driver would refuse.
-        check_paths([(o.object_name, o.object_name) for o in objects])
+        # A selection's objectName is its directory (its files are known later).
+        check_paths([(f"{o.object_name}/*" if o.select else o.object_name, o.object_name)
+                     for o in objects]
+                    + [(o.metadata_file, o.object_name) for o in objects if o.metadata_file])
     except InvalidPath as exc:
         problems.add(f"parameter 'objectName': {exc.message}")
+    return objects
+
+
+def parse_plan(
+    params: Mapping[str, str],
+    *,
+    default_mode: int,
+    settings: VaultSettings,
+    secrets: Mapping[str, str] | None = None,
+    max_objects: int = 1000,  # the provider's default --max-objects
+) -> VaultPlan:
+    """Validate the Vault dialect; raises InvalidParameters listing every problem.
+
+    Only the class parameters and the provider's settings go in (``secrets``,
+    the driver's nodePublishSecretRef, is not used by this dialect), so the
+    pipeline may share the plan between pods (``cache_plans``). ``max_objects``
+    is the provider's bound on a ``select`` (``--max-objects``).
+    """
+    problems = Problems()
+    role = params.get("roleName", "").strip()
+    if not role:
+        problems.add("parameter 'roleName' is required (the Vault role to log in with)")
+    address = _address(params.get("vaultAddress", "").strip() or settings.address, problems)
+    namespace = params.get("vaultNamespace", "").strip().strip("/") or settings.namespace
+    auth_mount = _auth_mount(params, settings.auth_mount, problems)
+    audience = params.get("audience", "").strip() or DEFAULT_AUDIENCE
+    tls = _tls(params, settings.tls, problems)
+    objects = _objects(params, default_mode, max_objects, problems)
     refresh = refresh_interval(params, problems)
     problems.raise_if_any()
     return VaultPlan(

@@ -1,31 +1,43 @@
-"""hvac and requests exceptions -> the provider's error tree, in one function.
+"""Every way a Vault request fails -> the provider's error tree, as tables.
 
-    hvac.exceptions.VaultError
-     +-- InvalidRequest (400), ParamValidationError   login: AuthFailed, read: InvalidRequest
-     +-- Unauthorized (401), Forbidden (403)          PermissionDenied (AccessDenied/AuthFailed)
-     +-- InvalidPath (404)                            NotFound
-     +-- UnsupportedOperation (405)                   InvalidRequest (bad 'method')
-     +-- PreconditionFailed (412)                     Unavailable (a standby not caught up yet)
-     +-- RateLimitExceeded (429)                      Unavailable (Throttled)
-     +-- InternalServerError, BadGateway, VaultDown,
-         VaultNotInitialized, UnexpectedError         Unavailable (sealed, standby, 5xx)
-    requests.exceptions
-     +-- SSLError (certificate problems)              InvalidRequest (TLSFailed): fix TLS params
-     +-- ConnectionError, Timeout, ChunkedEncoding... Unavailable (cannot reach Vault)
-     +-- InvalidURL, MissingSchema, ...               InvalidParameters ('vaultAddress')
-     +-- InvalidJSONError, JSONDecodeError            Unavailable (not Vault answering)
+The transport (``transport``) only reports what happened: Vault's answer with
+its HTTP status (:class:`VaultStatus`), a 2xx answer that is not a JSON
+object (:class:`UnusableAnswer`), or urllib3's and ssl's own exceptions. What
+each means is decided here, once:
 
-A test walks ``hvac.exceptions`` and ``requests.exceptions`` and fails if a class
-is left unmapped. Vault's own error strings are quoted (they name paths and
-policies, what the user needs), never request bodies, responses or tokens.
+    HTTP status                       a read                  the login (auth/<mount>/login)
+    400, 413, 415, other 4xx          InvalidRequest          PermissionDenied (AuthFailed)
+                                      (BackendRejected)       (the role or the token's claims)
+    401, 403                          PermissionDenied        PermissionDenied (AuthFailed)
+                                      (a LIST: naming the
+                                      'list' capability)
+    404                               NotFound                PermissionDenied (AuthFailed):
+                                                              no such auth mount or role
+    405                               InvalidRequest: check 'method'
+    429                               Unavailable (Throttled, honours Retry-After)
+    408, 412 (a standby not caught    Unavailable (retried; honours Retry-After)
+    up), 425, 5xx (sealed, standby)
+    a 2xx that is not a JSON object   Unavailable (something in between answered)
+    a login answer without a token    PermissionDenied (AuthFailed)
+    TLS: certificate, hostname        InvalidRequest (TLSFailed): fix the TLS parameters
+    TLS: closed during the handshake  Unavailable (or a client certificate is missing)
+    connection, timeout, cut body     Unavailable (cannot reach Vault)
+    an address urllib3 cannot use     InvalidParameters ('vaultAddress')
+    unreadable TLS files (OSError)    InvalidRequest (TLSFailed)
+
+A test walks ``urllib3.exceptions`` and fails if a class reaches the
+catch-all. Vault's own error strings are quoted (they name paths and policies,
+what the user needs), never request bodies, responses or tokens.
 """
 
 from __future__ import annotations
 
-import hvac.exceptions as hx
-import requests.exceptions as rx
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from provider.backends.vault.transport import UnusableAnswer
+import urllib3.exceptions as ux
+
 from provider.codes import ErrorCode
 from provider.errors import (
     InvalidParameters,
@@ -37,146 +49,199 @@ from provider.errors import (
     quote_backend_message,
 )
 
-# Exception classes that mean "the server or the network had a bad moment".
-TRANSIENT_VAULT = (
-    hx.InternalServerError,
-    hx.BadGateway,
-    hx.VaultDown,
-    hx.VaultNotInitialized,
-    hx.UnexpectedError,
-    hx.PreconditionFailed,
-)
-TRANSIENT_HTTP = (
-    rx.ConnectionError,
-    rx.Timeout,
-    rx.ChunkedEncodingError,
-    rx.ContentDecodingError,
-    rx.RetryError,
-    rx.TooManyRedirects,
-)
-ADDRESS_PROBLEMS = (
-    rx.URLRequired,
-    rx.MissingSchema,
-    rx.InvalidSchema,
-    rx.InvalidURL,
-    rx.InvalidHeader,
-    rx.InvalidProxyURL,
-)
+# The ``operation`` of the login request (ctx.call): its rejections are AuthFailed.
+LOGIN = "vault.login"
 
 
-def _said(exc: hx.VaultError) -> str:
-    """Vault's own error strings, collapsed and bounded."""
-    errors = exc.errors if isinstance(exc.errors, list) else [exc.errors] if exc.errors else []
-    text = "; ".join(" ".join(str(e).split()) for e in errors if e)
-    if not text and exc.args and isinstance(exc.args[0], str):
-        text = " ".join(exc.args[0].split())
-    return quote_backend_message(text)
+class VaultStatus(Exception):
+    """Vault answered ``method path`` with an error status (>= 400).
 
-
-def _tls_problem(exc: rx.SSLError) -> bool:
-    text = str(exc).lower()
-    return "certificate" in text or "hostname" in text or "wrong version number" in text
-
-
-def translate(
-    exc: BaseException, *, subject: str, operation: str, login: bool = False
-) -> ProviderError:
-    """The provider error for ``exc`` raised by ``operation`` on ``subject``.
-
-    ``subject`` names what was being done ("object 'db-password' (secretPath
-    'database/creds/app')" or "login to auth/kubernetes/login with role 'app'");
-    ``login`` is true for the auth request, whose rejections are AuthFailed.
+    ``errors``: Vault's own error strings (its JSON ``errors`` list); the body
+    is never kept, since something other than Vault may have sent it.
     """
-    if isinstance(exc, ProviderError):
-        return exc
-    if isinstance(exc, UnusableAnswer):
-        # Something other than Vault answered (a proxy's page) or the body was cut.
-        return Unavailable(
-            f"{subject}: {operation}: Vault's answer {exc.reason}; not a usable answer"
-        )
-    if isinstance(exc, hx.VaultError):
-        said = _said(exc)
-        tail = f": {said}" if said else ""
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(exc, hx.Forbidden | hx.Unauthorized):
-            return PermissionDenied(
-                f"{subject}: Vault denied {operation}{tail}",
-                code=ErrorCode.AuthFailed if login else None,
-            )
-        if isinstance(exc, hx.InvalidPath):
-            if login:
-                return PermissionDenied(
-                    f"{subject}: no such auth mount or role{tail} (check 'vaultAuthMountPath' "
-                    "and 'roleName')",
-                    code=ErrorCode.AuthFailed,
-                )
-            return NotFound(f"{subject}: nothing at this path in Vault{tail}")
-        if isinstance(exc, hx.RateLimitExceeded):
-            return Unavailable(f"{subject}: Vault is rate limiting {operation}{tail}",
-                               code=ErrorCode.Throttled, retry_after=retry_after)
-        if isinstance(exc, TRANSIENT_VAULT) or type(exc) is hx.VaultError:
-            # hvac raises the base class itself for answers it cannot classify.
-            return Unavailable(f"{subject}: Vault could not serve {operation}{tail}",
-                               retry_after=retry_after)
-        if isinstance(exc, hx.InvalidRequest | hx.ParamValidationError):
-            if login:
-                # jwt/kubernetes auth answer 400 for a role that does not exist or
-                # a token whose claims the role does not allow.
-                return PermissionDenied(f"{subject}: Vault rejected the login{tail}",
-                                        code=ErrorCode.AuthFailed)
-            return InvalidRequest(f"{subject}: Vault rejected {operation}{tail}",
-                                  code=ErrorCode.BackendRejected)
-        if isinstance(exc, hx.UnsupportedOperation):
-            return InvalidRequest(
-                f"{subject}: Vault does not support {operation} here (check 'method'){tail}",
-                code=ErrorCode.BackendRejected,
-            )
-        return Unavailable(f"{subject}: unexpected Vault error {type(exc).__name__}{tail}")
-    if isinstance(exc, rx.SSLError):
-        if _tls_problem(exc):
-            return InvalidRequest(
-                f"{subject}: TLS with Vault failed ({_ssl_reason(exc)}); check "
-                "'vaultCACertPath', 'vaultCADirectory', 'vaultTLSServerName', "
-                "'vaultTLSClientCertPath' and 'vaultTLSClientKeyPath'",
-                code=ErrorCode.TLSFailed,
-            )
-        # TLS 1.3 servers that require a client certificate mostly just close the
-        # connection (EOF) rather than say so: the same symptom as a restart.
-        return Unavailable(
-            f"{subject}: {operation}: Vault closed the TLS connection; if it requires a "
-            "client certificate, set 'vaultTLSClientCertPath' and 'vaultTLSClientKeyPath'"
-        )
-    if isinstance(exc, ADDRESS_PROBLEMS):
-        return InvalidParameters(
-            [f"{subject}: {operation}: parameter 'vaultAddress' is not usable "
-             f"({type(exc).__name__})"]
-        )
-    if isinstance(exc, rx.InvalidJSONError):
-        # A body that is not JSON: a proxy or something else answered, not Vault.
-        return Unavailable(f"{subject}: {operation}: Vault's answer is not JSON")
-    if isinstance(exc, TRANSIENT_HTTP):
-        return Unavailable(f"{subject}: {operation}: cannot reach Vault ({type(exc).__name__})")
-    if isinstance(exc, rx.RequestException):
-        return Unavailable(f"{subject}: {operation}: HTTP error {type(exc).__name__}")
-    if isinstance(exc, OSError):
-        # Unreadable CA or client certificate file, raised while connecting.
+
+    def __init__(
+        self, status: int, method: str, path: str, errors: tuple[str, ...],
+        retry_after: float | None,
+    ) -> None:
+        super().__init__(f"HTTP {status} for {method} {path}")
+        self.status = status
+        self.method = method
+        self.path = path
+        self.errors = errors
+        self.retry_after = retry_after
+
+
+class UnusableAnswer(Exception):
+    """A 2xx answer that is not what Vault sends (not JSON, not an object, no data).
+
+    The reason names the shape only, never the body.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NoToken(Exception):
+    """A login answer whose ``auth`` object holds no token: Vault did not let the pod in."""
+
+
+@dataclass(frozen=True)
+class _Rule:
+    kind: type[ProviderError]
+    text: str  # "{what}": the request ("GET secret/data/app", "the login")
+    code: ErrorCode | None = None
+
+
+_REJECTED = _Rule(InvalidRequest, "Vault rejected {what}", ErrorCode.BackendRejected)
+_DENIED = _Rule(PermissionDenied, "Vault denied {what}")
+_TRANSIENT = _Rule(Unavailable, "Vault could not serve {what}")
+# Statuses a retry may cure: request timeout, a performance standby not yet
+# consistent (412), too early, rate limited; and every 5xx.
+_TRANSIENT_4XX = frozenset({408, 412, 425, 429})
+
+READ_RULES: dict[int, _Rule] = {
+    401: _DENIED,
+    403: _DENIED,
+    404: _Rule(NotFound, "nothing at this path in Vault"),
+    405: _Rule(InvalidRequest, "Vault does not support {what} here (check 'method')",
+               ErrorCode.BackendRejected),
+    429: _Rule(Unavailable, "Vault is rate limiting {what}", ErrorCode.Throttled),
+}
+# A LIST (``select``) needs a capability a read policy does not give: say which.
+LIST_RULES: dict[int, _Rule] = {
+    **READ_RULES,
+    403: _Rule(PermissionDenied, "Vault denied {what} (the role's policy needs the 'list' "
+               "capability on {path!r})"),
+}
+# jwt/kubernetes auth answer 400 for a role that does not exist or a token
+# whose claims the role does not allow; 404 for an auth mount that does not exist.
+LOGIN_RULES: dict[int, _Rule] = {
+    **READ_RULES,
+    400: _Rule(PermissionDenied, "Vault rejected the login", ErrorCode.AuthFailed),
+    401: _Rule(PermissionDenied, "Vault denied {what}", ErrorCode.AuthFailed),
+    403: _Rule(PermissionDenied, "Vault denied {what}", ErrorCode.AuthFailed),
+    404: _Rule(PermissionDenied, "no such auth mount or role (check 'vaultAuthMountPath' "
+               "and 'roleName')", ErrorCode.AuthFailed),
+}
+
+
+def _status_rule(status: int, login: bool, method: str) -> _Rule:
+    table = LOGIN_RULES if login else LIST_RULES if method == "LIST" else READ_RULES
+    rule = table.get(status)
+    if rule is not None:
+        return rule
+    if status < 500 and status not in _TRANSIENT_4XX:
+        return LOGIN_RULES[400] if login else _REJECTED
+    return _TRANSIENT
+
+
+def _from_status(exc: VaultStatus, subject: str, login: bool) -> ProviderError:
+    rule = _status_rule(exc.status, login, exc.method)
+    said = quote_backend_message("; ".join(exc.errors))
+    text = rule.text.format(what="the login" if login else f"{exc.method} {exc.path}",
+                            path=exc.path)
+    message = f"{subject}: {text}" + (f": {said}" if said else "")
+    if rule.kind is Unavailable:
+        return Unavailable(message, code=rule.code, retry_after=exc.retry_after)
+    return rule.kind(message, code=rule.code)
+
+
+# -- the network and TLS ------------------------------------------------------
+
+
+def _tls(exc: BaseException, subject: str) -> ProviderError:
+    text = str(exc)
+    if any(word in text.lower() for word in ("certificate", "hostname", "wrong version number")):
         return InvalidRequest(
-            f"{subject}: cannot use the TLS files ({type(exc).__name__}); check the "
-            "certificate parameters",
+            f"{subject}: TLS with Vault failed ({_tls_reason(text)}); check 'vaultCACertPath', "
+            "'vaultCADirectory', 'vaultTLSServerName', 'vaultTLSClientCertPath' and "
+            "'vaultTLSClientKeyPath'",
             code=ErrorCode.TLSFailed,
         )
-    if isinstance(exc, ValueError):
-        # A body that is not JSON: a proxy or something else answered, not Vault.
-        return Unavailable(f"{subject}: {operation}: Vault's answer is not JSON")
-    return ProviderError(f"{subject}: {operation}: unexpected error {type(exc).__name__}")
+    # TLS 1.3 servers that require a client certificate mostly just close the
+    # connection (EOF) rather than say so: the same symptom as a restart.
+    return Unavailable(
+        f"{subject}: Vault closed the TLS connection; if it requires a client certificate, "
+        "set 'vaultTLSClientCertPath' and 'vaultTLSClientKeyPath'"
+    )
 
 
-def _ssl_reason(exc: rx.SSLError) -> str:
-    text = str(exc)
-    for marker in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "hostname",
-                   "certificate required", "WRONG_VERSION_NUMBER", "wrong version number"):
-        if marker in text:
-            start = text.find(marker)
+def _tls_reason(text: str) -> str:
+    """The part of an SSL error that says what to fix (OpenSSL's text is long)."""
+    for marker in _TLS_MARKERS:
+        start = text.find(marker)
+        if start >= 0:
             reason = text[start: start + 120].split("(_ssl.c", maxsplit=1)[0]
             return " ".join(reason.split()).rstrip("')\" ")
     return "handshake failed"
+
+
+# Where OpenSSL's text says what is wrong.
+_TLS_MARKERS = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "hostname",
+                "certificate required", "WRONG_VERSION_NUMBER", "wrong version number")
+
+
+def _unreachable(exc: BaseException, subject: str) -> ProviderError:
+    return Unavailable(f"{subject}: cannot reach Vault ({type(exc).__name__})")
+
+
+def _bad_address(exc: BaseException, subject: str) -> ProviderError:
+    return InvalidParameters(
+        [f"{subject}: parameter 'vaultAddress' is not usable ({type(exc).__name__})"]
+    )
+
+
+def _not_vault(exc: BaseException, subject: str) -> ProviderError:
+    # A body that does not decode: a proxy or something else answered, not Vault.
+    return Unavailable(f"{subject}: Vault's answer cannot be decoded ({type(exc).__name__})")
+
+
+def _tls_files(exc: BaseException, subject: str) -> ProviderError:
+    # Unreadable CA or client certificate file, raised while connecting.
+    return InvalidRequest(
+        f"{subject}: cannot use the TLS files ({type(exc).__name__}); check the certificate "
+        "parameters",
+        code=ErrorCode.TLSFailed,
+    )
+
+
+Mapper = Callable[[BaseException, str], ProviderError]
+# In order: the first row whose classes match decides (subclasses before bases).
+TRANSPORT_RULES: tuple[tuple[tuple[type[BaseException], ...], Mapper], ...] = (
+    ((ux.SSLError, ssl.SSLError, ssl.CertificateError), _tls),
+    ((ux.LocationValueError, ux.ProxySchemeUnsupported, ux.HostChangedError, ux.InvalidHeader),
+     _bad_address),
+    ((ux.DecodeError, ux.ResponseNotChunked, ux.BodyNotHttplibCompatible, ux.HeaderParsingError,
+      UnusableAnswer, ValueError), _not_vault),
+    # Connecting, timeouts, a cut or reset connection, a proxy that failed, a
+    # redirect loop: the network or the server had a bad moment.
+    ((ux.HTTPError, ConnectionError, TimeoutError), _unreachable),
+    ((OSError,), _tls_files),
+)
+
+
+def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
+    """The provider error for ``exc``, raised by ``operation`` on ``subject``.
+
+    ``subject`` names what was being done ("object 'db' (secretPath
+    'database/creds/app', role 'app')", "login to auth/kubernetes with role
+    'app'"); the login (``operation`` :data:`LOGIN`) has its own statuses.
+    """
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, ux.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason  # what went wrong, under urllib3's retry bookkeeping
+    if isinstance(exc, VaultStatus):
+        return _from_status(exc, subject, operation == LOGIN)
+    if isinstance(exc, UnusableAnswer):
+        # Something other than Vault answered (a proxy's page) or the body was cut.
+        return Unavailable(f"{subject}: Vault's answer {exc.reason}; not a usable answer")
+    if isinstance(exc, NoToken):
+        return PermissionDenied(f"{subject}: Vault's answer holds no token",
+                                code=ErrorCode.AuthFailed)
+    for classes, mapper in TRANSPORT_RULES:
+        if isinstance(exc, classes):
+            return mapper(exc, subject)
+    return ProviderError(f"{subject}: {operation}: unexpected error {type(exc).__name__}")

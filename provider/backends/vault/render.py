@@ -21,13 +21,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
+from dataclasses import dataclass, field
 
 from provider.backends.base import ObjectVersion, OutputFile
 from provider.backends.vault.config import VaultObject
+from provider.backends.vault.transport import Answer
 from provider.codes import ErrorCode
+from provider.derived.keys import dig
 from provider.encodings import decode
 from provider.errors import InvalidRequest, NotFound, Unavailable
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a mount read for one object: Vault's answer (None: 204 No Content)."""
+
+    answer: Answer | None
+    # The provider's key for HMAC versions (see the module docstring).
+    hmac_key: bytes = field(repr=False)
+    # A ``select``: each match's file name (under objectName) and answer.
+    matches: tuple[tuple[str, Answer | None], ...] = ()
 
 _GO_ESCAPES = (
     ("<", "\\u003c"),
@@ -38,7 +51,7 @@ _GO_ESCAPES = (
 )
 # api.Secret's fields in declaration order, with Go's zero values; the last three
 # are `omitempty`.
-_SECRET_FIELDS: tuple[tuple[str, Any], ...] = (
+_SECRET_FIELDS: tuple[tuple[str, object], ...] = (
     ("request_id", ""),
     ("lease_id", ""),
     ("lease_duration", 0),
@@ -49,7 +62,7 @@ _SECRET_FIELDS: tuple[tuple[str, Any], ...] = (
 _OMITEMPTY = ("auth", "wrap_info", "mount_type")
 
 
-def go_json(value: Any) -> str:
+def go_json(value: object) -> str:
     """``value`` as Go's json.Marshal writes it (maps have sorted keys)."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     for raw, escaped in _GO_ESCAPES:
@@ -57,7 +70,7 @@ def go_json(value: Any) -> str:
     return text
 
 
-def whole_response(answer: dict[str, Any]) -> bytes:
+def whole_response(answer: Answer) -> bytes:
     parts = [f'"{name}":{go_json(answer.get(name, zero))}' for name, zero in _SECRET_FIELDS]
     parts.extend(f'"{name}":{go_json(answer[name])}' for name in _OMITEMPTY if answer.get(name))
     return ("{" + ",".join(parts) + "}").encode("utf-8")
@@ -73,7 +86,7 @@ def _unusable(obj: VaultObject, what: str) -> Unavailable:
     return Unavailable(f"{_subject(obj)}: Vault's answer {what}; not a usable answer")
 
 
-def check(obj: VaultObject, answer: dict[str, Any] | None) -> None:
+def check(obj: VaultObject, answer: Answer | None) -> None:
     """Unavailable unless ``answer`` has what a Vault read promises.
 
     Called inside the read (so the retry loop sees it) and again by ``render``.
@@ -93,7 +106,7 @@ def check(obj: VaultObject, answer: dict[str, Any] | None) -> None:
         raise _unusable(obj, "is a KV v2 answer without a version in 'data.metadata'")
 
 
-def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
+def contents(obj: VaultObject, answer: Answer | None) -> bytes:
     """The file's bytes for ``obj`` from Vault's ``answer`` (None: 204, no content)."""
     check(obj, answer)
     data = answer.get("data") if answer else None
@@ -123,7 +136,7 @@ def contents(obj: VaultObject, answer: dict[str, Any] | None) -> bytes:
 _MISSING = object()
 
 
-def _lookup(values: dict[str, Any], key: str) -> Any:
+def _lookup(values: dict[str, object], key: str) -> object:
     """``values[key]``; else, for a dotted key, the value at that path into nested maps.
 
     The key as written wins (``tls.crt`` is a common key name, and the peer
@@ -132,21 +145,18 @@ def _lookup(values: dict[str, Any], key: str) -> Any:
     """
     if key in values:
         return values[key]
-    current: Any = values
-    for step in key.split(".") if "." in key else ():
-        if not isinstance(current, dict) or step not in current:
-            return _MISSING
-        current = current[step]
-    return current if "." in key else _MISSING
+    steps = key.split(".")
+    value, taken = dig(values, steps)
+    return value if "." in key and taken == len(steps) else _MISSING
 
 
-def _kv2_shaped(data: dict[str, Any]) -> bool:
+def _kv2_shaped(data: dict[str, object]) -> bool:
     """A KV v2 read: exactly ``data`` and ``metadata`` (a KV v1 secret with a key
     named ``data`` has others, or no ``metadata``)."""
     return set(data) == {"data", "metadata"}
 
 
-def kv2_version(answer: dict[str, Any] | None) -> str:
+def kv2_version(answer: Answer | None) -> str:
     """The KV v2 version of a checked ``answer``, or "" when it is not a KV v2 read."""
     data = answer.get("data") if answer else None
     if not isinstance(data, dict) or not _kv2_shaped(data):
@@ -156,19 +166,52 @@ def kv2_version(answer: dict[str, Any] | None) -> str:
     return str(version) if isinstance(version, int) else ""
 
 
-def hmac_version(key: bytes, obj: VaultObject, content: bytes) -> str:
+def hmac_version(key: bytes, obj: VaultObject, content: bytes, match: str = "") -> str:
     mac = hmac.new(key, obj.canonical.encode("utf-8"), hashlib.sha256)
     mac.update(b"\x00")  # the parameters' JSON cannot run into the content
+    if match:
+        mac.update(match.encode("utf-8") + b"\x00")
     mac.update(content)
     return mac.hexdigest()
 
 
-def render(
-    obj: VaultObject, answer: dict[str, Any] | None, hmac_key: bytes
-) -> tuple[OutputFile, ObjectVersion]:
-    data = contents(obj, answer)
-    version = kv2_version(answer) or hmac_version(hmac_key, obj, data)
-    return (
-        OutputFile(obj.object_name, obj.mode, data, obj.object_name),
-        ObjectVersion(obj.object_name, version),
-    )
+def render(obj: VaultObject, fetched: Fetched) -> tuple[list[OutputFile], list[ObjectVersion]]:
+    """The object's files and versions from what the mount read.
+
+    A ``select`` writes one file per match, ``<objectName>/<name>``, each
+    with its own version (so rotation sees one added, changed or removed).
+    """
+    if obj.select is None:
+        answers: tuple[tuple[str, Answer | None], ...] = (("", fetched.answer),)
+    else:
+        answers = fetched.matches
+    files: list[OutputFile] = []
+    versions: list[ObjectVersion] = []
+    for match, answer in answers:
+        path = f"{obj.object_name}/{match}" if match else obj.object_name
+        data = contents(obj, answer)
+        version = kv2_version(answer) or hmac_version(fetched.hmac_key, obj, data, match)
+        files.append(OutputFile(path, obj.mode, data, obj.object_name))
+        versions.append(ObjectVersion(path, version))
+    if obj.metadata_file:
+        # Derived from the same answer: its version is the object's.
+        files.append(OutputFile(obj.metadata_file, obj.mode, metadata(obj, fetched.answer),
+                                obj.object_name))
+    return files, versions
+
+
+def metadata(obj: VaultObject, answer: Answer | None) -> bytes:
+    """``metadataFile``'s bytes: the KV v2 answer's ``data.metadata`` as JSON.
+
+    Version, created_time, deletion_time, destroyed and custom_metadata, as
+    Vault sent them. Only a KV v2 read has them: anything else fails the mount
+    naming the parameter, never an empty or made-up file.
+    """
+    data = answer.get("data") if answer else None
+    if not isinstance(data, dict) or not _kv2_shaped(data):
+        raise InvalidRequest(
+            f"{_subject(obj)}: parameter 'metadataFile': Vault's answer is not a KV v2 read "
+            "(no 'data.metadata'); use it only with a KV v2 path such as 'secret/data/app'",
+            code=ErrorCode.InvalidParameters,
+        )
+    return go_json(data["metadata"]).encode("utf-8")

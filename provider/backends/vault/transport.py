@@ -1,37 +1,47 @@
-"""One reusable HTTP session per Vault connection (address, namespace, TLS).
+"""One reusable HTTP connection pool per Vault connection (address, namespace, TLS).
+
+Vault's API is a handful of JSON requests (a login, reads, lists), so the
+provider speaks it over urllib3 directly: hvac and requests added ~0.3 ms of
+CPU per read on top of urllib3's own work (header and cookie merging, proxy and
+.netrc lookups, URL requoting, hvac's adapter per token), which was most of a
+cold mount's cost (issue 16, bench/cost.py). What this module does is only
+transport; what an answer means (statuses, broken bodies, TLS failures) is
+decided in ``errors``.
 
 TLS handshakes cost more than the reads themselves, so every mount that talks
-to the same Vault with the same TLS settings shares one requests session and
-its keep-alive pool, whatever pod it mounts for. Tokens are never stored on
-the session: each request carries its own (see ``auth``), so sharing a session
-never shares an identity.
-
-The TLS context is built here rather than by requests, because the Vault
-dialect needs what requests cannot say: a CA *directory* of plain PEM files
-(as Vault's client reads it, no hashed names needed) and a TLS server name
-that differs from the address. urllib3's own retries are off: the provider's
-retry loop honours the mount deadline.
+to the same Vault with the same TLS settings shares one pool and its
+keep-alive connections, whatever pod it mounts for. Tokens are never stored
+on the pool: each request carries its own, so sharing never shares an
+identity. The TLS context is built here because the Vault dialect needs a CA
+*directory* of plain PEM files (as Vault's client reads it, no hashed names)
+and a TLS server name that differs from the address. urllib3's retries are
+off: the provider's retry loop honours the mount deadline. Redirects (a
+standby sending the client to the active node) are followed, as Vault's
+clients do; proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``).
 """
 
 from __future__ import annotations
 
+import json
 import ssl
+import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
-import hvac.adapters
-import hvac.exceptions as hx
-import requests
-import requests.adapters
+import urllib3
 import urllib3.connectionpool
 
-from provider.backends.httpsession import LeanSession
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.backends.vault.config import VaultConnection
+from provider.backends.vault.errors import UnusableAnswer, VaultStatus
 from provider.cache import Cache
 from provider.codes import ErrorCode
 from provider.errors import InvalidRequest
 from provider.retry import parse_retry_after
+
+# A JSON object as Vault answers it.
+Answer = dict[str, Any]
 
 
 def build_ssl_context(tls: VaultTls) -> ssl.SSLContext:
@@ -108,144 +118,137 @@ class _QuietHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
             conn.connect()
 
 
-class VaultHTTPAdapter(requests.adapters.HTTPAdapter):
-    """A requests adapter whose TLS comes from our context, not from ``verify``."""
-
-    def __init__(self, ctx: ssl.SSLContext, tls: VaultTls, pool_size: int) -> None:
-        self._ctx = ctx
-        self._tls = tls
-        super().__init__(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
-
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
-                         **pool_kwargs: Any) -> None:
-        pool_kwargs["ssl_context"] = self._ctx
-        if self._tls.server_name:
-            # SNI and certificate verification use this name instead of the address's.
-            pool_kwargs["server_hostname"] = self._tls.server_name
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        if self._tls.skip_verify:
-            self.poolmanager.pool_classes_by_scheme = {
-                "http": urllib3.connectionpool.HTTPConnectionPool,
-                "https": _QuietHTTPSPool,
-            }
-
-    def build_connection_pool_key_attributes(
-        self, request: Any, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, _ = super().build_connection_pool_key_attributes(request, verify, cert)
-        return host_params, {}  # everything TLS is in the pool manager's context
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        return None  # the context decides; requests would reset it from `verify`
+def _proxy_for(address: str) -> str | None:
+    """The proxy the environment names for ``address`` (None: direct), as requests chose it."""
+    proxies = urllib.request.getproxies_environment()
+    host = urlsplit(address).hostname or ""
+    if not proxies or urllib.request.proxy_bypass(host):
+        return None
+    scheme = urlsplit(address).scheme
+    return proxies.get(scheme) or proxies.get("all")
 
 
-# 4xx answers that a retry may cure: request timeout, a performance standby
-# not yet consistent (412), too early, rate limited.
-_TRANSIENT_4XX = frozenset({408, 412, 425, 429})
-
-
-class UnusableAnswer(ValueError):
-    """A 2xx answer that is not what Vault sends (not JSON, not an object).
-
-    The reason names the shape only, never the body.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class StatusAwareAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]  # hvac is untyped
-    """hvac's adapter, with the statuses hvac leaves unmapped made precise.
-
-    hvac raises ``UnexpectedError`` for every status outside its table (405,
-    412, 413, 415, 504, ...) and keeps no status code, so "this method is not
-    supported at this path" would look as transient as a gateway timeout and
-    the driver would retry it forever. The status is known here, so this is
-    where it becomes the right class; the error translation then needs no
-    guesswork.
-    """
-
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        """Vault's answer as a JSON object; None for 204 No Content.
-
-        hvac's JSONAdapter hands back the raw response when a 200 is not JSON,
-        which reads as "no data" (NotFound) or "no token" (AuthFailed). Vault
-        only ever answers a JSON object: anything else came from something in
-        between or was cut short, and is UnusableAnswer (retried).
-        """
-        response = hvac.adapters.RawAdapter.request(self, *args, **kwargs)
-        if response.status_code == 204:
-            return None
-        try:
-            body = response.json()
-        except ValueError:
-            raise UnusableAnswer("is not JSON") from None
-        if not isinstance(body, dict):
-            raise UnusableAnswer("is not a JSON object")
-        return body
-
-    def _raise_for_error(self, method: str, url: str, response: requests.Response) -> None:
-        try:
-            self._raise_precise(method, url, response)
-        except hx.VaultError as exc:
-            # A 429 or 503 may say when to come back; the retry loop honours it.
-            exc.retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise
-
-    def _raise_precise(self, method: str, url: str, response: requests.Response) -> None:
-        try:
-            super()._raise_for_error(method, url, response)
-        except hx.UnexpectedError as exc:
-            status = response.status_code
-            if status == 405:
-                better: type[hx.VaultError] = hx.UnsupportedOperation
-            elif status == 412:  # a performance standby not yet caught up: retry
-                better = hx.PreconditionFailed
-            elif 400 <= status < 500 and status not in _TRANSIENT_4XX:
-                better = hx.InvalidRequest
-            else:
-                raise
-            raise better(
-                exc.args[0] if exc.args else None, errors=exc.errors, method=method, url=url,
-                text=exc.text, json=exc.json,
-            ) from None
+# Redirects followed; nothing else is retried here (see the module docstring).
+_RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5,
+                         respect_retry_after_header=False)
+# Characters kept as they are in a path, as requests' requote_uri keeps them.
+_PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
 class VaultTransport:
-    """A session for one VaultConnection; hands out per-token hvac adapters."""
+    """A keep-alive pool for one VaultConnection; each request carries its own token."""
 
     def __init__(self, connection: VaultConnection, settings: VaultSettings) -> None:
         self.connection = connection
-        self._timeout = (settings.connect_timeout, settings.read_timeout)
-        ctx = build_ssl_context(connection.tls)
-        self.session = LeanSession()  # no cookie jar work per request (see httpsession)
-        # No .netrc, no REQUESTS_CA_BUNDLE: TLS is exactly what the parameters say.
-        self.session.trust_env = False
-        self.session.proxies = requests.utils.get_environ_proxies(connection.address)
-        adapter = VaultHTTPAdapter(ctx, connection.tls, settings.max_connections)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-
-    def adapter(self, token: str | None) -> hvac.adapters.JSONAdapter:
-        """A cheap adapter over the shared session, carrying one token."""
-        return StatusAwareAdapter(
-            base_uri=self.connection.address,
-            token=token,
-            session=self.session,
-            namespace=self.connection.namespace or None,
-            timeout=self._timeout,
+        tls = connection.tls
+        options: dict[str, Any] = {
+            "maxsize": settings.max_connections,
+            "timeout": urllib3.Timeout(connect=settings.connect_timeout,
+                                       read=settings.read_timeout),
+            "retries": _RETRIES,
+        }
+        https = urlsplit(connection.address).scheme == "https"
+        # The TLS files are read (and checked) whenever given; but a plain-HTTP
+        # address does not load the system's CA store (~0.8 MiB a pool).
+        given = tls.ca_cert or tls.ca_directory or tls.client_cert
+        ctx = build_ssl_context(tls) if https or given else None
+        if https:
+            options["ssl_context"] = ctx
+            if tls.server_name:
+                # SNI and certificate verification use this name instead of the address's.
+                options["server_hostname"] = tls.server_name
+        proxy = _proxy_for(connection.address)
+        self._pools: urllib3.PoolManager = (
+            urllib3.ProxyManager(proxy, num_pools=4, **options) if proxy
+            else urllib3.PoolManager(num_pools=4, **options)
         )
+        if tls.skip_verify:
+            self._pools.pool_classes_by_scheme = {
+                "http": urllib3.connectionpool.HTTPConnectionPool,
+                "https": _QuietHTTPSPool,
+            }
+        self._base = connection.address.rstrip("/") + "/v1/"
+        # Without a proxy, requests go straight to the address's pool (the
+        # manager's per-request URL parsing and pool lookup were ~5% of a
+        # read's CPU); the manager follows redirects and speaks to proxies.
+        self._direct = None if proxy else self._pools.connection_from_url(self._base)
+        self._prefix = urlsplit(self._base).path
+        self._headers = {"X-Vault-Request": "true", "Accept": "application/json"}
+        if connection.namespace:
+            self._headers["X-Vault-Namespace"] = connection.namespace
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        query: tuple[tuple[str, str], ...] = (),
+        body: object = None,
+    ) -> Answer | None:
+        """Vault's JSON answer to ``method /v1/<path>``; None for 204 No Content.
+
+        Raises VaultStatus for an error status and UnusableAnswer for a 2xx
+        that is not a JSON object (something in between answered, or the
+        body was cut): ``errors`` says what each means.
+        """
+        headers = dict(self._headers)
+        if token:
+            headers["X-Vault-Token"] = token
+        payload: bytes | None = None
+        if body is not None:
+            payload = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        while "//" in path:  # Vault reads a double slash as one; so did hvac
+            path = path.replace("//", "/")
+        url = quote(path, safe=_PATH_SAFE)
+        if query:
+            url += "?" + urlencode(query)
+        response: urllib3.BaseHTTPResponse | None = None
+        if self._direct is not None:
+            response = self._direct.urlopen(
+                method, self._prefix + url, body=payload, headers=headers, retries=False,
+                redirect=False, preload_content=True,
+            )
+        if response is None or response.get_redirect_location():
+            # Through a proxy, or redirected by a standby: the manager follows.
+            response = self._pools.urlopen(method, self._base + url, body=payload,
+                                           headers=headers, preload_content=True)
+        status = response.status
+        if status == 204:
+            return None
+        if status >= 400:
+            raise VaultStatus(status, method, path, _errors(response.data),
+                              parse_retry_after(response.headers.get("Retry-After")))
+        try:
+            answer = json.loads(response.data)
+        except (ValueError, RecursionError):
+            raise UnusableAnswer("is not JSON") from None
+        if not isinstance(answer, dict):
+            raise UnusableAnswer("is not a JSON object")
+        return answer
 
     def close(self) -> None:
-        self.session.close()
+        self._pools.clear()
+
+
+def _errors(data: bytes) -> tuple[str, ...]:
+    """Vault's error strings from an error answer's body (its JSON ``errors`` list)."""
+    try:
+        said = json.loads(data).get("errors")
+    except (ValueError, AttributeError, RecursionError):
+        return ()
+    items = said if isinstance(said, list) else [said] if said else []
+    return tuple(" ".join(str(e).split()) for e in items if e)
 
 
 # Distinct connections kept (address x namespace x TLS: a class chooses them).
-# Each costs a session, an SSL context and its pooled sockets (~0.8 MiB and up
-# fds), so the least recently used beyond this are closed.
+# Each costs a pool, an SSL context and its pooled sockets, so the least
+# recently used beyond this are closed.
 MAX_TRANSPORTS = 64
-# What one costs: 600 distinct vaultAddress values took +496 MiB (issue 10).
+# What one may cost, counted for every pool: an https pool holding the system's
+# CA store is ~0.8 MiB; a plain-HTTP one far less (600 distinct http addresses:
+# +6 MiB with 64 kept, bench/rotation.py; +98 MiB with requests sessions).
 TRANSPORT_BYTES = 850 * 1024
 
 

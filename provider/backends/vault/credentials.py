@@ -1,4 +1,4 @@
-"""Vault tokens per pod identity: log in once, reuse until shortly before expiry.
+"""Vault tokens per pod identity: log in as the pod once, reuse until shortly before expiry.
 
 The peer logs in on every mount; with rotation every two minutes and many
 pods, that is most of Vault's load from the driver. We cache the Vault token
@@ -17,13 +17,17 @@ and logs in once more.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from provider.backends.vault import VaultTls
+from provider.backends.vault.errors import NoToken, UnusableAnswer
+from provider.backends.vault.transport import VaultTransport
 from provider.cache import Cache
+
+log = logging.getLogger("provider.backends.vault.backend")
 
 REFRESH_FRACTION = 2 / 3
 
@@ -52,12 +56,31 @@ class VaultToken:
         return self.lease_seconds * REFRESH_FRACTION if self.lease_seconds > 0 else float("inf")
 
 
-def token_from_login(answer: Any) -> VaultToken | None:
+def token_from_login(answer: object) -> VaultToken | None:
     """The token of a login response, or None if the answer has none."""
     auth = answer.get("auth") if isinstance(answer, dict) else None
     if not isinstance(auth, dict) or not auth.get("client_token"):
         return None
     return VaultToken(str(auth["client_token"]), int(auth.get("lease_duration") or 0))
+
+
+def login(transport: VaultTransport, auth_mount: str, role: str, jwt: str) -> VaultToken:
+    """Log in with the pod's service-account token (kubernetes and jwt auth alike).
+
+    Runs inside ``ctx.call`` (operation ``errors.LOGIN``): what Vault refuses
+    is translated there, and so are an answer without an ``auth`` object (not
+    Vault's: retried) and one whose ``auth`` holds no token (a refusal).
+    """
+    answer = transport.request(
+        "POST", f"auth/{auth_mount}/login", body={"role": role, "jwt": jwt}
+    )
+    if answer is None or not isinstance(answer.get("auth"), dict):
+        raise UnusableAnswer("to the login has no 'auth' object")
+    found = token_from_login(answer)
+    if found is None:
+        raise NoToken
+    log.debug("vault login", extra={"role": role, "ttl": found.lease_seconds})
+    return found
 
 
 # Tokens kept: one per identity (service account x Vault role and connection).
