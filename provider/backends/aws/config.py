@@ -12,16 +12,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 import jmespath
 import jmespath.exceptions
+from jmespath.parser import ParsedResult
 
-from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+from provider.backends.aws import AwsSettings
+from provider.dialect import as_text, file_mode, fold_keys, object_list, parse_bool
 from provider.durations import refresh_interval
 from provider.encodings import normalize_encoding
 from provider.errors import InvalidPath, Problems
-from provider.modes import parse_octal_mode
 from provider.paths import check_paths
 
 OBJECT_KEYS = (
@@ -75,7 +75,7 @@ class JmesFile:
     expression: str
     file_name: str
     mode: int
-    compiled: Any = field(compare=False, repr=False)
+    compiled: ParsedResult = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -139,16 +139,6 @@ def _translation(params: Mapping[str, str], problems: Problems) -> str | None:
     return raw
 
 
-def _mode(value: Any, where: str, default: int, problems: Problems) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return parse_octal_mode(as_text(value) if not isinstance(value, str) else value)
-    except ValueError as exc:
-        problems.add(f"{where}: parameter 'filePermission': {exc}")
-        return default
-
-
 def check_arn_region(obj: AwsObject, region: str, failover_region: str) -> list[str]:
     """ARN regions must be the primary (and failover object's the failover) region."""
     out: list[str] = []
@@ -203,7 +193,7 @@ def _object_type(
 
 
 def _jmes_entries(
-    raw: Any, where: str, translation: str | None, default_mode: int, problems: Problems
+    raw: object, where: str, translation: str | None, default_mode: int, problems: Problems
 ) -> tuple[JmesFile, ...]:
     if raw is None:
         return ()
@@ -231,12 +221,12 @@ def _jmes_entries(
                 f"{at}: parameter 'path': {path[:60]!r} is not a valid JMESPath expression"
             )
             continue
-        mode = _mode(e.get("filePermission"), at, default_mode, problems)
+        mode = file_mode(e.get("filePermission"), at, default_mode, problems)
         out.append(JmesFile(path, translate(alias, translation), mode, compiled))
     return tuple(out)
 
 
-def _failover(raw: Any, where: str, problems: Problems) -> tuple[Selector, str] | None:
+def _failover(raw: object, where: str, problems: Problems) -> tuple[Selector, str] | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -251,10 +241,20 @@ def _failover(raw: Any, where: str, problems: Problems) -> tuple[Selector, str] 
     return sel, name
 
 
-def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str) -> AwsPlan:
-    """Validate the AWS dialect; raises InvalidParameters listing every problem."""
+def parse_plan(
+    params: Mapping[str, str],
+    *,
+    default_mode: int,
+    settings: AwsSettings,
+    secrets: Mapping[str, str] | None = None,
+) -> AwsPlan:
+    """Validate the AWS dialect; raises InvalidParameters listing every problem.
+
+    ``secrets`` (nodePublishSecretRef) is unused: AWS reads as the pod's own identity.
+    """
+    del secrets
     problems = Problems()
-    region = params.get("region", "").strip() or default_region
+    region = params.get("region", "").strip() or settings.region
     failover_region = params.get("failoverRegion", "").strip()
     if failover_region and failover_region == region:
         problems.add("parameter 'failoverRegion' must differ from 'region'")
@@ -266,26 +266,14 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
         # (rejecting would break classes that work there today).
         address_type = "auto"
     role_arn = params.get("roleArn", "").strip()
-    if role_arn and (parse_arn(role_arn) is None or parse_arn(role_arn).service != "iam"):  # type: ignore[union-attr]
+    role = parse_arn(role_arn) if role_arn else None
+    if role_arn and (role is None or role.service != "iam"):
         problems.add(
             "parameter 'roleArn': must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
         )
 
-    objects_text = params.get("objects")
     objects: list[AwsObject] = []
-    if objects_text is None or not objects_text.strip():
-        problems.add("parameter 'objects' is required (a YAML list of objects)")
-        raw_list: Any = []
-    else:
-        raw_list = parse_yaml(objects_text, "parameter 'objects'", problems)
-        if raw_list is None:
-            raw_list = []
-        if not isinstance(raw_list, list):
-            problems.add("parameter 'objects' must be a YAML list")
-            raw_list = []
-        elif not raw_list and not problems:
-            problems.add("parameter 'objects' lists no objects")
-
+    raw_list = object_list(params, problems)
     files: dict[str, str] = {}
     for index, raw in enumerate(raw_list):
         obj = _parse_object(
@@ -332,7 +320,7 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
 
 def _parse_object(
     index: int,
-    raw: Any,
+    raw: object,
     *,
     default_mode: int,
     translation: str | None,
@@ -357,7 +345,7 @@ def _parse_object(
         problems.add(
             f"{where}: SSM parameters take 'objectVersion' or 'objectVersionLabel', not both"
         )
-    mode = _mode(o.get("filePermission"), where, default_mode, problems)
+    mode = file_mode(o.get("filePermission"), where, default_mode, problems)
     failover_sel: Selector | None = None
     failover_arn: Arn | None = None
     fo = _failover(o.get("failoverObject"), where, problems)

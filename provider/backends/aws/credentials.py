@@ -16,23 +16,47 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
+from provider.backends.aws.errors import agent_refused
 from provider.cache import Cache
-from provider.codes import ErrorCode
-from provider.errors import PermissionDenied, Unavailable
+from provider.errors import Unavailable
 
 STS_AUDIENCE = "sts.amazonaws.com"
 POD_IDENTITY_AUDIENCE = "pods.eks.amazonaws.com"
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 POD_IDENTITY_IPV4 = "http://169.254.170.23/v1/credentials"
 POD_IDENTITY_IPV6 = "http://[fd00:ec2::23]/v1/credentials"
+# The agent answers a few hundred bytes; more is not its answer.
+MAX_AGENT_ANSWER = 64 * 1024
 # Refresh this long before expiry, so no mount starts with nearly dead credentials.
 REFRESH_MARGIN = 300.0
 _SESSION_NAME = re.compile(r"[^\w+=,.@-]")
+
+
+# What botocore answers: its JSON, parsed (contents are checked, never trusted).
+Answer = Mapping[str, object]
+
+
+class AwsClient(Protocol):
+    """The botocore client methods this backend calls (botocore builds clients untyped)."""
+
+    def get_secret_value(self, **kwargs: str) -> Answer: ...
+
+    def list_secrets(self, **kwargs: object) -> Answer: ...
+
+    def get_parameters(self, **kwargs: object) -> Answer: ...
+
+    def get_parameters_by_path(self, **kwargs: object) -> Answer: ...
+
+    def assume_role_with_web_identity(self, **kwargs: str) -> Answer: ...
+
+    def assume_role(self, **kwargs: object) -> Answer: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +72,7 @@ def session_name(namespace: str, service_account: str) -> str:
     return _SESSION_NAME.sub("-", f"polysecret-{namespace}-{service_account}")[:64]
 
 
-def _epoch(value: Any) -> float:
+def _epoch(value: object) -> float:
     if isinstance(value, datetime):
         return value.timestamp()
     if isinstance(value, int | float):
@@ -57,27 +81,35 @@ def _epoch(value: Any) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def pod_identity_credentials(endpoint: str, token: str, timeout: float = 5.0) -> Credentials:
-    """Ask the EKS Pod Identity agent for the pod's credentials."""
+def pod_identity_credentials(
+    endpoints: Sequence[str], token: str, timeout: float = 5.0
+) -> Credentials:
+    """Ask the EKS Pod Identity agent for the pod's credentials, at each address in turn.
+
+    ``preferredAddressType: auto`` gives two addresses: the next is tried when
+    one fails transiently, never after a refusal. The agent's HTTP statuses are
+    mapped by :func:`provider.backends.aws.errors.translate` (``ctx.call``).
+    """
+    for endpoint in endpoints[:-1]:
+        try:
+            return _ask_agent(endpoint, token, timeout)
+        except (OSError, Unavailable) as exc:
+            if agent_refused(exc):
+                raise
+    return _ask_agent(endpoints[-1], token, timeout)
+
+
+def _ask_agent(endpoint: str, token: str, timeout: float) -> Credentials:
     request = urllib.request.Request(endpoint, headers={"Authorization": token})  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            body = json.load(response)
+            data = response.read(MAX_AGENT_ANSWER)
     except urllib.error.HTTPError as exc:
         # The error holds the open response: close it, or every refusal leaks a socket.
         exc.close()
-        if 400 <= exc.code < 500 and exc.code != 429:
-            raise PermissionDenied(
-                f"the EKS Pod Identity agent refused the pod's token (HTTP {exc.code}); "
-                "check the pod identity association of its service account",
-                code=ErrorCode.AuthFailed,
-            ) from None
-        raise Unavailable(f"the EKS Pod Identity agent answered HTTP {exc.code}") from None
-    except (OSError, ValueError) as exc:
-        raise Unavailable(
-            f"cannot reach the EKS Pod Identity agent at {endpoint} ({type(exc).__name__})"
-        ) from None
+        raise
     try:
+        body = json.loads(data)
         return Credentials(
             access_key=body["AccessKeyId"],
             secret_key=body["SecretAccessKey"],
@@ -88,14 +120,14 @@ def pod_identity_credentials(endpoint: str, token: str, timeout: float = 5.0) ->
         raise Unavailable("the EKS Pod Identity agent sent an unreadable answer") from None
 
 
-def sts_credentials(answer: Any, role: str) -> Credentials:
+def sts_credentials(answer: Answer, role: str, operation: str) -> Credentials:
     """The credentials of an AssumeRoleWithWebIdentity answer; Unavailable if it has none.
 
     botocore reads an STS answer without its Credentials element as a plain
     ``{}``: that answer is unusable (a proxy or a fault in between), never a
     denial. Its content is never quoted (it may hold keys).
     """
-    creds = answer.get("Credentials") if isinstance(answer, dict) else None
+    creds = answer.get("Credentials") if isinstance(answer, Mapping) else None
     found: Credentials | None = None
     if isinstance(creds, dict):
         try:
@@ -109,7 +141,7 @@ def sts_credentials(answer: Any, role: str) -> Credentials:
             found = None
     if found is None or not (found.access_key and found.secret_key and found.session_token):
         raise Unavailable(
-            f"role {role!r}: AWS's AssumeRoleWithWebIdentity answer holds no usable "
+            f"role {role!r}: AWS's {operation} answer holds no usable "
             "credentials; not a usable answer"
         )
     return found
@@ -124,11 +156,9 @@ MAX_CLIENTS_PER_IDENTITY = 4
 MAX_STS_CLIENTS = 16
 
 
-def close_client(_key: object, client: Any) -> None:
+def close_client(_key: object, client: AwsClient) -> None:
     """Release an evicted SDK client's connection pool (a later use reconnects)."""
-    close = getattr(client, "close", None)
-    if close is not None:
-        close()
+    client.close()
 
 
 def identity_cache(clock: Callable[[], float] = time.time) -> Cache[tuple[str, ...], AwsIdentity]:
@@ -150,7 +180,7 @@ class AwsIdentity:
 
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
-        self._clients: Cache[tuple[str, str], Any] = Cache(
+        self._clients: Cache[tuple[str, str], AwsClient] = Cache(
             "aws.clients", max_entries=MAX_CLIENTS_PER_IDENTITY, on_evict=close_client
         )
         self._lock = threading.Lock()
@@ -158,7 +188,12 @@ class AwsIdentity:
     def __repr__(self) -> str:
         return f"AwsIdentity(clients={len(self._clients)})"
 
-    def client(self, service: str, region: str, make: Callable[[Credentials], Any]) -> Any:
+    def cached(self, service: str, region: str) -> AwsClient | None:
+        return self._clients.peek((service, region))
+
+    def client(
+        self, service: str, region: str, make: Callable[[Credentials], AwsClient]
+    ) -> AwsClient:
         key = (service, region)
         with self._lock:
             found = self._clients.peek(key)
