@@ -112,6 +112,8 @@ class RegionProxy:
     url: str = ""
     failing: set[str] = field(default_factory=set)
     deny: set[str] = field(default_factory=set)
+    # Operations (X-Amz-Target) denied in every region: a role without that permission.
+    deny_operations: set[str] = field(default_factory=set)
     delay: float = 0.0
     calls: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -145,7 +147,7 @@ def region_proxy(moto_url: str) -> Iterator[RegionProxy]:
                     },
                 )
                 return
-            if region in state.deny:
+            if region in state.deny or target in state.deny_operations:
                 self.reply(
                     400,
                     {

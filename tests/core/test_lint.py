@@ -75,6 +75,14 @@ BROKEN = [
         id="azure-tenant",
     ),
     pytest.param(
+        _broken(
+            "aws-secretproviderclass",
+            objects="- objectType: ssmparameter\n  select: {path: /app, tags: {team: pay}}\n",
+        ),
+        "'tags' does not apply",
+        id="aws-select",
+    ),
+    pytest.param(
         _broken("aws-secretproviderclass", backend="gcp"),
         "parameter 'backend'",
         id="unknown-backend",

@@ -21,7 +21,8 @@ from typing import TypedDict, TypeVar, cast
 import botocore
 import botocore.config
 
-from provider.backends.aws import AwsSettings, errors
+from provider import listing
+from provider.backends.aws import AwsSettings, errors, pages
 from provider.backends.aws.config import (
     AwsObject,
     AwsPlan,
@@ -47,7 +48,15 @@ from provider.backends.aws.credentials import (
     sts_credentials,
 )
 from provider.backends.aws.endpoints import lean_session
-from provider.backends.aws.render import Fetched, parameters_answer, render, secret_answer, ssm_name
+from provider.backends.aws.render import (
+    Fetched,
+    Matches,
+    match_path,
+    parameters_answer,
+    render,
+    secret_answer,
+    ssm_name,
+)
 from provider.backends.base import Backend, BackendServices, FetchContext, FetchResult
 from provider.cache import Cache
 from provider.codes import ErrorCode
@@ -60,11 +69,16 @@ from provider.errors import (
     translating,
 )
 from provider.identity import verified_token
+from provider.listing import Select
 from provider.request import MountRequest
 
 REGION_LABEL = "topology.kubernetes.io/region"
 SSM_BATCH = 10
+# A listing that keeps answering a next page past this is not ending.
+MAX_PAGES = 1000
 T = TypeVar("T")
+# A listing's entry: a secret's name, or a parameter's name and value.
+E = TypeVar("E", str, tuple[str, Fetched])
 
 
 @dataclass(frozen=True)
@@ -122,7 +136,10 @@ class AwsBackend(Backend[AwsPlan]):
 
     def plan(self, request: MountRequest) -> AwsPlan:
         return parse_plan(
-            request.attributes, default_mode=request.default_mode, settings=self._settings
+            request.attributes,
+            default_mode=request.default_mode,
+            settings=self._settings,
+            max_objects=self._services.max_objects,
         )
 
     # -- clients ------------------------------------------------------------
@@ -272,9 +289,14 @@ class AwsBackend(Backend[AwsPlan]):
         ssm = [o for o in plan.objects if o.object_type is ObjectType.SSM_PARAMETER]
         # An object may name its own region: one class, several regions, one
         # set of credentials (IAM is global); SSM batches never mix regions.
-        jobs: list[Awaitable[dict[int, Fetched]]] = [self._secret(m, o) for o in sm]
+        jobs: list[Awaitable[dict[int, Fetched | Matches]]] = [
+            self._selection(m, o) for o in plan.objects if o.select
+        ]
+        jobs.extend(self._secret(m, o) for o in sm if not o.select)
         by_region: dict[str, list[AwsObject]] = {}
         for o in ssm:
+            if o.select:
+                continue
             by_region.setdefault(o.region or region, []).append(o)
         jobs.extend(
             self._parameters(m, batch, where)
@@ -297,38 +319,101 @@ class AwsBackend(Backend[AwsPlan]):
                 raise
         return await failover()
 
-    async def _secret(self, m: _Mount, obj: AwsObject) -> dict[int, Fetched]:
+    async def _secret(self, m: _Mount, obj: AwsObject) -> dict[int, Fetched | Matches]:
         region = obj.region or m.region
-        primary = functools.partial(self._get_secret, m, obj, obj.primary, region, "GetSecretValue")
-        failover = obj.failover and functools.partial(
+        value = await self._secret_value(m, obj.object_name, obj.primary, obj.failover, region)
+        return {id(obj): value}
+
+    async def _secret_value(
+        self, m: _Mount, name: str, primary: Selector, failover: Selector | None, region: str
+    ) -> Fetched:
+        """One secret through the rotation cache (a selection's matches share its entries)."""
+        first = functools.partial(self._get_secret, m, name, primary, region, "GetSecretValue")
+        then = failover and functools.partial(
             self._get_secret,
             m,
-            obj,
-            obj.failover,
+            name,
+            failover,
             m.plan.failover_region,
             "GetSecretValue(failover)",
         )
-        result = await m.ctx.cached_object(
+        return await m.ctx.cached_object(
             m.identity,
-            ("GetSecretValue", region, obj.primary, obj.failover),
-            functools.partial(self._with_failover, m, primary, failover or None),
+            ("GetSecretValue", region, primary, failover),
+            functools.partial(self._with_failover, m, first, then or None),
             refresh=m.plan.refresh_interval,
             size=lambda f: len(f.value),
         )
-        return {id(obj): result}
 
     async def _get_secret(
-        self, m: _Mount, obj: AwsObject, sel: Selector, where: str, operation: str
+        self, m: _Mount, name: str, sel: Selector, where: str, operation: str
     ) -> Fetched:
         client = await self._sdk(m, "secretsmanager", where)
-        subject = f"object {obj.object_name!r} (secret {sel.name!r} in {where})"
+        subject = f"object {name!r} (secret {sel.name!r} in {where})"
         return await m.ctx.call(
             read_secret, client, sel, subject, operation=operation, subject=subject
         )
 
+    # -- select ---------------------------------------------------------------
+
+    async def _selection(self, m: _Mount, obj: AwsObject) -> dict[int, Fetched | Matches]:
+        """Every entry under the object's path or prefix, bounded before any value is read."""
+        region = obj.region or m.region
+        assert obj.select is not None
+        if obj.object_type is ObjectType.SSM_PARAMETER:
+            matches: Matches = await m.ctx.cached_object(
+                m.identity,
+                ("GetParametersByPath", region, obj.select),
+                functools.partial(self._list, m, obj, region, pages.parameters_page),
+                refresh=m.plan.refresh_interval,
+                size=lambda ms: sum(len(n) + len(f.value) for n, f in ms),
+            )
+            return {id(obj): matches}
+        names: tuple[str, ...] = await m.ctx.cached_object(
+            m.identity,
+            ("ListSecrets", region, obj.select),
+            functools.partial(self._list, m, obj, region, pages.secrets_page),
+            refresh=m.plan.refresh_interval,
+            size=lambda ns: sum(len(n) for n in ns),
+        )
+        values = await m.ctx.gather(
+            self._secret_value(m, obj.object_name, Selector(n), None, region) for n in names
+        )
+        return {id(obj): tuple(zip(names, values, strict=True))}
+
+    async def _list(
+        self,
+        m: _Mount,
+        obj: AwsObject,
+        region: str,
+        read_page: Callable[[AwsClient, Select, str, str], tuple[list[E], str]],
+    ) -> tuple[E, ...]:
+        """Page through a listing until it ends or passes the bound; then check names and bound."""
+        assert obj.select is not None
+        ssm = obj.object_type is ObjectType.SSM_PARAMETER
+        operation = "GetParametersByPath" if ssm else "ListSecrets"
+        client = await self._sdk(m, "ssm" if ssm else "secretsmanager", region)
+        subject = f"object {obj.object_name!r} ({operation} in {region})"
+        found: list[E] = []
+        token = ""
+        for _ in range(MAX_PAGES):
+            page, token = await m.ctx.call(
+                read_page, client, obj.select, token, subject, operation=operation, subject=subject
+            )
+            found.extend(page)
+            if not token or len(found) > obj.select.max:
+                break
+        else:
+            raise Unavailable(f"{subject}: the listing did not end after {MAX_PAGES} pages")
+        listing.check_bound(obj.select, len(found), f"object {obj.object_name!r}")
+        ordered = sorted(found, key=_entry_name)
+        for entry in ordered:
+            match_path(obj, _entry_name(entry))  # a bad name fails before any value is read
+        return tuple(ordered)
+
     async def _parameters(
         self, m: _Mount, batch: Sequence[AwsObject], region: str
-    ) -> dict[int, Fetched]:
+    ) -> dict[int, Fetched | Matches]:
         primary = functools.partial(
             self._get_parameters, m, [(o, o.primary) for o in batch], region, "GetParameters"
         )
@@ -383,6 +468,10 @@ class AwsBackend(Backend[AwsPlan]):
     def close(self) -> None:
         self.identities.clear()  # closes each identity's clients
         self.sts_clients.clear()
+
+
+def _entry_name(entry: str | tuple[str, Fetched]) -> str:
+    return entry if isinstance(entry, str) else entry[0]
 
 
 def _login_pod_identity(endpoints: tuple[str, ...], token: str) -> AwsIdentity:

@@ -17,12 +17,15 @@ import jmespath
 import jmespath.exceptions
 from jmespath.parser import ParsedResult
 
+from provider import listing
 from provider.backends.aws import AwsSettings
+from provider.backends.base import BackendServices
 from provider.dialect import as_text, file_mode, fold_keys, object_list, parse_bool
 from provider.durations import refresh_interval
 from provider.encodings import normalize_encoding
 from provider.errors import InvalidPath, Problems
-from provider.paths import check_paths
+from provider.listing import Select
+from provider.paths import check_paths, path_problem
 
 OBJECT_KEYS = (
     "objectName",
@@ -37,6 +40,8 @@ OBJECT_KEYS = (
     "objectEncoding",
     # Ours: another region for this object (several regions in one class).
     "region",
+    # Ours: every parameter under a path / secret under a name prefix (provider.listing).
+    "select",
 )
 JMES_KEYS = ("path", "objectAlias", "filePermission")
 FAILOVER_KEYS = ("objectName", "objectVersion", "objectVersionLabel")
@@ -103,6 +108,9 @@ class AwsObject:
     encoding: str = "utf-8"
     # region of this object; "" for the class's.
     region: str = ""
+    # Set: a selection (GetParametersByPath, ListSecrets) mounted under the
+    # directory ``file_name`` ("" for the volume's top); ``object_name`` is its path.
+    select: Select | None = None
 
 
 @dataclass(frozen=True)
@@ -247,10 +255,12 @@ def parse_plan(
     default_mode: int,
     settings: AwsSettings,
     secrets: Mapping[str, str] | None = None,
+    max_objects: int = BackendServices.max_objects,
 ) -> AwsPlan:
     """Validate the AWS dialect; raises InvalidParameters listing every problem.
 
-    ``secrets`` (nodePublishSecretRef) is unused: AWS reads as the pod's own identity.
+    ``secrets`` (nodePublishSecretRef) is unused: AWS reads as the pod's own
+    identity. ``max_objects`` is the provider's bound on one ``select``.
     """
     del secrets
     problems = Problems()
@@ -276,6 +286,11 @@ def parse_plan(
     raw_list = object_list(params, problems)
     files: dict[str, str] = {}
     for index, raw in enumerate(raw_list):
+        if isinstance(raw, dict) and any(str(k).lower() == "select" for k in raw):
+            selection = _parse_selection(index, raw, default_mode, max_objects, problems)
+            if selection is not None:
+                objects.append(selection)
+            continue
         obj = _parse_object(
             index,
             raw,
@@ -315,6 +330,71 @@ def parse_plan(
         address_type=address_type,
         role_arn=role_arn,
         refresh_interval=refresh,
+    )
+
+
+# What a selection's entries share with each other; the rest names one entry.
+SELECT_KEYS = ("objectType", "objectAlias", "filePermission", "objectEncoding", "region", "select")
+
+
+def _parse_selection(
+    index: int,
+    raw: Mapping[object, object],
+    default_mode: int,
+    max_objects: int,
+    problems: Problems,
+) -> AwsObject | None:
+    """An object with ``select``: every SSM parameter under a path or secret under a prefix."""
+    where = f"objects[{index}]"
+    o = fold_keys(raw, OBJECT_KEYS, where, problems)
+    for key in OBJECT_KEYS:
+        if key not in SELECT_KEYS and o.get(key) not in (None, ""):
+            problems.add(
+                f"{where}: parameter {key!r} does not apply with 'select' (it names one entry)"
+            )
+    raw_type = as_text(o.get("objectType"))
+    try:
+        obj_type: ObjectType | None = ObjectType(raw_type.lower())
+    except ValueError:
+        problems.add(
+            f"{where}: parameter 'objectType' is required with 'select': secretsmanager "
+            "or ssmparameter"
+        )
+        obj_type = None
+    ssm = obj_type is ObjectType.SSM_PARAMETER
+    select = listing.parse(
+        o.get("select"), where, problems, provider_max=max_objects, recursive=ssm, tags=not ssm
+    )
+    if select is not None and ssm and not select.path.startswith("/"):
+        problems.add(f"{where}: parameter 'select': an SSM 'path' starts with '/' (a hierarchy)")
+    alias = as_text(o.get("objectAlias")).strip("/")
+    why = path_problem(alias) if alias else None
+    if why is not None:
+        problems.add(f"{where}: parameter 'objectAlias': {alias[:80]!r} {why}")
+    mode = file_mode(o.get("filePermission"), where, default_mode, problems)
+    try:
+        encoding = normalize_encoding(as_text(o.get("objectEncoding")))
+    except ValueError as exc:
+        problems.add(f"{where}: parameter 'objectEncoding': {exc}")
+        encoding = "utf-8"
+    own_region = as_text(o.get("region"))
+    if own_region and not _REGION_NAME.match(own_region):
+        problems.add(f"{where}: parameter 'region': {own_region[:30]!r} is not an AWS region name")
+    if obj_type is None or select is None:
+        return None
+    return AwsObject(
+        object_name=select.path,
+        object_type=obj_type,
+        file_name=alias,
+        mode=mode,
+        primary=Selector(select.path),
+        failover=None,
+        jmes=(),
+        arn=None,
+        failover_arn=None,
+        encoding=encoding,
+        region=own_region,
+        select=select,
     )
 
 

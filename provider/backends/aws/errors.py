@@ -242,6 +242,20 @@ def retry_after(exc: bx.ClientError) -> float | None:
     return parse_retry_after(value if isinstance(value, str) else None)
 
 
+# Operations a pod's role may well lack (a listing, a chained role): a denial
+# names the IAM permission to grant.
+PERMISSIONS = {
+    "GetParametersByPath": "ssm:GetParametersByPath",
+    "ListSecrets": "secretsmanager:ListSecrets",
+    "AssumeRole": "sts:AssumeRole",
+}
+
+
+def _needs(operation: str) -> str:
+    permission = PERMISSIONS.get(operation)
+    return f" (the role needs {permission})" if permission else ""
+
+
 def agent_refused(exc: BaseException) -> bool:
     """The EKS Pod Identity agent refused the pod's token: a definite answer, never retried.
 
@@ -278,7 +292,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         if code in NOT_FOUND:
             return NotFound(text)
         if code in DENIED:
-            return PermissionDenied(text)
+            return PermissionDenied(text + _needs(operation))
         if code in TRANSIENT or status == 429 or status >= 500:
             return Unavailable(
                 text,
@@ -288,7 +302,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         if code == "InvalidRequestException" and "delet" in said.lower():
             return NotFound(text)
         if status == 403:
-            return PermissionDenied(text)
+            return PermissionDenied(text + _needs(operation))
         return InvalidRequest(text, code=ErrorCode.BackendRejected)
     if isinstance(exc, UnreadableErrorAnswer):
         return Unavailable(

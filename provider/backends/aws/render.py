@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import jmespath.exceptions
 
+from provider import listing
 from provider.backends.aws.config import AwsObject, Selector
 from provider.backends.aws.credentials import Answer
 from provider.backends.base import ObjectVersion, OutputFile
@@ -31,6 +32,10 @@ from provider.errors import InvalidRequest, NotFound, Unavailable
 class Fetched:
     value: bytes = field(repr=False)
     version: str
+
+
+# A selection's entries: (name, value), sorted by name.
+Matches = tuple[tuple[str, Fetched], ...]
 
 
 def secret_answer(answer: Answer, subject: str) -> Fetched:
@@ -114,6 +119,35 @@ def _match_parameter(found: list[Mapping[str, object]], sel: Selector) -> Answer
     return None
 
 
+def match_path(obj: AwsObject, name: str) -> str:
+    """The file of match ``name`` of a selection: relative to its path, under its alias."""
+    assert obj.select is not None
+    relative = listing.relative_name(obj.select, name, f"object {obj.object_name!r}")
+    return f"{obj.file_name}/{relative}" if obj.file_name else relative
+
+
+def _selected(obj: AwsObject, matches: Matches) -> tuple[list[OutputFile], list[ObjectVersion]]:
+    files: list[OutputFile] = []
+    versions: list[ObjectVersion] = []
+    for name, fetched in matches:
+        path = match_path(obj, name)
+        files.append(OutputFile(path, obj.mode, _decoded(obj, fetched), obj.object_name))
+        # Each match its own version: rotation sees one added, removed or changed.
+        versions.append(ObjectVersion(path, fetched.version))
+    return files, versions
+
+
+def _decoded(obj: AwsObject, fetched: Fetched) -> bytes:
+    try:
+        return decode(fetched.value, obj.encoding)
+    except ValueError as exc:
+        # The message names the encoding, never the value.
+        raise InvalidRequest(
+            f"object {obj.object_name!r}: parameter 'objectEncoding': {exc}",
+            code=ErrorCode.InvalidSecretFormat,
+        ) from None
+
+
 def _unusable(subject: str, operation: str, what: str) -> Unavailable:
     return Unavailable(
         f"{subject}: AWS's {operation} answer {what}; not a usable answer (a proxy or a "
@@ -121,16 +155,13 @@ def _unusable(subject: str, operation: str, what: str) -> Unavailable:
     )
 
 
-def render(obj: AwsObject, fetched: Fetched) -> tuple[list[OutputFile], list[ObjectVersion]]:
-    try:
-        value = decode(fetched.value, obj.encoding)
-    except ValueError as exc:
-        # The message names the encoding, never the value.
-        raise InvalidRequest(
-            f"object {obj.object_name!r}: parameter 'objectEncoding': {exc}",
-            code=ErrorCode.InvalidSecretFormat,
-        ) from None
-    files = [OutputFile(obj.file_name, obj.mode, value, obj.object_name)]
+def render(
+    obj: AwsObject, fetched: Fetched | Matches
+) -> tuple[list[OutputFile], list[ObjectVersion]]:
+    """The files and versions of one object: a named entry, or each match of a ``select``."""
+    if not isinstance(fetched, Fetched):
+        return _selected(obj, fetched)
+    files = [OutputFile(obj.file_name, obj.mode, _decoded(obj, fetched), obj.object_name)]
     versions = [ObjectVersion(obj.file_name, fetched.version)]
     if not obj.jmes:
         return files, versions
