@@ -134,6 +134,10 @@ def region_proxy(moto_url: str) -> Iterator[RegionProxy]:
             scope = _SCOPE.search(self.headers.get("Authorization", ""))
             region = scope.group(1) if scope else ""
             target = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+            query = not target  # STS speaks the query protocol: Action= in the body, XML back
+            if query:
+                action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action")
+                target = action[0] if action else ""
             with state.lock:
                 state.calls.append((target, region))
             if region in state.failing:
@@ -145,6 +149,16 @@ def region_proxy(moto_url: str) -> Iterator[RegionProxy]:
                         "__type": "ServiceUnavailableException",
                         "message": f"region {region} is down (test proxy)",
                     },
+                )
+                return
+            if query and target in state.deny_operations:
+                self.reply(
+                    403,
+                    b"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+                    b"<Message>User: arn:aws:sts::111122223333:assumed-role/app-role/x is not "
+                    b"authorized to perform: sts:AssumeRole</Message></Error>"
+                    b"<RequestId>1</RequestId></ErrorResponse>",
+                    {"Content-Type": "text/xml"},
                 )
                 return
             if region in state.deny or target in state.deny_operations:

@@ -58,7 +58,7 @@ AZURE_OBJECT = {
     "filePermission": "0644", "keyvaultName": "kv-2",
 }  # fmt: skip
 AWS_TOP = ["region", "failoverRegion", "pathTranslation", "usePodIdentity", "preferredAddressType",
-           "roleArn"]
+           "roleArn", "assumeRoleArn", "assumeRoleExternalId", "assumeRoleDurationSeconds"]
 VAULT_TOP = ["roleName", "vaultAddress", "vaultNamespace", "vaultAuthMountPath",
              "vaultKubernetesMountPath", "audience", "vaultSkipTLSVerify", "vaultCACertPath",
              "vaultCADirectory", "vaultTLSServerName", "vaultTLSClientCertPath",

@@ -83,6 +83,15 @@ BROKEN = [
         id="aws-select",
     ),
     pytest.param(
+        _broken(
+            "aws-secretproviderclass",
+            assumeRoleArn="arn:aws:iam::444455556666:role/x",
+            assumeRoleDurationSeconds="60",
+        ),
+        "'assumeRoleDurationSeconds'",
+        id="aws-chained-role",
+    ),
+    pytest.param(
         _broken("aws-secretproviderclass", backend="gcp"),
         "parameter 'backend'",
         id="unknown-backend",

@@ -26,6 +26,7 @@ from provider.backends.aws import AwsSettings, errors, pages
 from provider.backends.aws.config import (
     AwsObject,
     AwsPlan,
+    ChainedRole,
     ObjectType,
     Selector,
     check_arn_region,
@@ -263,6 +264,40 @@ class AwsBackend(Backend[AwsPlan]):
             )
         return AwsIdentity(sts_credentials(answer, role, "AssumeRoleWithWebIdentity"))
 
+    async def _chain(
+        self,
+        chained: ChainedRole,
+        key: tuple[str, ...],
+        pod: AwsIdentity,
+        ctx: FetchContext,
+        region: str,
+    ) -> tuple[tuple[str, ...], AwsIdentity]:
+        """The chained role's credentials, assumed with the pod's; cached per identity like them."""
+        chained_key = (*key, "assume-role", chained.arn, chained.external_id, str(chained.duration))
+        session = session_name(ctx.request.pod.namespace, ctx.request.pod.service_account)
+        load = functools.partial(self._login_chained, pod, region, chained, session)
+        return chained_key, await ctx.shared(
+            self.identities, chained_key, load, operation="AssumeRole"
+        )
+
+    def _login_chained(
+        self, pod: AwsIdentity, region: str, chained: ChainedRole, session: str
+    ) -> AwsIdentity:
+        # The pod's STS client, signed with its credentials, kept with them.
+        sts = pod.client("sts", region, functools.partial(self._new_client, "sts", region))
+        kwargs: dict[str, object] = {
+            "RoleArn": chained.arn,
+            "RoleSessionName": session,
+            "DurationSeconds": chained.duration,
+        }
+        if chained.external_id:
+            kwargs["ExternalId"] = chained.external_id
+        with translating(
+            errors.translate, subject=f"chained role {chained.arn!r}", operation="AssumeRole"
+        ):
+            answer = sts.assume_role(**kwargs)
+        return AwsIdentity(sts_credentials(answer, chained.arn, "AssumeRole"))
+
     def _pod_identity_endpoints(self, address_type: str) -> tuple[str, ...]:
         if self._settings.pod_identity_endpoint:
             return (self._settings.pod_identity_endpoint,)
@@ -283,6 +318,8 @@ class AwsBackend(Backend[AwsPlan]):
             if problems:
                 raise InvalidParameters(problems)
         key, entry = await self._identity(plan, ctx, region)
+        if plan.chained is not None:
+            key, entry = await self._chain(plan.chained, key, entry, ctx, region)
         identity = (*key, region, plan.failover_region, self._settings.endpoint_url)
         m = _Mount(plan, ctx, region, identity, entry)
         sm = [o for o in plan.objects if o.object_type is ObjectType.SECRETS_MANAGER]

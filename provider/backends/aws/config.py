@@ -124,6 +124,55 @@ class AwsPlan:
     role_arn: str
     # refreshInterval in seconds (None: the provider's default; see objectcache).
     refresh_interval: float | None = None
+    # A second role assumed with the pod's credentials (cross-account); None: none.
+    chained: ChainedRole | None = None
+
+
+@dataclass(frozen=True)
+class ChainedRole:
+    """``assumeRoleArn`` and its options: sts:AssumeRole after the pod's own credentials."""
+
+    arn: str
+    external_id: str = ""
+    duration: int = 3600
+
+
+# sts:AssumeRole's bounds: DurationSeconds, and ExternalId's length and characters.
+MIN_DURATION, MAX_DURATION = 900, 43200
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+
+
+def _chained_role(params: Mapping[str, str], problems: Problems) -> ChainedRole | None:
+    arn = params.get("assumeRoleArn", "").strip()
+    external_id = params.get("assumeRoleExternalId", "")
+    raw_duration = params.get("assumeRoleDurationSeconds", "").strip()
+    if not arn:
+        for name, value in (
+            ("assumeRoleExternalId", external_id),
+            ("assumeRoleDurationSeconds", raw_duration),
+        ):
+            if value:
+                problems.add(f"parameter {name!r} needs 'assumeRoleArn'")
+        return None
+    parsed = parse_arn(arn)
+    if parsed is None or parsed.service != "iam" or not parsed.resource.startswith("role/"):
+        problems.add(
+            "parameter 'assumeRoleArn': must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+        )
+    if external_id and not _EXTERNAL_ID.fullmatch(external_id):
+        problems.add("parameter 'assumeRoleExternalId': 2 to 1224 letters, digits or +=,.@:/-_")
+    duration = 3600
+    if raw_duration:
+        try:
+            duration = int(raw_duration)
+        except ValueError:
+            duration = 0
+        if not MIN_DURATION <= duration <= MAX_DURATION:
+            problems.add(
+                f"parameter 'assumeRoleDurationSeconds': {raw_duration[:20]!r} must be a whole "
+                f"number of seconds from {MIN_DURATION} to {MAX_DURATION}"
+            )
+    return ChainedRole(arn, external_id, duration)
 
 
 def translate(name: str, translation: str | None) -> str:
@@ -321,6 +370,7 @@ def parse_plan(
     except InvalidPath as exc:
         problems.add(exc.message)
     refresh = refresh_interval(params, problems)
+    chained = _chained_role(params, problems)
     problems.raise_if_any()
     return AwsPlan(
         objects=tuple(objects),
@@ -330,7 +380,23 @@ def parse_plan(
         address_type=address_type,
         role_arn=role_arn,
         refresh_interval=refresh,
+        chained=chained,
     )
+
+
+def _encoding_and_region(
+    o: Mapping[str, object], where: str, problems: Problems
+) -> tuple[str, str]:
+    """An object's ``objectEncoding`` and own ``region`` (ours, both; named or selected)."""
+    try:
+        encoding = normalize_encoding(as_text(o.get("objectEncoding")))
+    except ValueError as exc:
+        problems.add(f"{where}: parameter 'objectEncoding': {exc}")
+        encoding = "utf-8"
+    region = as_text(o.get("region"))
+    if region and not _REGION_NAME.match(region):
+        problems.add(f"{where}: parameter 'region': {region[:30]!r} is not an AWS region name")
+    return encoding, region
 
 
 # What a selection's entries share with each other; the rest names one entry.
@@ -372,14 +438,7 @@ def _parse_selection(
     if why is not None:
         problems.add(f"{where}: parameter 'objectAlias': {alias[:80]!r} {why}")
     mode = file_mode(o.get("filePermission"), where, default_mode, problems)
-    try:
-        encoding = normalize_encoding(as_text(o.get("objectEncoding")))
-    except ValueError as exc:
-        problems.add(f"{where}: parameter 'objectEncoding': {exc}")
-        encoding = "utf-8"
-    own_region = as_text(o.get("region"))
-    if own_region and not _REGION_NAME.match(own_region):
-        problems.add(f"{where}: parameter 'region': {own_region[:30]!r} is not an AWS region name")
+    encoding, own_region = _encoding_and_region(o, where, problems)
     if obj_type is None or select is None:
         return None
     return AwsObject(
@@ -456,14 +515,7 @@ def _parse_object(
         failover_sel = Selector(name, version, label)
     file_name = translate(alias or name, translation)
     jmes = _jmes_entries(o.get("jmesPath"), where, translation, mode, problems)
-    try:
-        encoding = normalize_encoding(as_text(o.get("objectEncoding")))
-    except ValueError as exc:
-        problems.add(f"{where}: parameter 'objectEncoding': {exc}")
-        encoding = "utf-8"
-    own_region = as_text(o.get("region"))
-    if own_region and not _REGION_NAME.match(own_region):
-        problems.add(f"{where}: parameter 'region': {own_region[:30]!r} is not an AWS region name")
+    encoding, own_region = _encoding_and_region(o, where, problems)
     if obj_type is None:
         return None
     return AwsObject(
