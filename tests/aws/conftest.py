@@ -116,6 +116,8 @@ class RegionProxy:
     deny_operations: set[str] = field(default_factory=set)
     delay: float = 0.0
     calls: list[tuple[str, str]] = field(default_factory=list)
+    # The form of each query-protocol (STS) request: what the provider asked for.
+    forms: list[dict[str, list[str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self, operation: str, region: str | None = None) -> int:
@@ -135,11 +137,13 @@ def region_proxy(moto_url: str) -> Iterator[RegionProxy]:
             region = scope.group(1) if scope else ""
             target = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
             query = not target  # STS speaks the query protocol: Action= in the body, XML back
+            form = urllib.parse.parse_qs(body.decode("utf-8", "replace")) if query else {}
             if query:
-                action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action")
-                target = action[0] if action else ""
+                target = form.get("Action", [""])[0]
             with state.lock:
                 state.calls.append((target, region))
+                if query:
+                    state.forms.append(form)
             if region in state.failing:
                 if state.delay:
                     threading.Event().wait(state.delay)

@@ -68,6 +68,10 @@ def test_the_chained_role_reads_the_other_account(
     # One login and one AssumeRole for the identity, whatever the number of mounts.
     assert region_proxy.count("AssumeRoleWithWebIdentity") == 1
     assert region_proxy.count("AssumeRole") == 1
+    (asked,) = [f for f in region_proxy.forms if f["Action"] == ["AssumeRole"]]
+    assert asked["RoleArn"] == [CHAINED] and asked["ExternalId"] == ["ext-1"]
+    assert asked["DurationSeconds"] == ["900"]
+    assert asked["RoleSessionName"] == ["polysecret-default-app"]
 
 
 @pytest.mark.usefixtures("other_account_secret")

@@ -26,28 +26,12 @@ from provider.backends.aws import AwsSettings, errors, pages
 from provider.backends.aws.config import (
     AwsObject,
     AwsPlan,
-    ChainedRole,
     ObjectType,
     Selector,
     check_arn_region,
     parse_plan,
 )
-from provider.backends.aws.credentials import (
-    MAX_STS_CLIENTS,
-    POD_IDENTITY_AUDIENCE,
-    POD_IDENTITY_IPV4,
-    POD_IDENTITY_IPV6,
-    ROLE_ANNOTATION,
-    STS_AUDIENCE,
-    AwsClient,
-    AwsIdentity,
-    Credentials,
-    close_client,
-    identity_cache,
-    pod_identity_credentials,
-    session_name,
-    sts_credentials,
-)
+from provider.backends.aws.credentials import AwsClient, AwsIdentity, Credentials, Logins
 from provider.backends.aws.endpoints import lean_session
 from provider.backends.aws.render import (
     Fetched,
@@ -59,17 +43,11 @@ from provider.backends.aws.render import (
     ssm_name,
 )
 from provider.backends.base import Backend, BackendServices, FetchContext, FetchResult
-from provider.cache import Cache
-from provider.codes import ErrorCode
 from provider.errors import (
     DeadlineExceeded,
     InvalidParameters,
-    NotFound,
-    PermissionDenied,
     Unavailable,
-    translating,
 )
-from provider.identity import verified_token
 from provider.listing import Select
 from provider.request import MountRequest
 
@@ -123,15 +101,10 @@ class AwsBackend(Backend[AwsPlan]):
         self._sts_config = self._config.merge(
             botocore.config.Config(signature_version=botocore.UNSIGNED)
         )
-        # A class names any region: STS clients are kept for a bounded few,
-        # and evicting one closes its connections.
-        self.sts_clients: Cache[str, AwsClient] = Cache(
-            "aws.sts", max_entries=MAX_STS_CLIENTS, on_evict=close_client
-        )
-        self.identities = identity_cache()
-        if services.caches is not None:
-            services.caches.add(self.identities)
-            services.caches.add(self.sts_clients)
+        self.logins = Logins(settings, services, self._new_client)
+        # The two bounded caches of logins (credentials per identity, STS clients per region).
+        self.identities = self.logins.identities
+        self.sts_clients = self.logins.sts_clients
 
     # -- plan ---------------------------------------------------------------
 
@@ -165,12 +138,6 @@ class AwsBackend(Backend[AwsPlan]):
                 aws_session_token=creds.session_token,
                 config=self._config,
             )
-
-    def _sts_client(self, region: str) -> AwsClient:
-        client = self.sts_clients.peek(region)
-        if client is None:
-            client = self.sts_clients.put(region, self._new_client("sts", region, None))
-        return client
 
     async def _sdk(self, m: _Mount, service: str, region: str) -> AwsClient:
         """The identity's client for ``service`` in ``region``, built off the event loop."""
@@ -206,107 +173,6 @@ class AwsBackend(Backend[AwsPlan]):
             )
         return region
 
-    async def _role_arn(self, plan: AwsPlan, ctx: FetchContext) -> str:
-        if plan.role_arn:
-            return plan.role_arn
-        pod = ctx.request.pod
-        kube = self._services.kube
-        if kube is None:
-            raise InvalidParameters(
-                [
-                    "parameter 'roleArn' is required when the provider cannot read the "
-                    f"ServiceAccount annotation {ROLE_ANNOTATION!r} (no Kubernetes API access)"
-                ]
-            )
-        try:
-            annotations = await kube.service_account_annotations(
-                ctx, pod.namespace, pod.service_account
-            )
-        except NotFound:
-            annotations = {}
-        role = str(annotations.get(ROLE_ANNOTATION, ""))
-        if not role:
-            raise PermissionDenied(
-                f"ServiceAccount {pod.namespace}/{pod.service_account} has no "
-                f"{ROLE_ANNOTATION!r} annotation (IRSA); annotate it, set parameter "
-                "'roleArn', or set usePodIdentity: \"true\"",
-                code=ErrorCode.AuthFailed,
-            )
-        return role
-
-    async def _identity(
-        self, plan: AwsPlan, ctx: FetchContext, region: str
-    ) -> tuple[tuple[str, ...], AwsIdentity]:
-        pod = ctx.request.pod
-        if plan.use_pod_identity:
-            token = verified_token(ctx.request, POD_IDENTITY_AUDIENCE, parameter="usePodIdentity")
-            endpoints = self._pod_identity_endpoints(plan.address_type)
-            key = (pod.namespace, pod.service_account, "pod-identity", *endpoints)
-            load = functools.partial(_login_pod_identity, endpoints, token)
-            return key, await ctx.shared(self.identities, key, load, operation="PodIdentity")
-        token = verified_token(ctx.request, STS_AUDIENCE, parameter="IRSA (usePodIdentity false)")
-        role = await self._role_arn(plan, ctx)
-        key = (pod.namespace, pod.service_account, "irsa", role)
-        load = functools.partial(
-            self._login_irsa, region, role, session_name(pod.namespace, pod.service_account), token
-        )
-        return key, await ctx.shared(
-            self.identities, key, load, operation="AssumeRoleWithWebIdentity"
-        )
-
-    def _login_irsa(self, region: str, role: str, session: str, token: str) -> AwsIdentity:
-        # ctx.shared names only the operation: the role is the subject users need.
-        with translating(
-            errors.translate, subject=f"role {role!r}", operation="AssumeRoleWithWebIdentity"
-        ):
-            answer = self._sts_client(region).assume_role_with_web_identity(
-                RoleArn=role, RoleSessionName=session, WebIdentityToken=token
-            )
-        return AwsIdentity(sts_credentials(answer, role, "AssumeRoleWithWebIdentity"))
-
-    async def _chain(
-        self,
-        chained: ChainedRole,
-        key: tuple[str, ...],
-        pod: AwsIdentity,
-        ctx: FetchContext,
-        region: str,
-    ) -> tuple[tuple[str, ...], AwsIdentity]:
-        """The chained role's credentials, assumed with the pod's; cached per identity like them."""
-        chained_key = (*key, "assume-role", chained.arn, chained.external_id, str(chained.duration))
-        session = session_name(ctx.request.pod.namespace, ctx.request.pod.service_account)
-        load = functools.partial(self._login_chained, pod, region, chained, session)
-        return chained_key, await ctx.shared(
-            self.identities, chained_key, load, operation="AssumeRole"
-        )
-
-    def _login_chained(
-        self, pod: AwsIdentity, region: str, chained: ChainedRole, session: str
-    ) -> AwsIdentity:
-        # The pod's STS client, signed with its credentials, kept with them.
-        sts = pod.client("sts", region, functools.partial(self._new_client, "sts", region))
-        kwargs: dict[str, object] = {
-            "RoleArn": chained.arn,
-            "RoleSessionName": session,
-            "DurationSeconds": chained.duration,
-        }
-        if chained.external_id:
-            kwargs["ExternalId"] = chained.external_id
-        with translating(
-            errors.translate, subject=f"chained role {chained.arn!r}", operation="AssumeRole"
-        ):
-            answer = sts.assume_role(**kwargs)
-        return AwsIdentity(sts_credentials(answer, chained.arn, "AssumeRole"))
-
-    def _pod_identity_endpoints(self, address_type: str) -> tuple[str, ...]:
-        if self._settings.pod_identity_endpoint:
-            return (self._settings.pod_identity_endpoint,)
-        if address_type == "ipv4":
-            return (POD_IDENTITY_IPV4,)
-        if address_type == "ipv6":
-            return (POD_IDENTITY_IPV6,)
-        return (POD_IDENTITY_IPV4, POD_IDENTITY_IPV6)
-
     # -- fetch --------------------------------------------------------------
 
     async def fetch(self, plan: AwsPlan, ctx: FetchContext) -> FetchResult:
@@ -317,9 +183,7 @@ class AwsBackend(Backend[AwsPlan]):
             ]
             if problems:
                 raise InvalidParameters(problems)
-        key, entry = await self._identity(plan, ctx, region)
-        if plan.chained is not None:
-            key, entry = await self._chain(plan.chained, key, entry, ctx, region)
+        key, entry = await self.logins.identity(plan, ctx, region)
         identity = (*key, region, plan.failover_region, self._settings.endpoint_url)
         m = _Mount(plan, ctx, region, identity, entry)
         sm = [o for o in plan.objects if o.object_type is ObjectType.SECRETS_MANAGER]
@@ -503,20 +367,11 @@ class AwsBackend(Backend[AwsPlan]):
         )
 
     def close(self) -> None:
-        self.identities.clear()  # closes each identity's clients
-        self.sts_clients.clear()
+        self.logins.close()
 
 
 def _entry_name(entry: str | tuple[str, Fetched]) -> str:
     return entry if isinstance(entry, str) else entry[0]
-
-
-def _login_pod_identity(endpoints: tuple[str, ...], token: str) -> AwsIdentity:
-    where = " or ".join(endpoints)
-    with translating(
-        errors.translate, subject=f"the EKS Pod Identity agent at {where}", operation="PodIdentity"
-    ):
-        return AwsIdentity(pod_identity_credentials(endpoints, token))
 
 
 # The SDK call and the check of its answer run as one ``ctx.call``: an

@@ -331,8 +331,43 @@ def parse_plan(
             "parameter 'roleArn': must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
         )
 
+    objects = _objects(
+        object_list(params, problems),
+        default_mode=default_mode,
+        translation=translation,
+        failover_region=failover_region,
+        max_objects=max_objects,
+        problems=problems,
+    )
+    if region:
+        for obj in objects:
+            problems.extend(check_arn_region(obj, region, failover_region))
+    refresh = refresh_interval(params, problems)
+    chained = _chained_role(params, problems)
+    problems.raise_if_any()
+    return AwsPlan(
+        objects=tuple(objects),
+        region=region,
+        failover_region=failover_region,
+        use_pod_identity=use_pod_identity,
+        address_type=address_type,
+        role_arn=role_arn,
+        refresh_interval=refresh,
+        chained=chained,
+    )
+
+
+def _objects(
+    raw_list: list[object],
+    *,
+    default_mode: int,
+    translation: str | None,
+    failover_region: str,
+    max_objects: int,
+    problems: Problems,
+) -> list[AwsObject]:
+    """Every usable entry of ``objects``; their file names checked against each other."""
     objects: list[AwsObject] = []
-    raw_list = object_list(params, problems)
     files: dict[str, str] = {}
     for index, raw in enumerate(raw_list):
         if isinstance(raw, dict) and any(str(k).lower() == "select" for k in raw):
@@ -359,9 +394,6 @@ def parse_plan(
             else:
                 files[produced] = obj.object_name
         objects.append(obj)
-    if region:
-        for obj in objects:
-            problems.extend(check_arn_region(obj, region, failover_region))
     try:
         # File names are known now: check the driver's path rules before any
         # network call, so a bad alias is reported with every other problem
@@ -369,19 +401,7 @@ def parse_plan(
         check_paths([(path, owner) for path, owner in files.items()])
     except InvalidPath as exc:
         problems.add(exc.message)
-    refresh = refresh_interval(params, problems)
-    chained = _chained_role(params, problems)
-    problems.raise_if_any()
-    return AwsPlan(
-        objects=tuple(objects),
-        region=region,
-        failover_region=failover_region,
-        use_pod_identity=use_pod_identity,
-        address_type=address_type,
-        role_arn=role_arn,
-        refresh_interval=refresh,
-        chained=chained,
-    )
+    return objects
 
 
 def _encoding_and_region(
@@ -457,6 +477,41 @@ def _parse_selection(
     )
 
 
+def _failover_of(
+    o: Mapping[str, object],
+    where: str,
+    *,
+    primary: Selector,
+    obj_type: ObjectType | None,
+    failover_region: str,
+    problems: Problems,
+) -> tuple[Selector | None, Arn | None]:
+    """What to read in ``failoverRegion``: ``failoverObject``, else the same name; and its ARN."""
+    fo = _failover(o.get("failoverObject"), where, problems)
+    if fo is None:
+        # The same name in the other region (the AWS provider does the same).
+        return (primary if failover_region else None), None
+    sel, fo_name = fo
+    if not as_text(o.get("objectAlias")):
+        problems.add(f"{where}: parameter 'objectAlias' is required with 'failoverObject'")
+    if not failover_region:
+        problems.add(f"{where}: 'failoverObject' needs the parameter 'failoverRegion'")
+    if sel.version != primary.version:
+        problems.add(f"{where}: 'failoverObject.objectVersion' must equal 'objectVersion'")
+    if obj_type is ObjectType.SSM_PARAMETER and sel.version and sel.label:
+        problems.add(f"{where}: failoverObject takes objectVersion or objectVersionLabel, not both")
+    fo_type, failover_arn = _object_type(
+        fo_name,
+        as_text(o.get("objectType")) or (obj_type.value if obj_type else ""),
+        where,
+        "failoverObject.objectName",
+        problems,
+    )
+    if fo_type and obj_type and fo_type != obj_type:
+        problems.add(f"{where}: 'failoverObject' is not of the same type as the object")
+    return sel, failover_arn
+
+
 def _parse_object(
     index: int,
     raw: object,
@@ -485,34 +540,14 @@ def _parse_object(
             f"{where}: SSM parameters take 'objectVersion' or 'objectVersionLabel', not both"
         )
     mode = file_mode(o.get("filePermission"), where, default_mode, problems)
-    failover_sel: Selector | None = None
-    failover_arn: Arn | None = None
-    fo = _failover(o.get("failoverObject"), where, problems)
-    if fo is not None:
-        sel, fo_name = fo
-        if not alias:
-            problems.add(f"{where}: parameter 'objectAlias' is required with 'failoverObject'")
-        if not failover_region:
-            problems.add(f"{where}: 'failoverObject' needs the parameter 'failoverRegion'")
-        if sel.version != version:
-            problems.add(f"{where}: 'failoverObject.objectVersion' must equal 'objectVersion'")
-        if obj_type is ObjectType.SSM_PARAMETER and sel.version and sel.label:
-            problems.add(
-                f"{where}: failoverObject takes objectVersion or objectVersionLabel, not both"
-            )
-        fo_type, failover_arn = _object_type(
-            fo_name,
-            as_text(o.get("objectType")) or (obj_type.value if obj_type else ""),
-            where,
-            "failoverObject.objectName",
-            problems,
-        )
-        if fo_type and obj_type and fo_type != obj_type:
-            problems.add(f"{where}: 'failoverObject' is not of the same type as the object")
-        failover_sel = sel
-    elif failover_region:
-        # The same name in the other region (the AWS provider does the same).
-        failover_sel = Selector(name, version, label)
+    failover_sel, failover_arn = _failover_of(
+        o,
+        where,
+        primary=Selector(name, version, label),
+        obj_type=obj_type,
+        failover_region=failover_region,
+        problems=problems,
+    )
     file_name = translate(alias or name, translation)
     jmes = _jmes_entries(o.get("jmesPath"), where, translation, mode, problems)
     encoding, own_region = _encoding_and_region(o, where, problems)
