@@ -31,7 +31,6 @@ credentials.
 from __future__ import annotations
 
 import urllib.error
-from typing import Any
 
 import botocore.exceptions as bx
 import botocore.parsers
@@ -215,7 +214,7 @@ class UnreadableErrorAnswer(Exception):
 
 
 def keep_unreadable_error_status(
-    response_dict: Any = None, operation_model: Any = None, **_: Any
+    response_dict: object = None, operation_model: object = None, **_: object
 ) -> None:
     """botocore ``before-parse`` hook: a 429/5xx it could not read raises UnreadableErrorAnswer."""
     if not isinstance(response_dict, dict):
