@@ -12,6 +12,7 @@ The provider works without any API access when the request carries all it needs.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import ssl
@@ -20,11 +21,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from provider.cache import Cache
 from provider.codes import ErrorCode
-from provider.errors import NotFound, PermissionDenied, Unavailable
+from provider.errors import NotFound, PermissionDenied, ProviderError, Unavailable, translating
 
 if TYPE_CHECKING:
     from provider.backends.base import FetchContext
@@ -46,7 +47,7 @@ class KubeClient:
         self._token_file = token_file
         self._timeout = timeout
         # One entry per ServiceAccount and Node read; bodies are a few KiB.
-        self.reads: Cache[str, dict[str, Any]] = Cache(
+        self.reads: Cache[str, dict[str, object]] = Cache(
             "kube",
             max_entries=MAX_ENTRIES,
             max_bytes=MAX_BYTES,
@@ -107,8 +108,16 @@ class KubeClient:
                     ) from None
             return self._ssl
 
-    def read(self, path: str, what: str) -> dict[str, Any]:
-        """One GET of the API server (blocking; not cached: see :meth:`cached`)."""
+    def read(self, path: str, what: str) -> dict[str, object]:
+        """One GET of the API server (blocking; not cached: see :meth:`cached`).
+
+        Its failures are mapped once, by :func:`translate` (this client is not
+        a backend: its own translator runs inside the backend's ``ctx.call``).
+        """
+        with translating(translate, subject=what, operation="GET"):
+            return self._get(path, what)
+
+    def _get(self, path: str, what: str) -> dict[str, object]:
         request = urllib.request.Request(self._base + path)  # noqa: S310 - our API server
         if self._token_file:
             try:
@@ -121,32 +130,20 @@ class KubeClient:
             with urllib.request.urlopen(  # noqa: S310 - our API server
                 request, timeout=self._timeout, context=context
             ) as response:
-                body: dict[str, Any] = json.load(response)
+                body = json.load(response)
         except urllib.error.HTTPError as exc:
             # The error holds the open response: close it, or every 404 leaks a socket.
             exc.close()
-            if exc.code == 404:
-                raise NotFound(f"Kubernetes {what} not found") from None
-            if exc.code in (401, 403):
-                raise PermissionDenied(
-                    f"the provider's service account may not read {what} "
-                    f"(HTTP {exc.code}); check the provider's RBAC",
-                    code=ErrorCode.KubernetesAccessDenied,
-                ) from None
-            raise Unavailable(
-                f"Kubernetes API answered HTTP {exc.code} reading {what}",
-                code=ErrorCode.KubernetesUnavailable,
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise Unavailable(
-                f"cannot read {what} from the Kubernetes API ({type(exc).__name__})",
-                code=ErrorCode.KubernetesUnavailable,
-            ) from None
+            raise
+        if not isinstance(body, dict):
+            raise ValueError("not a Kubernetes object")  # translated: KubernetesUnavailable
         return body
 
-    async def cached(self, ctx: FetchContext, path: str, what: str, operation: str) -> Any:
+    async def cached(
+        self, ctx: FetchContext, path: str, what: str, operation: str
+    ) -> dict[str, object]:
         return await ctx.shared(
-            self.reads, path, lambda: self.read(path, what), operation=operation
+            self.reads, path, functools.partial(self.read, path, what), operation=operation
         )
 
     async def service_account_annotations(
@@ -161,6 +158,29 @@ class KubeClient:
     async def node_labels(self, ctx: FetchContext, name: str) -> dict[str, str]:
         body = await self.cached(ctx, _node_path(name), f"Node {name}", "kube.GetNode")
         return _strings(body, "labels")
+
+
+def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
+    """The provider error for a failed API read of ``subject`` (a provider.errors.Translator)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        if exc.code == 404:
+            return NotFound(f"Kubernetes {subject} not found")
+        if exc.code in (401, 403):
+            return PermissionDenied(
+                f"the provider's service account may not read {subject} "
+                f"(HTTP {exc.code}); check the provider's RBAC",
+                code=ErrorCode.KubernetesAccessDenied,
+            )
+        return Unavailable(
+            f"Kubernetes API answered HTTP {exc.code} reading {subject}",
+            code=ErrorCode.KubernetesUnavailable,
+        )
+    if isinstance(exc, OSError | ValueError):
+        return Unavailable(
+            f"cannot read {subject} from the Kubernetes API ({type(exc).__name__})",
+            code=ErrorCode.KubernetesUnavailable,
+        )
+    return ProviderError(f"{subject}: {operation}: unexpected error {type(exc).__name__}")
 
 
 # Bounds of the read cache: one entry per ServiceAccount (or Node) in use.
@@ -179,6 +199,7 @@ def _node_path(name: str) -> str:
     return f"/api/v1/nodes/{urllib.parse.quote(name, safe='')}"
 
 
-def _strings(body: dict[str, Any], field: str) -> dict[str, str]:
-    values = body.get("metadata", {}).get(field) or {}
-    return {str(k): str(v) for k, v in values.items()}
+def _strings(body: dict[str, object], field: str) -> dict[str, str]:
+    metadata = body.get("metadata")
+    values = metadata.get(field) if isinstance(metadata, dict) else None
+    return {str(k): str(v) for k, v in values.items()} if isinstance(values, dict) else {}

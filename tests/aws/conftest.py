@@ -112,8 +112,12 @@ class RegionProxy:
     url: str = ""
     failing: set[str] = field(default_factory=set)
     deny: set[str] = field(default_factory=set)
+    # Operations (X-Amz-Target) denied in every region: a role without that permission.
+    deny_operations: set[str] = field(default_factory=set)
     delay: float = 0.0
     calls: list[tuple[str, str]] = field(default_factory=list)
+    # The form of each query-protocol (STS) request: what the provider asked for.
+    forms: list[dict[str, list[str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self, operation: str, region: str | None = None) -> int:
@@ -132,8 +136,14 @@ def region_proxy(moto_url: str) -> Iterator[RegionProxy]:
             scope = _SCOPE.search(self.headers.get("Authorization", ""))
             region = scope.group(1) if scope else ""
             target = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+            query = not target  # STS speaks the query protocol: Action= in the body, XML back
+            form = urllib.parse.parse_qs(body.decode("utf-8", "replace")) if query else {}
+            if query:
+                target = form.get("Action", [""])[0]
             with state.lock:
                 state.calls.append((target, region))
+                if query:
+                    state.forms.append(form)
             if region in state.failing:
                 if state.delay:
                     threading.Event().wait(state.delay)
@@ -145,7 +155,17 @@ def region_proxy(moto_url: str) -> Iterator[RegionProxy]:
                     },
                 )
                 return
-            if region in state.deny:
+            if query and target in state.deny_operations:
+                self.reply(
+                    403,
+                    b"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+                    b"<Message>User: arn:aws:sts::111122223333:assumed-role/app-role/x is not "
+                    b"authorized to perform: sts:AssumeRole</Message></Error>"
+                    b"<RequestId>1</RequestId></ErrorResponse>",
+                    {"Content-Type": "text/xml"},
+                )
+                return
+            if region in state.deny or target in state.deny_operations:
                 self.reply(
                     400,
                     {

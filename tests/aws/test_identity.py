@@ -119,7 +119,7 @@ def test_preferred_address_type_picks_agent_address(
     address_type: str, endpoints: tuple[str, ...]
 ) -> None:
     backend = AwsBackend(AwsSettings(region=REGION), BackendServices())
-    assert backend._pod_identity_endpoints(address_type) == endpoints
+    assert backend.logins.pod_identity_endpoints(address_type) == endpoints
 
 
 def test_pod_identity_wrong_token_is_denied(

@@ -224,10 +224,15 @@ def test_jmes_path_on_ssm_parameter(provider: RunningProvider, ssm: Any) -> None
 
 def test_ssm_parameter_by_arn_is_implied_type() -> None:
     """moto's GetParameters rejects ARNs (real SSM accepts them): checked at plan level."""
+    from provider.backends.aws import AwsSettings
     from provider.backends.aws.config import ObjectType, parse_plan
 
     arn = "arn:aws:ssm:us-east-1:111122223333:parameter/app/conf"
-    plan = parse_plan({"objects": f"- objectName: {arn}\n  objectAlias: conf"}, 0o644, "us-east-1")
+    plan = parse_plan(
+        {"objects": f"- objectName: {arn}\n  objectAlias: conf"},
+        default_mode=0o644,
+        settings=AwsSettings(region="us-east-1"),
+    )
     assert plan.objects[0].object_type is ObjectType.SSM_PARAMETER
     assert plan.objects[0].file_name == "conf"
 

@@ -44,6 +44,9 @@ AWS_OBJECT = {
     "jmesPath": [{"path": "user", "objectAlias": "u", "filePermission": "0400"}],
     "failoverObject": {"objectName": "app/db2"}, "objectEncoding": "base64", "region": "eu-west-1",
 }  # fmt: skip
+AWS_SELECT = {"objectType": "ssmparameter", "objectAlias": "d", "filePermission": "0600",
+              "select": {"path": "/app", "recursive": True, "tags": {"a": "b"},
+                         "max": 5}}  # fmt: skip
 VAULT_OBJECT = {
     "objectName": "db/pass", "secretPath": "secret/data/db", "secretKey": "pass",
     "method": "GET", "secretArgs": {"a": 1}, "encoding": "utf-8", "filePermission": 0o600,
@@ -59,7 +62,7 @@ AZURE_OBJECT = {
     "filePermission": "0644", "keyvaultName": "kv-2",
 }  # fmt: skip
 AWS_TOP = ["region", "failoverRegion", "pathTranslation", "usePodIdentity", "preferredAddressType",
-           "roleArn"]
+           "roleArn", "assumeRoleArn", "assumeRoleExternalId", "assumeRoleDurationSeconds"]
 VAULT_TOP = ["roleName", "vaultAddress", "vaultNamespace", "vaultAuthMountPath",
              "vaultKubernetesMountPath", "audience", "vaultSkipTLSVerify", "vaultCACertPath",
              "vaultCADirectory", "vaultTLSServerName", "vaultTLSClientCertPath",
@@ -110,6 +113,11 @@ def _top(rnd: random.Random, params: dict[str, str], keys: list[str]) -> dict[st
 
 def aws(rnd: random.Random) -> dict[str, str]:
     objects = [_mutated(rnd, AWS_OBJECT) for _ in range(rnd.randint(1, 3))]
+    if rnd.random() < 0.3:
+        selection = _mutated(rnd, AWS_SELECT)
+        if isinstance(selection.get("select"), dict):
+            selection["select"] = _mutated(rnd, selection["select"])
+        objects.append(selection)
     base = {"backend": "aws", "region": "us-east-1", "objects": yaml.safe_dump(objects)}
     return _top(rnd, base, AWS_TOP)
 

@@ -83,6 +83,23 @@ BROKEN = [
         id="azure-tenant",
     ),
     pytest.param(
+        _broken(
+            "aws-secretproviderclass",
+            objects="- objectType: ssmparameter\n  select: {path: /app, tags: {team: pay}}\n",
+        ),
+        "'tags' does not apply",
+        id="aws-select",
+    ),
+    pytest.param(
+        _broken(
+            "aws-secretproviderclass",
+            assumeRoleArn="arn:aws:iam::444455556666:role/x",
+            assumeRoleDurationSeconds="60",
+        ),
+        "'assumeRoleDurationSeconds'",
+        id="aws-chained-role",
+    ),
+    pytest.param(
         _broken("aws-secretproviderclass", backend="gcp"),
         "parameter 'backend'",
         id="unknown-backend",

@@ -21,6 +21,7 @@ import grpc
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from provider.backends.aws import AwsSettings
 from provider.backends.aws.config import AwsPlan
 from provider.backends.aws.config import parse_plan as aws_plan
 from provider.backends.azure.config import AzurePlan
@@ -109,7 +110,9 @@ def test_path_rules_on_traversal_shapes(path: str) -> None:
 
 @given(AWS_PARAMS, MODES, st.sampled_from(["", "us-east-1"]))
 def test_aws_plan(params: dict[str, str], mode: int, region: str) -> None:
-    plan: AwsPlan | None = planned(lambda: aws_plan(params, mode, region))
+    plan: AwsPlan | None = planned(
+        lambda: aws_plan(params, default_mode=mode, settings=AwsSettings(region=region))
+    )
     if plan is not None:
         assert plan.objects
         check_inside_volume(

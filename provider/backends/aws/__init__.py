@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provider.dialect import parse_yaml
 from provider.errors import Problems
+
+if TYPE_CHECKING:
+    from provider.backends.aws.config import AwsPlan
+    from provider.backends.base import Backend, BackendServices
 
 # What `pip install 'polysecret[aws]'` brings (provider.backends.installed).
 SDK = ("boto3", "botocore")
@@ -75,7 +79,7 @@ def claims(attributes: Mapping[str, str], problems: Problems) -> bool:
     return False
 
 
-def create(settings: AwsSettings | None, services: Any) -> Any:
+def create(settings: AwsSettings | None, services: BackendServices) -> Backend[AwsPlan]:
     from provider.backends.aws.backend import AwsBackend
 
     return AwsBackend(settings or AwsSettings(), services)

@@ -5,18 +5,24 @@ quota is 10,000/s; BatchGetSecretValue's is only 100/s). SSM parameters are
 read with GetParameters, ten names a call (SSM's default quota is 40/s).
 A failover region is tried only when the primary fails with a transient or
 server-side fault; the AWS provider calls both regions on every mount.
+Every SDK call goes through ``ctx.call`` with the SDK method itself: its
+exceptions are translated once there (``errors.translate``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypedDict, TypeVar, cast
 
 import botocore
 import botocore.config
 
-from provider.backends.aws import AwsSettings
+from provider import listing
+from provider.backends.aws import AwsSettings, errors, pages
 from provider.backends.aws.config import (
     AwsObject,
     AwsPlan,
@@ -25,61 +31,51 @@ from provider.backends.aws.config import (
     check_arn_region,
     parse_plan,
 )
-from provider.backends.aws.credentials import (
-    MAX_STS_CLIENTS,
-    POD_IDENTITY_AUDIENCE,
-    POD_IDENTITY_IPV4,
-    POD_IDENTITY_IPV6,
-    ROLE_ANNOTATION,
-    STS_AUDIENCE,
-    AwsIdentity,
-    Credentials,
-    close_client,
-    identity_cache,
-    pod_identity_credentials,
-    session_name,
-    sts_credentials,
-)
+from provider.backends.aws.credentials import AwsClient, AwsIdentity, Credentials, Logins
 from provider.backends.aws.endpoints import lean_session
-from provider.backends.aws.errors import keep_unreadable_error_status, translate
-from provider.backends.aws.render import Fetched, parameter_answer, render, secret_answer
-from provider.backends.base import (
-    Backend,
-    BackendServices,
-    FetchContext,
-    FetchResult,
-    ObjectVersion,
-    OutputFile,
+from provider.backends.aws.render import (
+    Fetched,
+    Matches,
+    match_path,
+    parameters_answer,
+    render,
+    secret_answer,
+    ssm_name,
 )
-from provider.cache import Cache
-from provider.codes import ErrorCode
+from provider.backends.base import Backend, BackendServices, FetchContext, FetchResult
 from provider.errors import (
     DeadlineExceeded,
     InvalidParameters,
-    NotFound,
-    PermissionDenied,
-    ProviderError,
     Unavailable,
 )
-from provider.identity import verified_token
+from provider.listing import Select
 from provider.request import MountRequest
 
 REGION_LABEL = "topology.kubernetes.io/region"
 SSM_BATCH = 10
+# A listing that keeps answering a next page past this is not ending.
+MAX_PAGES = 1000
+T = TypeVar("T")
+# A listing's entry: a secret's name, or a parameter's name and value.
+E = TypeVar("E", str, tuple[str, Fetched])
 
 
-def ssm_name(sel: Selector) -> str:
-    """GetParameters selector syntax: ``name:version`` or ``name:label``."""
-    if sel.version:
-        return f"{sel.name}:{sel.version}"
-    if sel.label:
-        return f"{sel.name}:{sel.label}"
-    return sel.name
+@dataclass(frozen=True)
+class _Mount:
+    """What one mount's reads share: its plan, context, region and identity."""
+
+    plan: AwsPlan
+    ctx: FetchContext
+    region: str
+    # Everything that decides what AWS lets this caller read (the object cache's key).
+    identity: tuple[str, ...]
+    entry: AwsIdentity
 
 
 class AwsBackend(Backend[AwsPlan]):
     name = "aws"
     cache_plans = True
+    translate = staticmethod(errors.translate)
 
     def __init__(self, settings: AwsSettings, services: BackendServices) -> None:
         self._settings = settings
@@ -87,10 +83,10 @@ class AwsBackend(Backend[AwsPlan]):
         # One Session for the process: a new Session costs ~60 ms of CPU, a
         # client made from a shared one ~2 ms. Session.client is not thread-safe.
         # With botocore's endpoint data for our three services only (see endpoints).
-        self._session: Any = lean_session()
+        self._session = lean_session()
         # Every client of the session: a 429/5xx that botocore cannot read keeps
         # its status and Retry-After (see UnreadableErrorAnswer).
-        self._session.events.register("before-parse", keep_unreadable_error_status)
+        self._session.events.register("before-parse", errors.keep_unreadable_error_status)
         self._session_lock = threading.Lock()
         # Our retry loop (provider.retry) honours the mount deadline; botocore's
         # would not, so it makes one attempt. `total_max_attempts` counts the
@@ -105,36 +101,35 @@ class AwsBackend(Backend[AwsPlan]):
         self._sts_config = self._config.merge(
             botocore.config.Config(signature_version=botocore.UNSIGNED)
         )
-        # A class names any region: STS clients are kept for a bounded few,
-        # and evicting one closes its connections.
-        self.sts_clients: Cache[str, Any] = Cache(
-            "aws.sts", max_entries=MAX_STS_CLIENTS, on_evict=close_client
-        )
-        self.identities = identity_cache()
-        if services.caches is not None:
-            services.caches.add(self.identities)
-            services.caches.add(self.sts_clients)
+        self.logins = Logins(settings, services, self._new_client)
+        # The two bounded caches of logins (credentials per identity, STS clients per region).
+        self.identities = self.logins.identities
+        self.sts_clients = self.logins.sts_clients
 
     # -- plan ---------------------------------------------------------------
 
     def plan(self, request: MountRequest) -> AwsPlan:
-        return parse_plan(request.attributes, request.default_mode, self._settings.region)
-
-    def object_count(self, plan: AwsPlan) -> int:
-        return len(plan.objects)
+        return parse_plan(
+            request.attributes,
+            default_mode=request.default_mode,
+            settings=self._settings,
+            max_objects=self._services.max_objects,
+        )
 
     # -- clients ------------------------------------------------------------
 
-    def _client(self, service: str, region: str, creds: Credentials | None) -> Any:
+    def _new_client(self, service: str, region: str, creds: Credentials | None) -> AwsClient:
+        # botocore builds its clients at run time: AwsClient names what we call on them.
+        client = cast(Callable[..., AwsClient], self._session.client)
         with self._session_lock:
             if creds is None:
-                return self._session.client(
+                return client(
                     service,
                     region_name=region,
                     endpoint_url=self._settings.endpoint_url or None,
                     config=self._sts_config,
                 )
-            return self._session.client(
+            return client(
                 service,
                 region_name=region,
                 endpoint_url=self._settings.endpoint_url or None,
@@ -144,11 +139,17 @@ class AwsBackend(Backend[AwsPlan]):
                 config=self._config,
             )
 
-    def _sts_client(self, region: str) -> Any:
-        client = self.sts_clients.peek(region)
-        if client is None:
-            client = self.sts_clients.put(region, self._client("sts", region, None))
-        return client
+    async def _sdk(self, m: _Mount, service: str, region: str) -> AwsClient:
+        """The identity's client for ``service`` in ``region``, built off the event loop."""
+        found = m.entry.cached(service, region)
+        if found is not None:
+            return found
+        # Building a client reads botocore's data (~50 ms the first time, ~3 ms
+        # after): never on the loop that serves every other pod.
+        make = functools.partial(self._new_client, service, region)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, m.entry.client, service, region, make
+        )
 
     # -- identity -----------------------------------------------------------
 
@@ -172,86 +173,6 @@ class AwsBackend(Backend[AwsPlan]):
             )
         return region
 
-    async def _role_arn(self, plan: AwsPlan, ctx: FetchContext) -> str:
-        if plan.role_arn:
-            return plan.role_arn
-        pod = ctx.request.pod
-        kube = self._services.kube
-        if kube is None:
-            raise InvalidParameters(
-                [
-                    "parameter 'roleArn' is required when the provider cannot read the "
-                    f"ServiceAccount annotation {ROLE_ANNOTATION!r} (no Kubernetes API access)"
-                ]
-            )
-        try:
-            annotations = await kube.service_account_annotations(
-                ctx, pod.namespace, pod.service_account
-            )
-        except NotFound:
-            annotations = {}
-        role = str(annotations.get(ROLE_ANNOTATION, ""))
-        if not role:
-            raise PermissionDenied(
-                f"ServiceAccount {pod.namespace}/{pod.service_account} has no "
-                f"{ROLE_ANNOTATION!r} annotation (IRSA); annotate it, set parameter "
-                "'roleArn', or set usePodIdentity: \"true\"",
-                code=ErrorCode.AuthFailed,
-            )
-        return role
-
-    async def _identity(
-        self, plan: AwsPlan, ctx: FetchContext, region: str
-    ) -> tuple[tuple[str, ...], AwsIdentity]:
-        pod = ctx.request.pod
-        if plan.use_pod_identity:
-            token = verified_token(ctx.request, POD_IDENTITY_AUDIENCE, parameter="usePodIdentity")
-            endpoints = self._pod_identity_endpoints(plan.address_type)
-            key = (pod.namespace, pod.service_account, "pod-identity", *endpoints)
-
-            def load_pod_identity() -> AwsIdentity:
-                last: ProviderError | None = None
-                for endpoint in endpoints:
-                    try:
-                        return AwsIdentity(pod_identity_credentials(endpoint, token))
-                    except Unavailable as exc:
-                        last = exc  # try the other address family (auto)
-                assert last is not None
-                raise last
-
-            return key, await ctx.shared(
-                self.identities, key, load_pod_identity, operation="PodIdentity"
-            )
-        token = verified_token(ctx.request, STS_AUDIENCE, parameter="IRSA (usePodIdentity false)")
-        role = await self._role_arn(plan, ctx)
-        key = (pod.namespace, pod.service_account, "irsa", role)
-
-        def load_irsa() -> AwsIdentity:
-            try:
-                answer = self._sts_client(region).assume_role_with_web_identity(
-                    RoleArn=role,
-                    RoleSessionName=session_name(pod.namespace, pod.service_account),
-                    WebIdentityToken=token,
-                )
-            except Exception as exc:
-                raise translate(
-                    exc, subject=f"role {role!r}", operation="AssumeRoleWithWebIdentity"
-                ) from None
-            return AwsIdentity(sts_credentials(answer, role))
-
-        return key, await ctx.shared(
-            self.identities, key, load_irsa, operation="AssumeRoleWithWebIdentity"
-        )
-
-    def _pod_identity_endpoints(self, address_type: str) -> tuple[str, ...]:
-        if self._settings.pod_identity_endpoint:
-            return (self._settings.pod_identity_endpoint,)
-        if address_type == "ipv4":
-            return (POD_IDENTITY_IPV4,)
-        if address_type == "ipv6":
-            return (POD_IDENTITY_IPV6,)
-        return (POD_IDENTITY_IPV4, POD_IDENTITY_IPV6)
-
     # -- fetch --------------------------------------------------------------
 
     async def fetch(self, plan: AwsPlan, ctx: FetchContext) -> FetchResult:
@@ -262,159 +183,154 @@ class AwsBackend(Backend[AwsPlan]):
             ]
             if problems:
                 raise InvalidParameters(problems)
-        key, entry = await self._identity(plan, ctx, region)
-        # Everything that decides what the backend lets this caller read.
+        key, entry = await self.logins.identity(plan, ctx, region)
         identity = (*key, region, plan.failover_region, self._settings.endpoint_url)
-
-        def client(service: str, where: str) -> Any:
-            return entry.client(service, where, lambda c: self._client(service, where, c))
-
+        m = _Mount(plan, ctx, region, identity, entry)
         sm = [o for o in plan.objects if o.object_type is ObjectType.SECRETS_MANAGER]
         ssm = [o for o in plan.objects if o.object_type is ObjectType.SSM_PARAMETER]
         # An object may name its own region: one class, several regions, one
         # set of credentials (IAM is global); SSM batches never mix regions.
-        jobs: list[Any] = [
-            self._secret(o, plan, o.region or region, client, ctx, identity=identity) for o in sm
+        jobs: list[Awaitable[dict[int, Fetched | Matches]]] = [
+            self._selection(m, o) for o in plan.objects if o.select
         ]
+        jobs.extend(self._secret(m, o) for o in sm if not o.select)
         by_region: dict[str, list[AwsObject]] = {}
         for o in ssm:
+            if o.select:
+                continue
             by_region.setdefault(o.region or region, []).append(o)
         jobs.extend(
-            self._parameters(batch, plan, where, client, ctx, identity=identity)
+            self._parameters(m, batch, where)
             for where, objects in by_region.items()
-            for batch in _batches(objects)
+            for batch in batches(objects)
         )
-        results = await ctx.gather(jobs)
-        fetched: dict[int, Fetched] = {}
-        for part in results:
-            fetched.update(part)
-        files: list[OutputFile] = []
-        versions: list[ObjectVersion] = []
-        for obj in plan.objects:
-            f, v = render(obj, fetched[id(obj)])
-            files.extend(f)
-            versions.extend(v)
-        return FetchResult(tuple(files), tuple(versions))
+        fetched = {k: v for part in await ctx.gather(jobs) for k, v in part.items()}
+        return FetchResult.of(render(obj, fetched[id(obj)]) for obj in plan.objects)
 
+    @staticmethod
     async def _with_failover(
-        self,
-        plan: AwsPlan,
-        primary: Callable[[], Any],
-        failover: Callable[[], Any] | None,
-        ctx: FetchContext,
-        operation: str,
-    ) -> Any:
+        m: _Mount,
+        primary: Callable[[], Awaitable[T]],
+        failover: Callable[[], Awaitable[T]] | None,
+    ) -> T:
         try:
-            return await ctx.call(primary, operation=operation)
+            return await primary()
         except (Unavailable, DeadlineExceeded):
-            if failover is None or not plan.failover_region or ctx.deadline.remaining() < 1:
+            if failover is None or not m.plan.failover_region or m.ctx.deadline.remaining() < 1:
                 raise
-        return await ctx.call(failover, operation=f"{operation}(failover)")
+        return await failover()
 
-    async def _secret(
-        self,
-        obj: AwsObject,
-        plan: AwsPlan,
-        region: str,
-        client: Callable[[str, str], Any],
-        ctx: FetchContext,
-        *,
-        identity: tuple[str, ...],
-    ) -> dict[int, Fetched]:
-        def read(sel: Selector, where: str) -> Callable[[], Fetched]:
-            def call() -> Fetched:
-                kwargs = {"SecretId": sel.name}
-                if sel.version:
-                    kwargs["VersionId"] = sel.version
-                if sel.label:
-                    kwargs["VersionStage"] = sel.label
-                subject = f"object {obj.object_name!r} (secret {sel.name!r} in {where})"
-                try:
-                    answer = client("secretsmanager", where).get_secret_value(**kwargs)
-                except Exception as exc:
-                    raise translate(exc, subject=subject, operation="GetSecretValue") from None
-                return secret_answer(answer, subject)
+    async def _secret(self, m: _Mount, obj: AwsObject) -> dict[int, Fetched | Matches]:
+        region = obj.region or m.region
+        value = await self._secret_value(m, obj.object_name, obj.primary, obj.failover, region)
+        return {id(obj): value}
 
-            return call
-
-        failover = read(obj.failover, plan.failover_region) if obj.failover else None
-        result = await ctx.cached_object(
-            identity,
-            ("GetSecretValue", region, obj.primary, obj.failover),
-            lambda: self._with_failover(
-                plan, read(obj.primary, region), failover, ctx, "GetSecretValue"
-            ),
-            refresh=plan.refresh_interval,
+    async def _secret_value(
+        self, m: _Mount, name: str, primary: Selector, failover: Selector | None, region: str
+    ) -> Fetched:
+        """One secret through the rotation cache (a selection's matches share its entries)."""
+        first = functools.partial(self._get_secret, m, name, primary, region, "GetSecretValue")
+        then = failover and functools.partial(
+            self._get_secret,
+            m,
+            name,
+            failover,
+            m.plan.failover_region,
+            "GetSecretValue(failover)",
+        )
+        return await m.ctx.cached_object(
+            m.identity,
+            ("GetSecretValue", region, primary, failover),
+            functools.partial(self._with_failover, m, first, then or None),
+            refresh=m.plan.refresh_interval,
             size=lambda f: len(f.value),
         )
-        return {id(obj): result}
+
+    async def _get_secret(
+        self, m: _Mount, name: str, sel: Selector, where: str, operation: str
+    ) -> Fetched:
+        client = await self._sdk(m, "secretsmanager", where)
+        subject = f"object {name!r} (secret {sel.name!r} in {where})"
+        return await m.ctx.call(
+            read_secret, client, sel, subject, operation=operation, subject=subject
+        )
+
+    # -- select ---------------------------------------------------------------
+
+    async def _selection(self, m: _Mount, obj: AwsObject) -> dict[int, Fetched | Matches]:
+        """Every entry under the object's path or prefix, bounded before any value is read."""
+        region = obj.region or m.region
+        assert obj.select is not None
+        if obj.object_type is ObjectType.SSM_PARAMETER:
+            matches: Matches = await m.ctx.cached_object(
+                m.identity,
+                ("GetParametersByPath", region, obj.select),
+                functools.partial(self._list, m, obj, region, pages.parameters_page),
+                refresh=m.plan.refresh_interval,
+                size=lambda ms: sum(len(n) + len(f.value) for n, f in ms),
+            )
+            return {id(obj): matches}
+        names: tuple[str, ...] = await m.ctx.cached_object(
+            m.identity,
+            ("ListSecrets", region, obj.select),
+            functools.partial(self._list, m, obj, region, pages.secrets_page),
+            refresh=m.plan.refresh_interval,
+            size=lambda ns: sum(len(n) for n in ns),
+        )
+        values = await m.ctx.gather(
+            self._secret_value(m, obj.object_name, Selector(n), None, region) for n in names
+        )
+        return {id(obj): tuple(zip(names, values, strict=True))}
+
+    async def _list(
+        self,
+        m: _Mount,
+        obj: AwsObject,
+        region: str,
+        read_page: Callable[[AwsClient, Select, str, str], tuple[list[E], str]],
+    ) -> tuple[E, ...]:
+        """Page through a listing until it ends or passes the bound; then check names and bound."""
+        assert obj.select is not None
+        ssm = obj.object_type is ObjectType.SSM_PARAMETER
+        operation = "GetParametersByPath" if ssm else "ListSecrets"
+        client = await self._sdk(m, "ssm" if ssm else "secretsmanager", region)
+        subject = f"object {obj.object_name!r} ({operation} in {region})"
+        found: list[E] = []
+        token = ""
+        for _ in range(MAX_PAGES):
+            page, token = await m.ctx.call(
+                read_page, client, obj.select, token, subject, operation=operation, subject=subject
+            )
+            found.extend(page)
+            if not token or len(found) > obj.select.max:
+                break
+        else:
+            raise Unavailable(f"{subject}: the listing did not end after {MAX_PAGES} pages")
+        listing.check_bound(obj.select, len(found), f"object {obj.object_name!r}")
+        ordered = sorted(found, key=_entry_name)
+        for entry in ordered:
+            match_path(obj, _entry_name(entry))  # a bad name fails before any value is read
+        return tuple(ordered)
 
     async def _parameters(
-        self,
-        batch: Sequence[AwsObject],
-        plan: AwsPlan,
-        region: str,
-        client: Callable[[str, str], Any],
-        ctx: FetchContext,
-        *,
-        identity: tuple[str, ...],
-    ) -> dict[int, Fetched]:
-        def read(
-            selectors: list[tuple[AwsObject, Selector]], where: str
-        ) -> Callable[[], dict[int, Fetched]]:
-            def call() -> dict[int, Fetched]:
-                names = [ssm_name(sel) for _, sel in selectors]
-                try:
-                    answer = client("ssm", where).get_parameters(
-                        Names=list(dict.fromkeys(names)), WithDecryption=True
-                    )
-                except Exception as exc:
-                    listed = ", ".join(repr(o.object_name) for o, _ in selectors)
-                    raise translate(
-                        exc, subject=f"objects {listed} (SSM in {where})", operation="GetParameters"
-                    ) from None
-                listed_invalid = answer.get("InvalidParameters")
-                listed_invalid = listed_invalid if isinstance(listed_invalid, list) else []
-                invalid = {n for n in listed_invalid if isinstance(n, str)}
-                missing = [
-                    o.object_name
-                    for (o, _), n in zip(selectors, names, strict=True)
-                    if n in invalid
-                ]
-                if missing:
-                    raise NotFound(
-                        f"SSM parameters not found in {where} (or version/label not found): "
-                        + ", ".join(repr(m) for m in missing)
-                    )
-                params = answer.get("Parameters")
-                params = params if isinstance(params, list) else []
-                found = [p for p in params if isinstance(p, dict)]
-                out: dict[int, Fetched] = {}
-                for obj, sel in selectors:
-                    subject = f"object {obj.object_name!r} (parameter {sel.name!r} in {where})"
-                    param = _match_parameter(found, sel)
-                    if param is None:
-                        # SSM lists every name it was asked for, found or invalid:
-                        # an answer that lists neither is not a usable answer.
-                        raise Unavailable(
-                            f"{subject}: AWS's GetParameters answer lists the parameter neither "
-                            "as found nor as invalid; not a usable answer"
-                        )
-                    out[id(obj)] = parameter_answer(param, subject)
-                return out
-
-            return call
-
-        primary = read([(o, o.primary) for o in batch], region)
+        self, m: _Mount, batch: Sequence[AwsObject], region: str
+    ) -> dict[int, Fetched | Matches]:
+        primary = functools.partial(
+            self._get_parameters, m, [(o, o.primary) for o in batch], region, "GetParameters"
+        )
         failover = None
         if all(o.failover for o in batch):
-            failover = read([(o, o.failover) for o in batch if o.failover], plan.failover_region)
+            failover = functools.partial(
+                self._get_parameters,
+                m,
+                [(o, o.failover) for o in batch if o.failover],
+                m.plan.failover_region,
+                "GetParameters(failover)",
+            )
 
         async def load() -> tuple[Fetched, ...]:
             # Cached by names, not by the plan's objects: another class may ask the same.
-            got: dict[int, Fetched] = await self._with_failover(
-                plan, primary, failover, ctx, "GetParameters"
-            )
+            got = await self._with_failover(m, primary, failover)
             return tuple(got[id(o)] for o in batch)
 
         request = (
@@ -423,42 +339,88 @@ class AwsBackend(Backend[AwsPlan]):
             tuple(o.primary for o in batch),
             tuple(o.failover for o in batch) if failover is not None else (),
         )
-        values = await ctx.cached_object(
-            identity, request, load,
-            refresh=plan.refresh_interval,
+        values = await m.ctx.cached_object(
+            m.identity,
+            request,
+            load,
+            refresh=m.plan.refresh_interval,
             size=lambda fs: sum(len(f.value) for f in fs),
         )
         return {id(o): f for o, f in zip(batch, values, strict=True)}
 
+    async def _get_parameters(
+        self,
+        m: _Mount,
+        selectors: list[tuple[AwsObject, Selector]],
+        where: str,
+        operation: str,
+    ) -> dict[int, Fetched]:
+        client = await self._sdk(m, "ssm", where)
+        listed = ", ".join(repr(o.object_name) for o, _ in selectors)
+        return await m.ctx.call(
+            read_parameters,
+            client,
+            selectors,
+            where,
+            operation=operation,
+            subject=f"objects {listed} (SSM in {where})",
+        )
+
     def close(self) -> None:
-        self.identities.clear()  # closes each identity's clients
-        self.sts_clients.clear()
+        self.logins.close()
 
 
-def _match_parameter(found: list[dict[str, Any]], sel: Selector) -> dict[str, Any] | None:
-    """The answer for ``sel``. Batches never hold one name twice (see ``_batches``)."""
-    for param in found:
-        name = str(param.get("Name", ""))
-        if name == sel.name or (sel.name.startswith("arn:") and sel.name.endswith(name)):
-            return param
-        if param.get("ARN") == sel.name:
-            return param
-    return None
+def _entry_name(entry: str | tuple[str, Fetched]) -> str:
+    return entry if isinstance(entry, str) else entry[0]
 
 
-def _batches(objects: Sequence[AwsObject]) -> list[list[AwsObject]]:
+# The SDK call and the check of its answer run as one ``ctx.call``: an
+# answer that is not usable (cut, empty) is retried like a 503.
+
+
+def read_secret(client: AwsClient, sel: Selector, subject: str) -> Fetched:
+    """One GetSecretValue and its checked answer."""
+    return secret_answer(client.get_secret_value(**secret_id(sel)), subject)
+
+
+def read_parameters(
+    client: AwsClient, selectors: list[tuple[AwsObject, Selector]], where: str
+) -> dict[int, Fetched]:
+    """One GetParameters (ten names at most) and each object's checked value."""
+    names = list(dict.fromkeys(ssm_name(sel) for _, sel in selectors))
+    answer = client.get_parameters(Names=names, WithDecryption=True)
+    return parameters_answer(answer, selectors, where)
+
+
+class SecretId(TypedDict, total=False):
+    SecretId: str
+    VersionId: str
+    VersionStage: str
+
+
+def secret_id(sel: Selector) -> SecretId:
+    """GetSecretValue's arguments for ``sel``."""
+    kwargs = SecretId(SecretId=sel.name)
+    if sel.version:
+        kwargs["VersionId"] = sel.version
+    if sel.label:
+        kwargs["VersionStage"] = sel.label
+    return kwargs
+
+
+def batches(objects: Sequence[AwsObject]) -> list[list[AwsObject]]:
     """Groups of at most ten, never the same parameter name twice in one group.
 
     GetParameters answers ``name:1`` and ``name:2`` with two entries of the same
     Name (Selector tells them apart, and some servers omit it), so one name per
     batch keeps matching answers to objects unambiguous.
     """
-    batches: list[list[AwsObject]] = []
+    groups: list[list[AwsObject]] = []
     for obj in objects:
-        for batch in batches:
-            if len(batch) < SSM_BATCH and all(o.primary.name != obj.primary.name for o in batch):
-                batch.append(obj)
+        for group in groups:
+            if len(group) < SSM_BATCH and all(o.primary.name != obj.primary.name for o in group):
+                group.append(obj)
                 break
         else:
-            batches.append([obj])
-    return batches
+            groups.append([obj])
+    return groups

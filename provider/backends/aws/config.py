@@ -12,17 +12,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 import jmespath
 import jmespath.exceptions
+from jmespath.parser import ParsedResult
 
-from provider.dialect import as_text, fold_keys, parse_bool, parse_yaml
+from provider import listing
+from provider.backends.aws import AwsSettings
+from provider.backends.base import BackendServices
+from provider.dialect import as_text, file_mode, fold_keys, object_list, parse_bool
 from provider.durations import refresh_interval
 from provider.encodings import normalize_encoding
 from provider.errors import InvalidPath, Problems
-from provider.modes import parse_octal_mode
-from provider.paths import check_paths
+from provider.listing import Select
+from provider.paths import check_paths, path_problem
 
 OBJECT_KEYS = (
     "objectName",
@@ -37,6 +40,8 @@ OBJECT_KEYS = (
     "objectEncoding",
     # Ours: another region for this object (several regions in one class).
     "region",
+    # Ours: every parameter under a path / secret under a name prefix (provider.listing).
+    "select",
 )
 JMES_KEYS = ("path", "objectAlias", "filePermission")
 FAILOVER_KEYS = ("objectName", "objectVersion", "objectVersionLabel")
@@ -75,7 +80,7 @@ class JmesFile:
     expression: str
     file_name: str
     mode: int
-    compiled: Any = field(compare=False, repr=False)
+    compiled: ParsedResult = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,9 @@ class AwsObject:
     encoding: str = "utf-8"
     # region of this object; "" for the class's.
     region: str = ""
+    # Set: a selection (GetParametersByPath, ListSecrets) mounted under the
+    # directory ``file_name`` ("" for the volume's top); ``object_name`` is its path.
+    select: Select | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,55 @@ class AwsPlan:
     role_arn: str
     # refreshInterval in seconds (None: the provider's default; see objectcache).
     refresh_interval: float | None = None
+    # A second role assumed with the pod's credentials (cross-account); None: none.
+    chained: ChainedRole | None = None
+
+
+@dataclass(frozen=True)
+class ChainedRole:
+    """``assumeRoleArn`` and its options: sts:AssumeRole after the pod's own credentials."""
+
+    arn: str
+    external_id: str = ""
+    duration: int = 3600
+
+
+# sts:AssumeRole's bounds: DurationSeconds, and ExternalId's length and characters.
+MIN_DURATION, MAX_DURATION = 900, 43200
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+
+
+def _chained_role(params: Mapping[str, str], problems: Problems) -> ChainedRole | None:
+    arn = params.get("assumeRoleArn", "").strip()
+    external_id = params.get("assumeRoleExternalId", "")
+    raw_duration = params.get("assumeRoleDurationSeconds", "").strip()
+    if not arn:
+        for name, value in (
+            ("assumeRoleExternalId", external_id),
+            ("assumeRoleDurationSeconds", raw_duration),
+        ):
+            if value:
+                problems.add(f"parameter {name!r} needs 'assumeRoleArn'")
+        return None
+    parsed = parse_arn(arn)
+    if parsed is None or parsed.service != "iam" or not parsed.resource.startswith("role/"):
+        problems.add(
+            "parameter 'assumeRoleArn': must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+        )
+    if external_id and not _EXTERNAL_ID.fullmatch(external_id):
+        problems.add("parameter 'assumeRoleExternalId': 2 to 1224 letters, digits or +=,.@:/-_")
+    duration = 3600
+    if raw_duration:
+        try:
+            duration = int(raw_duration)
+        except ValueError:
+            duration = 0
+        if not MIN_DURATION <= duration <= MAX_DURATION:
+            problems.add(
+                f"parameter 'assumeRoleDurationSeconds': {raw_duration[:20]!r} must be a whole "
+                f"number of seconds from {MIN_DURATION} to {MAX_DURATION}"
+            )
+    return ChainedRole(arn, external_id, duration)
 
 
 def translate(name: str, translation: str | None) -> str:
@@ -137,16 +194,6 @@ def _translation(params: Mapping[str, str], problems: Problems) -> str | None:
         )
         return "_"
     return raw
-
-
-def _mode(value: Any, where: str, default: int, problems: Problems) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return parse_octal_mode(as_text(value) if not isinstance(value, str) else value)
-    except ValueError as exc:
-        problems.add(f"{where}: parameter 'filePermission': {exc}")
-        return default
 
 
 def check_arn_region(obj: AwsObject, region: str, failover_region: str) -> list[str]:
@@ -203,7 +250,7 @@ def _object_type(
 
 
 def _jmes_entries(
-    raw: Any, where: str, translation: str | None, default_mode: int, problems: Problems
+    raw: object, where: str, translation: str | None, default_mode: int, problems: Problems
 ) -> tuple[JmesFile, ...]:
     if raw is None:
         return ()
@@ -231,12 +278,12 @@ def _jmes_entries(
                 f"{at}: parameter 'path': {path[:60]!r} is not a valid JMESPath expression"
             )
             continue
-        mode = _mode(e.get("filePermission"), at, default_mode, problems)
+        mode = file_mode(e.get("filePermission"), at, default_mode, problems)
         out.append(JmesFile(path, translate(alias, translation), mode, compiled))
     return tuple(out)
 
 
-def _failover(raw: Any, where: str, problems: Problems) -> tuple[Selector, str] | None:
+def _failover(raw: object, where: str, problems: Problems) -> tuple[Selector, str] | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -251,10 +298,22 @@ def _failover(raw: Any, where: str, problems: Problems) -> tuple[Selector, str] 
     return sel, name
 
 
-def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str) -> AwsPlan:
-    """Validate the AWS dialect; raises InvalidParameters listing every problem."""
+def parse_plan(
+    params: Mapping[str, str],
+    *,
+    default_mode: int,
+    settings: AwsSettings,
+    secrets: Mapping[str, str] | None = None,
+    max_objects: int = BackendServices.max_objects,
+) -> AwsPlan:
+    """Validate the AWS dialect; raises InvalidParameters listing every problem.
+
+    ``secrets`` (nodePublishSecretRef) is unused: AWS reads as the pod's own
+    identity. ``max_objects`` is the provider's bound on one ``select``.
+    """
+    del secrets
     problems = Problems()
-    region = params.get("region", "").strip() or default_region
+    region = params.get("region", "").strip() or settings.region
     failover_region = params.get("failoverRegion", "").strip()
     if failover_region and failover_region == region:
         problems.add("parameter 'failoverRegion' must differ from 'region'")
@@ -266,28 +325,56 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
         # (rejecting would break classes that work there today).
         address_type = "auto"
     role_arn = params.get("roleArn", "").strip()
-    if role_arn and (parse_arn(role_arn) is None or parse_arn(role_arn).service != "iam"):  # type: ignore[union-attr]
+    role = parse_arn(role_arn) if role_arn else None
+    if role_arn and (role is None or role.service != "iam"):
         problems.add(
             "parameter 'roleArn': must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
         )
 
-    objects_text = params.get("objects")
-    objects: list[AwsObject] = []
-    if objects_text is None or not objects_text.strip():
-        problems.add("parameter 'objects' is required (a YAML list of objects)")
-        raw_list: Any = []
-    else:
-        raw_list = parse_yaml(objects_text, "parameter 'objects'", problems)
-        if raw_list is None:
-            raw_list = []
-        if not isinstance(raw_list, list):
-            problems.add("parameter 'objects' must be a YAML list")
-            raw_list = []
-        elif not raw_list and not problems:
-            problems.add("parameter 'objects' lists no objects")
+    objects = _objects(
+        object_list(params, problems),
+        default_mode=default_mode,
+        translation=translation,
+        failover_region=failover_region,
+        max_objects=max_objects,
+        problems=problems,
+    )
+    if region:
+        for obj in objects:
+            problems.extend(check_arn_region(obj, region, failover_region))
+    refresh = refresh_interval(params, problems)
+    chained = _chained_role(params, problems)
+    problems.raise_if_any()
+    return AwsPlan(
+        objects=tuple(objects),
+        region=region,
+        failover_region=failover_region,
+        use_pod_identity=use_pod_identity,
+        address_type=address_type,
+        role_arn=role_arn,
+        refresh_interval=refresh,
+        chained=chained,
+    )
 
+
+def _objects(
+    raw_list: list[object],
+    *,
+    default_mode: int,
+    translation: str | None,
+    failover_region: str,
+    max_objects: int,
+    problems: Problems,
+) -> list[AwsObject]:
+    """Every usable entry of ``objects``; their file names checked against each other."""
+    objects: list[AwsObject] = []
     files: dict[str, str] = {}
     for index, raw in enumerate(raw_list):
+        if isinstance(raw, dict) and any(str(k).lower() == "select" for k in raw):
+            selection = _parse_selection(index, raw, default_mode, max_objects, problems)
+            if selection is not None:
+                objects.append(selection)
+            continue
         obj = _parse_object(
             index,
             raw,
@@ -307,9 +394,6 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
             else:
                 files[produced] = obj.object_name
         objects.append(obj)
-    if region:
-        for obj in objects:
-            problems.extend(check_arn_region(obj, region, failover_region))
     try:
         # File names are known now: check the driver's path rules before any
         # network call, so a bad alias is reported with every other problem
@@ -317,22 +401,120 @@ def parse_plan(params: Mapping[str, str], default_mode: int, default_region: str
         check_paths([(path, owner) for path, owner in files.items()])
     except InvalidPath as exc:
         problems.add(exc.message)
-    refresh = refresh_interval(params, problems)
-    problems.raise_if_any()
-    return AwsPlan(
-        objects=tuple(objects),
-        region=region,
-        failover_region=failover_region,
-        use_pod_identity=use_pod_identity,
-        address_type=address_type,
-        role_arn=role_arn,
-        refresh_interval=refresh,
+    return objects
+
+
+def _encoding_and_region(
+    o: Mapping[str, object], where: str, problems: Problems
+) -> tuple[str, str]:
+    """An object's ``objectEncoding`` and own ``region`` (ours, both; named or selected)."""
+    try:
+        encoding = normalize_encoding(as_text(o.get("objectEncoding")))
+    except ValueError as exc:
+        problems.add(f"{where}: parameter 'objectEncoding': {exc}")
+        encoding = "utf-8"
+    region = as_text(o.get("region"))
+    if region and not _REGION_NAME.match(region):
+        problems.add(f"{where}: parameter 'region': {region[:30]!r} is not an AWS region name")
+    return encoding, region
+
+
+# What a selection's entries share with each other; the rest names one entry.
+SELECT_KEYS = ("objectType", "objectAlias", "filePermission", "objectEncoding", "region", "select")
+
+
+def _parse_selection(
+    index: int,
+    raw: Mapping[object, object],
+    default_mode: int,
+    max_objects: int,
+    problems: Problems,
+) -> AwsObject | None:
+    """An object with ``select``: every SSM parameter under a path or secret under a prefix."""
+    where = f"objects[{index}]"
+    o = fold_keys(raw, OBJECT_KEYS, where, problems)
+    for key in OBJECT_KEYS:
+        if key not in SELECT_KEYS and o.get(key) not in (None, ""):
+            problems.add(
+                f"{where}: parameter {key!r} does not apply with 'select' (it names one entry)"
+            )
+    raw_type = as_text(o.get("objectType"))
+    try:
+        obj_type: ObjectType | None = ObjectType(raw_type.lower())
+    except ValueError:
+        problems.add(
+            f"{where}: parameter 'objectType' is required with 'select': secretsmanager "
+            "or ssmparameter"
+        )
+        obj_type = None
+    ssm = obj_type is ObjectType.SSM_PARAMETER
+    select = listing.parse(
+        o.get("select"), where, problems, provider_max=max_objects, recursive=ssm, tags=not ssm
     )
+    if select is not None and ssm and not select.path.startswith("/"):
+        problems.add(f"{where}: parameter 'select': an SSM 'path' starts with '/' (a hierarchy)")
+    alias = as_text(o.get("objectAlias")).strip("/")
+    why = path_problem(alias) if alias else None
+    if why is not None:
+        problems.add(f"{where}: parameter 'objectAlias': {alias[:80]!r} {why}")
+    mode = file_mode(o.get("filePermission"), where, default_mode, problems)
+    encoding, own_region = _encoding_and_region(o, where, problems)
+    if obj_type is None or select is None:
+        return None
+    return AwsObject(
+        object_name=select.path,
+        object_type=obj_type,
+        file_name=alias,
+        mode=mode,
+        primary=Selector(select.path),
+        failover=None,
+        jmes=(),
+        arn=None,
+        failover_arn=None,
+        encoding=encoding,
+        region=own_region,
+        select=select,
+    )
+
+
+def _failover_of(
+    o: Mapping[str, object],
+    where: str,
+    *,
+    primary: Selector,
+    obj_type: ObjectType | None,
+    failover_region: str,
+    problems: Problems,
+) -> tuple[Selector | None, Arn | None]:
+    """What to read in ``failoverRegion``: ``failoverObject``, else the same name; and its ARN."""
+    fo = _failover(o.get("failoverObject"), where, problems)
+    if fo is None:
+        # The same name in the other region (the AWS provider does the same).
+        return (primary if failover_region else None), None
+    sel, fo_name = fo
+    if not as_text(o.get("objectAlias")):
+        problems.add(f"{where}: parameter 'objectAlias' is required with 'failoverObject'")
+    if not failover_region:
+        problems.add(f"{where}: 'failoverObject' needs the parameter 'failoverRegion'")
+    if sel.version != primary.version:
+        problems.add(f"{where}: 'failoverObject.objectVersion' must equal 'objectVersion'")
+    if obj_type is ObjectType.SSM_PARAMETER and sel.version and sel.label:
+        problems.add(f"{where}: failoverObject takes objectVersion or objectVersionLabel, not both")
+    fo_type, failover_arn = _object_type(
+        fo_name,
+        as_text(o.get("objectType")) or (obj_type.value if obj_type else ""),
+        where,
+        "failoverObject.objectName",
+        problems,
+    )
+    if fo_type and obj_type and fo_type != obj_type:
+        problems.add(f"{where}: 'failoverObject' is not of the same type as the object")
+    return sel, failover_arn
 
 
 def _parse_object(
     index: int,
-    raw: Any,
+    raw: object,
     *,
     default_mode: int,
     translation: str | None,
@@ -357,45 +539,18 @@ def _parse_object(
         problems.add(
             f"{where}: SSM parameters take 'objectVersion' or 'objectVersionLabel', not both"
         )
-    mode = _mode(o.get("filePermission"), where, default_mode, problems)
-    failover_sel: Selector | None = None
-    failover_arn: Arn | None = None
-    fo = _failover(o.get("failoverObject"), where, problems)
-    if fo is not None:
-        sel, fo_name = fo
-        if not alias:
-            problems.add(f"{where}: parameter 'objectAlias' is required with 'failoverObject'")
-        if not failover_region:
-            problems.add(f"{where}: 'failoverObject' needs the parameter 'failoverRegion'")
-        if sel.version != version:
-            problems.add(f"{where}: 'failoverObject.objectVersion' must equal 'objectVersion'")
-        if obj_type is ObjectType.SSM_PARAMETER and sel.version and sel.label:
-            problems.add(
-                f"{where}: failoverObject takes objectVersion or objectVersionLabel, not both"
-            )
-        fo_type, failover_arn = _object_type(
-            fo_name,
-            as_text(o.get("objectType")) or (obj_type.value if obj_type else ""),
-            where,
-            "failoverObject.objectName",
-            problems,
-        )
-        if fo_type and obj_type and fo_type != obj_type:
-            problems.add(f"{where}: 'failoverObject' is not of the same type as the object")
-        failover_sel = sel
-    elif failover_region:
-        # The same name in the other region (the AWS provider does the same).
-        failover_sel = Selector(name, version, label)
+    mode = file_mode(o.get("filePermission"), where, default_mode, problems)
+    failover_sel, failover_arn = _failover_of(
+        o,
+        where,
+        primary=Selector(name, version, label),
+        obj_type=obj_type,
+        failover_region=failover_region,
+        problems=problems,
+    )
     file_name = translate(alias or name, translation)
     jmes = _jmes_entries(o.get("jmesPath"), where, translation, mode, problems)
-    try:
-        encoding = normalize_encoding(as_text(o.get("objectEncoding")))
-    except ValueError as exc:
-        problems.add(f"{where}: parameter 'objectEncoding': {exc}")
-        encoding = "utf-8"
-    own_region = as_text(o.get("region"))
-    if own_region and not _REGION_NAME.match(own_region):
-        problems.add(f"{where}: parameter 'region': {own_region[:30]!r} is not an AWS region name")
+    encoding, own_region = _encoding_and_region(o, where, problems)
     if obj_type is None:
         return None
     return AwsObject(

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import boto3.session
 import botocore
+import botocore.loaders
 import botocore.regions
 import botocore.session
 
@@ -29,7 +29,7 @@ import botocore.session
 SERVICES = frozenset({"secretsmanager", "ssm", "sts"})
 
 
-def _only_our_services(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _only_our_services(pairs: list[tuple[str, object]]) -> dict[str, object]:
     """json object hook: a partition's ``services`` map keeps only SERVICES.
 
     Applied while parsing, so the other services' entries are freed as they
@@ -40,7 +40,7 @@ def _only_our_services(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _builtin_endpoints(loader: Any) -> str | None:
+def _builtin_endpoints(loader: botocore.loaders.Loader) -> str | None:
     """botocore's bundled endpoints.json, or None when the user's data overrides it."""
     builtin = os.path.join(os.path.dirname(botocore.__file__), "data")
     for path in loader.search_paths:

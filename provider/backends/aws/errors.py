@@ -23,11 +23,14 @@ credentials.
       (AWS_* environment, config files,  the pod cannot fix it and retrying
       botocore data, SDK features we     cannot help; the message says to fix
       never use)                         the provider's deployment
+    the EKS Pod Identity agent's HTTP   refused (4xx but 429) PermissionDenied
+      answers (urllib)                   (AuthFailed); other statuses and
+                                         connection failures Unavailable
 """
 
 from __future__ import annotations
 
-from typing import Any
+import urllib.error
 
 import botocore.exceptions as bx
 import botocore.parsers
@@ -211,7 +214,7 @@ class UnreadableErrorAnswer(Exception):
 
 
 def keep_unreadable_error_status(
-    response_dict: Any = None, operation_model: Any = None, **_: Any
+    response_dict: object = None, operation_model: object = None, **_: object
 ) -> None:
     """botocore ``before-parse`` hook: a 429/5xx it could not read raises UnreadableErrorAnswer."""
     if not isinstance(response_dict, dict):
@@ -238,6 +241,42 @@ def retry_after(exc: bx.ClientError) -> float | None:
     return parse_retry_after(value if isinstance(value, str) else None)
 
 
+# Operations a pod's role may well lack (a listing, a chained role): a denial
+# names the IAM permission to grant.
+PERMISSIONS = {
+    "GetParametersByPath": "ssm:GetParametersByPath",
+    "ListSecrets": "secretsmanager:ListSecrets",
+    "AssumeRole": "sts:AssumeRole",
+}
+
+
+def _needs(operation: str) -> str:
+    permission = PERMISSIONS.get(operation)
+    return f" (the role needs {permission})" if permission else ""
+
+
+def agent_refused(exc: BaseException) -> bool:
+    """The EKS Pod Identity agent refused the pod's token: a definite answer, never retried.
+
+    Its other failures (429, 5xx, no connection) are transient: with two agent
+    addresses (``preferredAddressType: auto``) the other one is tried.
+    """
+    return isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500 and exc.code != 429
+
+
+def _agent(exc: OSError, subject: str) -> ProviderError:
+    """What the EKS Pod Identity agent (plain HTTP, read with urllib) answered."""
+    if isinstance(exc, urllib.error.HTTPError):
+        if agent_refused(exc):
+            return PermissionDenied(
+                f"{subject} refused the pod's token (HTTP {exc.code}); check the pod identity "
+                "association of its service account",
+                code=ErrorCode.AuthFailed,
+            )
+        return Unavailable(f"{subject} answered HTTP {exc.code}")
+    return Unavailable(f"{subject} cannot be reached ({type(exc).__name__})")
+
+
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
     """The provider error for ``exc`` raised by ``operation`` while reading ``subject``."""
     if isinstance(exc, ProviderError):
@@ -252,7 +291,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         if code in NOT_FOUND:
             return NotFound(text)
         if code in DENIED:
-            return PermissionDenied(text)
+            return PermissionDenied(text + _needs(operation))
         if code in TRANSIENT or status == 429 or status >= 500:
             return Unavailable(
                 text,
@@ -262,7 +301,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         if code == "InvalidRequestException" and "delet" in said.lower():
             return NotFound(text)
         if status == 403:
-            return PermissionDenied(text)
+            return PermissionDenied(text + _needs(operation))
         return InvalidRequest(text, code=ErrorCode.BackendRejected)
     if isinstance(exc, UnreadableErrorAnswer):
         return Unavailable(
@@ -294,6 +333,9 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
             f"({name}); check the provider's AWS_* environment and its installation",
             code=ErrorCode.ProviderMisconfigured,
         )
+    if isinstance(exc, OSError):
+        # botocore's network errors are mapped above: this is the agent's (urllib).
+        return _agent(exc, subject)
     if isinstance(exc, PARSER_FAULTS):
         return Unavailable(
             f"{subject}: {operation}: AWS's answer is not what the API promises ({name})"
