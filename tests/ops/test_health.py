@@ -99,6 +99,28 @@ def test_shutdown_reports_not_ready_but_alive(running: RunningProvider) -> None:
     assert _health(running.socket(), "") == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+def test_health_watch_sees_the_shutdown(running: RunningProvider) -> None:
+    """The servicer is built by the first health call (here a Watch): it still follows."""
+    with grpc.insecure_channel(f"unix:{running.socket()}") as channel:
+        stream = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="v1alpha1.CSIDriverProvider"), timeout=10
+        )
+        assert next(stream).status == health_pb2.HealthCheckResponse.SERVING
+        running.run(running.app.grpc_health.shutting_down())
+        assert next(stream).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        stream.cancel()
+
+
+def test_health_asked_first_during_shutdown(running: RunningProvider) -> None:
+    """No health call before the shutdown: the first one still answers NOT_SERVING, per service."""
+    running.run(running.app.grpc_health.shutting_down())
+    for service in ("", "v1alpha1.CSIDriverProvider"):
+        assert _health(running.socket(), service) == health_pb2.HealthCheckResponse.NOT_SERVING
+    with pytest.raises(grpc.RpcError) as err:
+        _health(running.socket(), "no.such.Service")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 def test_probes_before_start(tmp_path: Path) -> None:
     probes = Probes(sockets=[tmp_path / "polysecret.sock"])
     assert probes.live() == "not started"
