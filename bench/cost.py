@@ -45,6 +45,8 @@ PEER_CPU_MS = {
     "azure": {1: 3.0, 10: 6.0},
 }
 PEER_RSS_MIB = {"vault": "32-33 / up to 65", "aws": "29-31 / up to 65", "azure": "19 / 27+"}
+# Issue 16's goal for ours: idle at most 40 MiB, growth under 20 MiB per backend in use.
+GOAL = "goal: idle <= 40 MiB, growth < 20 MiB per backend"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -195,14 +197,20 @@ def measure(backend: str, n_objects: int, mounts: int) -> dict[str, float]:
                 mount(-1 - i)
             cpu0 = cpu_seconds(proc.pid)
             wall0 = time.perf_counter()
+            half = idle
             for i in range(mounts):
                 mount(i)
+                if i == mounts // 2:
+                    half = rss_mib(proc.pid)
             wall = (time.perf_counter() - wall0) / mounts
             cpu = (cpu_seconds(proc.pid) - cpu0) / mounts
             return {
                 "cpu_ms": cpu * 1000,
                 "wall_ms": wall * 1000,
                 "idle": idle,
+                # Half-way and at the end: equal when the growth has stopped
+                # (every cache and pool is bounded), not still climbing.
+                "half": half,
                 "after": rss_mib(proc.pid),
             }
 
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     print("cold mounts (every object read), new pod per mount, one service account")
     print(
         f"{'backend':8} {'objects':>7} {'CPU ms/mount':>13} {'peer CPU':>9} "
-        f"{'ours/peer':>9} {'wall ms':>8} {'RSS idle':>9} {'RSS after':>10}"
+        f"{'ours/peer':>9} {'wall ms':>8} {'RSS idle':>9} {'half / after':>14} {'growth':>7}"
     )
     for backend in args.backends.split(","):
         for n in sizes:
@@ -234,9 +242,11 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"x{row['cpu_ms'] / peer:.2f}" if peer else "-"
             print(
                 f"{backend:8} {n:7d} {row['cpu_ms']:13.2f} {peer or float('nan'):9.1f} "
-                f"{ratio:>9} {row['wall_ms']:8.2f} {row['idle']:8.1f}M {row['after']:9.1f}M"
+                f"{ratio:>9} {row['wall_ms']:8.2f} {row['idle']:8.1f}M "
+                f"{row['half']:6.1f} /{row['after']:6.1f}M {row['after'] - row['idle']:+6.1f}M"
             )
-        print(f"{'':8} peers' RSS idle / after load: {PEER_RSS_MIB[backend]} MiB")
+        print(f"{'':8} peers' RSS idle / after ~600 mounts: {PEER_RSS_MIB[backend]} MiB")
+    print(GOAL)
     return 0
 
 
