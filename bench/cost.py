@@ -64,6 +64,34 @@ def rss_mib(pid: int) -> float:
 # -- the provider's own process ------------------------------------------------
 
 
+def serve_idle_rss(starts: int = 3) -> list[float]:
+    """RSS of ``python -m provider serve`` (as the container runs it) before any request.
+
+    The per-backend rows run the provider through the test harness (to hand it
+    the backends' settings); this is the process every node pays for.
+    """
+    found = []
+    for _ in range(starts):
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "provider", "serve", "--socket-dir", tmp,
+                 "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+                 "--log-level", "warning"],
+                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 30
+                while not Path(tmp, "polysecret.sock").exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                time.sleep(1.0)  # the HTTP endpoints and health state follow the socket
+                found.append(rss_mib(proc.pid))
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    return found
+
+
 def child(handover: str) -> int:
     """Serve with the pickled settings until SIGTERM (runs in the measured process)."""
     from tests.support.running import RunningProvider
@@ -225,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args.child)
     sizes = [int(s) for s in args.sizes.split(",")]
+    idle = serve_idle_rss()
+    print(
+        f"polysecret serve, idle (no request yet): {' / '.join(f'{r:.1f}' for r in idle)} MiB "
+        "(peers 19-33 MiB)"
+    )
     print("cold mounts (every object read), new pod per mount, one service account")
     print(
         f"{'backend':8} {'objects':>7} {'CPU ms/mount':>13} {'peer CPU':>9} "

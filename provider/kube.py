@@ -16,9 +16,7 @@ import json
 import os
 import ssl
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +107,11 @@ class KubeClient:
 
     def read(self, path: str, what: str) -> dict[str, Any]:
         """One GET of the API server (blocking; not cached: see :meth:`cached`)."""
+        # Here, not at import: urllib.request and its http.client and email
+        # cost an idle provider ~1 MiB, and most classes never read the API.
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(self._base + path)  # noqa: S310 - our API server
         if self._token_file:
             try:

@@ -25,6 +25,8 @@ NOT_AT_IDLE = (
     "jinja2",  # provider.derived.templates: first class with templates
     "difflib",  # provider.dialect: first misspelt key
     "http.server",  # not used: provider.health answers probes on socketserver
+    "urllib.request",  # provider.kube: first Kubernetes API read
+    "email",  # urllib.request's, and provider.retry's for an HTTP-date Retry-After
     "boto3",
     "botocore",
     "hvac",
