@@ -64,28 +64,53 @@ def rss_mib(pid: int) -> float:
 # -- the provider's own process ------------------------------------------------
 
 
-def serve_idle_rss(starts: int = 3) -> list[float]:
-    """RSS of ``python -m provider serve`` (as the container runs it) before any request.
+def serve_rss(starts: int = 3) -> list[tuple[float, float]]:
+    """RSS of ``python -m provider serve`` (as the container runs it): idle, then warm.
 
-    The per-backend rows run the provider through the test harness (to hand it
-    the backends' settings); this is the process every node pays for.
+    Idle: before any request. Warm: after what every node soon sees that
+    needs no backend: kubelet's probes (``/healthz`` makes a gRPC call of its
+    own), a Prometheus scrape and one mount refused before any backend (its
+    class is parsed). The difference is the core's first-request imports
+    (prometheus_client, PyYAML, the gRPC client), so the per-backend growth
+    below, measured from idle, holds them too. The per-backend rows run the
+    provider through the test harness (to hand it the backends' settings).
     """
+    import urllib.request
+
+    import grpc
+
+    from provider.v1alpha1 import service_pb2, service_pb2_grpc
+    from tests.support.ports import free_port
+
     found = []
     for _ in range(starts):
         with tempfile.TemporaryDirectory() as tmp:
+            port = free_port()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "provider", "serve", "--socket-dir", tmp,
-                 "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
-                 "--log-level", "warning"],
+                 "--health-addr", f"127.0.0.1:{port}", "--log-level", "warning"],
                 cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
             try:
+                socket = Path(tmp, "polysecret.sock")
                 deadline = time.monotonic() + 30
-                while not Path(tmp, "polysecret.sock").exists() and time.monotonic() < deadline:
+                while not socket.exists() and time.monotonic() < deadline:
                     time.sleep(0.02)
-                time.sleep(1.0)  # the HTTP endpoints and health state follow the socket
-                found.append(rss_mib(proc.pid))
+                time.sleep(1.0)  # the HTTP endpoint and health state follow the socket
+                idle = rss_mib(proc.pid)
+                for _ in range(3):
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as r:
+                        r.read()
+                with grpc.insecure_channel(f"unix:{socket}") as channel:
+                    refused = service_pb2.MountRequest(
+                        attributes=json.dumps({"objects": "- objectName: a\n"}),
+                        secrets="{}", target_path="/tmp/x", permission="420",
+                    )  # fmt: skip
+                    with contextlib.suppress(grpc.RpcError):
+                        service_pb2_grpc.CSIDriverProviderStub(channel).Mount(refused, timeout=10)
+                time.sleep(0.5)
+                found.append((idle, rss_mib(proc.pid)))
             finally:
                 proc.terminate()
                 proc.wait(30)
@@ -253,10 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args.child)
     sizes = [int(s) for s in args.sizes.split(",")]
-    idle = serve_idle_rss()
+    serve = serve_rss()
     print(
-        f"polysecret serve, idle (no request yet): {' / '.join(f'{r:.1f}' for r in idle)} MiB "
-        "(peers 19-33 MiB)"
+        "polysecret serve RSS, idle / after probes and a refused mount: "
+        + ", ".join(f"{idle:.1f} / {warm:.1f}" for idle, warm in serve)
+        + " MiB (peers idle 19-33 MiB)"
     )
     print("cold mounts (every object read), new pod per mount, one service account")
     print(
