@@ -32,15 +32,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
 
 from provider import API_VERSION
 from provider.v1alpha1 import service_pb2, service_pb2_grpc
-
-if TYPE_CHECKING:
-    from grpc_health.v1._async import HealthServicer
 
 log = logging.getLogger("provider.health")
 
@@ -50,103 +48,27 @@ PROVIDER_SERVICE = "v1alpha1.CSIDriverProvider"
 DEFAULT_CHECK_TIMEOUT = 2.0
 
 
-HEALTH_SERVICE = "grpc.health.v1.Health"
-
-
 class GrpcHealth:
-    """The standard health service, shared by every socket's server.
-
-    grpcio-health-checking's servicer and its protobuf descriptors (~1.5 MiB)
-    are loaded on the first health call, not at start: kubelet probes over
-    HTTP, and most nodes never ask over gRPC. Until then the serving state is
-    kept here and handed to the servicer when it is built, so a first call
-    answers exactly what an eagerly built servicer would.
-    """
+    """The standard health service, shared by every socket's server."""
 
     def __init__(self) -> None:
-        self._serving = False
-        self._stopping = False
-        # The asyncio servicer keeps asyncio.Conditions: it is built and used
-        # on the server's loop, in the first call.
+        # The asyncio servicer keeps asyncio.Conditions: it must be created
+        # and used on the server's loop, so it is built lazily in ``register``.
         self._servicer: HealthServicer | None = None
-        self._handler: grpc.GenericRpcHandler | None = None
 
     def register(self, server: grpc.aio.Server) -> None:
-        server.add_generic_rpc_handlers((_LazyHealthHandler(self),))
-
-    def handler(self) -> grpc.GenericRpcHandler:
-        """The method handlers (loads the library; called on the first health call)."""
-        if self._handler is None:
-            from grpc_health.v1 import health_pb2
-
-            request = health_pb2.HealthCheckRequest.FromString
-            response = health_pb2.HealthCheckResponse.SerializeToString
-            self._handler = grpc.method_handlers_generic_handler(
-                HEALTH_SERVICE,
-                {
-                    "Check": grpc.unary_unary_rpc_method_handler(
-                        self._check, request_deserializer=request, response_serializer=response
-                    ),
-                    "Watch": grpc.unary_stream_rpc_method_handler(
-                        self._watch, request_deserializer=request, response_serializer=response
-                    ),
-                },
-            )
-        return self._handler
-
-    async def _built(self) -> HealthServicer:
         if self._servicer is None:
-            from grpc_health.v1._async import HealthServicer
-
-            servicer = HealthServicer()
-            # Nothing watches a new servicer: these never wait.
-            if self._serving or self._stopping:
-                await self._set_serving(servicer)
-            if self._stopping:
-                await servicer.enter_graceful_shutdown()
-            if self._servicer is None:
-                self._servicer = servicer
-        return self._servicer
-
-    async def _check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        return await (await self._built()).Check(request, context)
-
-    async def _watch(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await (await self._built()).Watch(request, context)
+            self._servicer = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
 
     async def serving(self) -> None:
-        self._serving = True
         if self._servicer is not None:
-            await self._set_serving(self._servicer)
+            for service in ("", PROVIDER_SERVICE):
+                await self._servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     async def shutting_down(self) -> None:
-        self._stopping = True
         if self._servicer is not None:
             await self._servicer.enter_graceful_shutdown()
-
-    @staticmethod
-    async def _set_serving(servicer: HealthServicer) -> None:
-        from grpc_health.v1 import health_pb2
-
-        for service in ("", PROVIDER_SERVICE):
-            await servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-
-
-class _LazyHealthHandler(grpc.GenericRpcHandler):
-    """Routes ``grpc.health.v1.Health`` calls to the servicer, building it on the first."""
-
-    _PREFIX = f"/{HEALTH_SERVICE}/"
-
-    def __init__(self, health: GrpcHealth) -> None:
-        self._health = health
-
-    def service(
-        self, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method: str = handler_call_details.method
-        if not method.startswith(self._PREFIX):
-            return None
-        return self._health.handler().service(handler_call_details)
 
 
 def check_socket(path: Path, timeout: float = DEFAULT_CHECK_TIMEOUT) -> str | None:

@@ -100,7 +100,7 @@ def test_shutdown_reports_not_ready_but_alive(running: RunningProvider) -> None:
 
 
 def test_health_watch_sees_the_shutdown(running: RunningProvider) -> None:
-    """The servicer is built by the first health call (here a Watch): it still follows."""
+    """A Watch follows the serving state into shutdown."""
     with grpc.insecure_channel(f"unix:{running.socket()}") as channel:
         stream = health_pb2_grpc.HealthStub(channel).Watch(
             health_pb2.HealthCheckRequest(service="v1alpha1.CSIDriverProvider"), timeout=10
@@ -112,7 +112,7 @@ def test_health_watch_sees_the_shutdown(running: RunningProvider) -> None:
 
 
 def test_health_asked_first_during_shutdown(running: RunningProvider) -> None:
-    """No health call before the shutdown: the first one still answers NOT_SERVING, per service."""
+    """Asked first during shutdown: NOT_SERVING for both services, NOT_FOUND for others."""
     running.run(running.app.grpc_health.shutting_down())
     for service in ("", "v1alpha1.CSIDriverProvider"):
         assert _health(running.socket(), service) == health_pb2.HealthCheckResponse.NOT_SERVING

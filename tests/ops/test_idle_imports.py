@@ -1,10 +1,10 @@
 """An idle ``polysecret serve`` has not imported what only a request needs.
 
 Idle RSS is what every node pays (issue 16: at most 40 MiB). The metrics
-library, the gRPC health servicer, PyYAML, the template engine and every
-backend SDK are imported by the first mount, scrape or health call that needs
-them. This runs the real entry point in its own interpreter and reads its
-``sys.modules`` once the socket is serving.
+library, PyYAML, the HTTP client stack, the template engine and every backend
+SDK are imported by the first mount or scrape that needs them. This runs the
+real entry point in its own interpreter and reads its ``sys.modules`` once the
+socket is serving.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from tests.ops.conftest import REPO
 # A module here at idle costs every node memory: import it where a request needs it.
 NOT_AT_IDLE = (
     "prometheus_client",  # provider.metricseries: first mount or scrape
-    "grpc_health.v1",  # provider.health.GrpcHealth: first gRPC health call
     "yaml",  # provider.boundedyaml: first mount
     "jinja2",  # provider.derived.templates: first class with templates
     "difflib",  # provider.dialect: first misspelt key
