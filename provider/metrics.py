@@ -44,9 +44,10 @@ class Metrics:
     """Counters and histograms for mounts and backend requests (both observer hooks).
 
     The series are built on first use (a mount, a cache lookup or a scrape):
-    ``prometheus_client`` costs ~2-3 MiB that an idle provider does not need.
-    Nothing is counted before they exist, so every scrape shows the same
-    series and values as if they had been built at start.
+    ``prometheus_client`` and what its package imports are ~1 MiB of an idle
+    provider's RSS (bench/README.md, "Idle memory"). Nothing is counted
+    before they exist, so every scrape shows the same series and values as if
+    they had been built at start.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
