@@ -9,6 +9,9 @@ reads its memory from /proc:
 * RSS during and after load: rounds of 64 concurrent mounts of 10 Secrets
   Manager objects each against a local moto server (one gRPC connection, like
   the driver); VmHWM is the peak;
+* the cost of templates (issue 15): RSS before and after the first mount of a
+  class with ``templates`` (Jinja2 is imported then, never at idle: the idle
+  figure is the same with or without template support);
 * RSS once the Vault and Azure SDKs are loaded too (one mount each against a
   closed local port: the SDK is imported, the fetch fails fast).
 
@@ -124,6 +127,7 @@ def main() -> None:
             names = [f"bench/secret-{i}" for i in range(OBJECTS)]
             for n in names:
                 sm.create_secret(Name=n, SecretString="x" * 64)
+            sm.create_secret(Name="bench/db", SecretString=json.dumps({"user": "u", "port": 5432}))
             objects = "".join(f"- objectName: {n}\n  objectType: secretsmanager\n" for n in names)
             params = {"objects": objects, "region": REGION, "roleArn": ROLE_ARN}
 
@@ -164,6 +168,25 @@ def main() -> None:
                 "rss_during_max_mib": round(max(samples), 1),
                 "rss_after_mib": round(mib(p.proc.pid, "VmRSS"), 1),
                 "peak_vmhwm_mib": round(mib(p.proc.pid, "VmHWM"), 1),
+            }
+
+            # The first class with templates imports the template engine.
+            templated = {
+                **params,
+                "objects": objects
+                + "- objectName: bench/db\n  objectType: secretsmanager\n  objectAlias: db\n",
+                "templates": '- file: db.env\n  template: "USER={{ db.user }} {{ db.port }}"\n',
+            }
+            before = mib(p.proc.pid, "VmRSS")
+            with grpc.insecure_channel(f"unix:{p.socket}") as ch:
+                reply = service_pb2_grpc.CSIDriverProviderStub(ch).Mount(
+                    mount_request(templated, "pod-t"), timeout=60
+                )
+            rendered = {f.path: f.contents for f in reply.files}.get("db.env", b"")
+            result["first_template_mount"] = {
+                "rss_before_mib": round(before, 1),
+                "rss_after_mib": round(mib(p.proc.pid, "VmRSS"), 1),
+                "rendered": rendered.decode(),
             }
 
             # Load the other two SDKs as well (the fetches fail fast on a closed port).

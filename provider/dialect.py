@@ -3,41 +3,19 @@
 All parameters arrive as strings; booleans, YAML documents and required keys
 are read the same way for AWS, Azure and Vault so that messages look alike.
 Every YAML document of a class goes through :func:`parse_yaml`, which bounds
-nesting and alias expansion: a class author must not be able to crash or
-stall the provider every pod of the node depends on.
+nesting and alias expansion (``provider.boundedyaml``): a class author must
+not be able to crash or stall the provider every pod of the node depends on.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-import yaml
-from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
-from yaml.resolver import Resolver
-
 from provider.errors import Problems
 from provider.modes import parse_integer_mode, parse_octal_mode
-
-# libyaml's loader is ~10x faster than the pure-Python one; same safe subset.
-SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# libyaml's event parser; its own composer is not used (see _BoundedComposer).
-_Parser: type[Any] = getattr(getattr(yaml, "_yaml", None), "CParser", yaml.parser.Parser)
-
-# A YAML document in a parameter may nest this deep, aliases included. Real
-# classes nest 3-5 levels (list, object, jmesPath list, entry); libyaml's own
-# composer recurses in C and crashes the process at ~20,000 levels.
-MAX_DEPTH = 100
-# Aliases may add this many nodes to a document, or as many as the document
-# itself holds if that is more. Anchors for shared defaults stay usable (the Go
-# peers accept them: yaml.v3 allows ~99% alias expansion up to 400,000 nodes),
-# but a "billion laughs" document (~400 bytes, 43 million nodes) is refused
-# before anything walks it.
-ALIAS_NODES = 10_000
 
 _TRUE = {"1", "t", "true", "yes", "y", "on"}
 _FALSE = {"", "0", "f", "false", "no", "n", "off"}
@@ -57,91 +35,6 @@ def parse_bool(
         return default if value == "" else False
     problems.add(f"parameter {key!r}: {raw[:20]!r} is not a boolean (true or false)")
     return default
-
-
-class YamlLimit(yaml.YAMLError):
-    """A document over one of this module's bounds (depth, alias expansion)."""
-
-
-class _BoundedComposer(Composer):
-    """PyYAML's composer, measuring the document it builds.
-
-    Composing is linear in the text even for an alias bomb (an alias is the
-    same node again); what explodes is whatever walks the result afterwards.
-    So each node's expanded size and height are counted here, as it is
-    composed, and a document over the bounds is refused before it is
-    constructed. Iterating libyaml's events keeps most of its speed.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # [expanded size, height of the tallest child] of each open node.
-        self._frames: list[list[int]] = []
-        self._sizes: dict[int, tuple[int, int]] = {}  # id(anchored node) -> size, height
-        self._literal = 0
-        self._aliased = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()  # type: ignore[attr-defined]  # from the parser
-        if isinstance(event, yaml.AliasEvent):
-            target = self.anchors.get(event.anchor)
-            if target is not None:
-                known = self._sizes.get(id(target))
-                if known is None:
-                    raise YamlLimit(f"alias *{event.anchor} refers to a node that contains it")
-                self._aliased += known[0]
-                self._close(*known)
-            return super().compose_node(parent, index)
-        if len(self._frames) >= MAX_DEPTH:
-            raise YamlLimit(f"nests deeper than {MAX_DEPTH} levels")
-        self._frames.append([1, 0])
-        node = super().compose_node(parent, index)
-        size, child_height = self._frames.pop()
-        self._literal += 1
-        if event.anchor is not None:
-            self._sizes[id(node)] = (size, child_height + 1)
-        self._close(size, child_height + 1)
-        return node
-
-    def _close(self, size: int, height: int) -> None:
-        if len(self._frames) + height > MAX_DEPTH:
-            raise YamlLimit(f"nests deeper than {MAX_DEPTH} levels (aliases expanded)")
-        if self._frames:
-            frame = self._frames[-1]
-            frame[0] += size
-            frame[1] = max(frame[1], height)
-
-    def get_single_node(self) -> Any:
-        node = super().get_single_node()
-        if self._aliased > max(ALIAS_NODES, self._literal):
-            raise YamlLimit(
-                f"aliases expand it by {_count(self._aliased)} nodes (at most "
-                f"{max(ALIAS_NODES, self._literal)} allowed)"
-            )
-        return node
-
-
-def _count(n: int) -> str:
-    return str(n) if n < 10**12 else "more than 10^12"
-
-
-class _Loader(_BoundedComposer, _Parser, SafeConstructor, Resolver):  # type: ignore[misc]
-    """Safe YAML with bounded depth and alias expansion."""
-
-    def __init__(self, stream: str) -> None:
-        _Parser.__init__(self, stream)
-        _BoundedComposer.__init__(self)
-        SafeConstructor.__init__(self)
-        Resolver.__init__(self)
-
-
-class _TextLoader(_Loader):
-    """Every plain scalar stays text, as in a Go struct of strings (Azure's dialect).
-
-    A version id like ``0000`` or ``1e10...`` must not become a number.
-    """
-
-    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 - PyYAML's class attribute
 
 
 # Documents already parsed while one class is read: (text, text_scalars) ->
@@ -170,7 +63,7 @@ def parse_yaml(text: str, what: str, problems: Problems, *, text_scalars: bool =
     """A YAML (or JSON) document inside a parameter; None (and a problem) if malformed.
 
     ``text_scalars`` keeps every plain scalar a string. Aliases and nesting are
-    bounded (MAX_DEPTH, ALIAS_NODES): a document over them is refused, naming
+    bounded (``provider.boundedyaml``): a document over them is refused, naming
     the parameter, before anything walks it.
     """
     memo = _parsed.get()
@@ -186,21 +79,9 @@ def parse_yaml(text: str, what: str, problems: Problems, *, text_scalars: bool =
 
 
 def _load(text: str, text_scalars: bool) -> tuple[Any, str]:
-    try:
-        loader = (_TextLoader if text_scalars else _Loader)(text)
-    except UnicodeError:
-        # A lone surrogate (JSON "\\ud800") cannot be encoded for libyaml.
-        return None, "is not valid Unicode text (it holds a lone surrogate)"
-    try:
-        return loader.get_single_data(), ""
-    except YamlLimit as exc:
-        return None, f"is refused: its YAML {exc}"
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return None, f"is not valid YAML{where}"
-    finally:
-        loader.dispose()
+    from provider.boundedyaml import load
+
+    return load(text, text_scalars)
 
 
 def fold_keys(
@@ -227,6 +108,8 @@ def fold_keys(
 
 def _suggest(key: str, known: tuple[str, ...]) -> str:
     """ "did you mean 'objectName'?" for a near miss; else the known keys."""
+    import difflib  # only for a misspelt key
+
     by_lower = {k.lower(): k for k in known}
     close = difflib.get_close_matches(key[:100].lower(), list(by_lower), n=1, cutoff=0.75)
     if close:

@@ -15,7 +15,7 @@ Kubelet probes over HTTP, so a tiny HTTP server answers:
   file in place. A DaemonSet has no Service to route, but rolling updates wait
   for readiness before moving to the next node.
 
-The HTTP server runs on its own thread (stdlib ``http.server``, no extra
+The HTTP server runs on its own thread (stdlib ``socketserver``, no extra
 dependency), never on the event loop it is checking: if the loop is stuck the
 probe must still answer, and answer "unhealthy". ``/metrics`` is served by the
 same server when the metrics address equals the health address.
@@ -23,14 +23,15 @@ same server when the metrics address equals the health address.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import socketserver
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -144,33 +145,76 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)  # noqa: S104 - pod IP, for kubelet's probes
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HttpServer
-    protocol_version = "HTTP/1.1"
+# What a probe or a scrape sends is a request line and a few headers, no body.
+MAX_LINE = 8192
+MAX_HEADERS = 100
+# A client that never finishes its request frees its thread after this long.
+REQUEST_TIMEOUT = 10.0
+_TEXT = "text/plain; charset=utf-8"
 
-    def do_GET(self) -> None:
-        route = self.server.routes.get(self.path.split("?", 1)[0])
-        if route is None:
-            status, ctype, body = 404, "text/plain; charset=utf-8", b"not found\n"
+
+class _Handler(socketserver.StreamRequestHandler):
+    """One ``GET`` (or ``HEAD``) of a route per connection, answered, then closed.
+
+    Not ``http.server``: it would cost every idle node ~1 MiB (html,
+    mimetypes, http.client and the email package it parses headers with) to
+    answer kubelet and Prometheus, which need only this. Lines and headers are bounded and a
+    slow client times out, so nobody on the pod network can hold the probes.
+    """
+
+    server: _HttpServer
+    timeout = REQUEST_TIMEOUT
+
+    def handle(self) -> None:
+        try:
+            request = self._read_request()
+        except OSError:  # timed out or reset: nobody to answer
+            return
+        if request is None:
+            self._send(400, _TEXT, b"bad request\n")
+            return
+        method, path = request
+        route = self.server.routes.get(path.split("?", 1)[0])
+        if method not in ("GET", "HEAD"):
+            status, ctype, body = 501, _TEXT, b"unsupported method\n"
+        elif route is None:
+            status, ctype, body = 404, _TEXT, b"not found\n"
         else:
             try:
                 status, ctype, body = route()
             except Exception:  # a probe must answer, whatever broke
                 log.exception("probe handler failed")
-                status, ctype, body = 500, "text/plain; charset=utf-8", b"error\n"
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+                status, ctype, body = 500, _TEXT, b"error\n"
+        self._send(status, ctype, body if method == "GET" else b"", length=len(body))
 
-    def log_message(self, format: str, *args: Any) -> None:
-        # Probes every few seconds would drown the one-line-per-Mount log.
+    def _read_request(self) -> tuple[str, str] | None:
+        """``(method, path)``, or None when it is not an HTTP/1.x request line and headers."""
+        line = self.rfile.readline(MAX_LINE + 1)
+        parts = line.decode("latin-1").split()
+        if len(line) > MAX_LINE or len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            return None
+        for _ in range(MAX_HEADERS + 1):
+            header = self.rfile.readline(MAX_LINE + 1)
+            if len(header) > MAX_LINE or not header:
+                return None
+            if header in (b"\r\n", b"\n"):
+                return parts[0], parts[1]
         return None
 
+    def _send(self, status: int, ctype: str, body: bytes, *, length: int | None = None) -> None:
+        head = (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            f"Content-Type: {ctype}\r\n"
+            f"Content-Length: {len(body) if length is None else length}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        with contextlib.suppress(OSError):  # the client left: nothing to tell it
+            self.wfile.write(head.encode("latin-1") + body)
 
-class _HttpServer(ThreadingHTTPServer):
+
+class _HttpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
+    allow_reuse_address = True  # a restarted provider rebinds at once
 
     def __init__(self, host: str, port: int, routes: dict[str, Route]) -> None:
         # address_family is read by the base __init__: set it first.

@@ -17,9 +17,7 @@ import json
 import os
 import ssl
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -118,6 +116,11 @@ class KubeClient:
             return self._get(path, what)
 
     def _get(self, path: str, what: str) -> dict[str, object]:
+        # Here, not at import: urllib.request and its http.client and email
+        # cost an idle provider ~1 MiB, and most classes never read the API.
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(self._base + path)  # noqa: S310 - our API server
         if self._token_file:
             try:
@@ -162,6 +165,8 @@ class KubeClient:
 
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
     """The provider error for a failed API read of ``subject`` (a provider.errors.Translator)."""
+    import urllib.error  # loaded by the read that failed (see KubeClient._get)
+
     if isinstance(exc, urllib.error.HTTPError):
         if exc.code == 404:
             return NotFound(f"Kubernetes {subject} not found")

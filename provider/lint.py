@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from provider import PROVIDER_NAME
 from provider.backends import BACKEND_NAMES
 from provider.errors import InvalidParameters, ProviderError
@@ -60,6 +58,8 @@ def add_parser(sub: Any) -> None:
 
 def classes(text: str) -> list[SecretProviderClass]:
     """Every SecretProviderClass in a YAML stream (``kind: List`` items included)."""
+    import yaml  # not at import: ``serve`` imports this module for its CLI only
+
     found: list[SecretProviderClass] = []
     for doc in yaml.safe_load_all(text):
         items = (
@@ -116,6 +116,8 @@ def _pipeline() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    import yaml
+
     served = set(args.provider_name or (PROVIDER_NAME, *BACKEND_NAMES))
     texts = [
         sys.stdin.read() if f == "-" else Path(f).read_text(encoding="utf-8") for f in args.files

@@ -12,7 +12,6 @@ so that this is the one retry loop and it honours our deadline.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import re
@@ -46,6 +45,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     if _SECONDS.fullmatch(text):  # RFC 9110 says integer; some servers send "1.5"
         return min(float(text), RETRY_AFTER_CEILING)
+    import email.utils  # only for an HTTP-date: the email package is not loaded at idle
+
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from provider import request as keys
 
 
@@ -42,6 +40,8 @@ def spc_from_document(doc: Mapping[str, Any]) -> SecretProviderClass:
 
 def load_spc(text: str) -> SecretProviderClass:
     """The first SecretProviderClass document in a YAML file."""
+    import yaml  # not at import: ``serve`` imports this module for its CLI only
+
     for doc in yaml.safe_load_all(text):
         if isinstance(doc, dict) and doc.get("kind") == "SecretProviderClass":
             return spc_from_document(doc)

@@ -99,6 +99,74 @@ def test_shutdown_reports_not_ready_but_alive(running: RunningProvider) -> None:
     assert _health(running.socket(), "") == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+def test_health_watch_sees_the_shutdown(running: RunningProvider) -> None:
+    """A Watch follows the serving state into shutdown."""
+    with grpc.insecure_channel(f"unix:{running.socket()}") as channel:
+        stream = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="v1alpha1.CSIDriverProvider"), timeout=10
+        )
+        assert next(stream).status == health_pb2.HealthCheckResponse.SERVING
+        running.run(running.app.grpc_health.shutting_down())
+        assert next(stream).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        stream.cancel()
+
+
+def test_health_asked_first_during_shutdown(running: RunningProvider) -> None:
+    """Asked first during shutdown: NOT_SERVING for both services, NOT_FOUND for others."""
+    running.run(running.app.grpc_health.shutting_down())
+    for service in ("", "v1alpha1.CSIDriverProvider"):
+        assert _health(running.socket(), service) == health_pb2.HealthCheckResponse.NOT_SERVING
+    with pytest.raises(grpc.RpcError) as err:
+        _health(running.socket(), "no.such.Service")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    """Send bytes as they are; everything the endpoint answers before it closes."""
+    import socket as pysocket
+
+    with pysocket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(request)
+        conn.shutdown(pysocket.SHUT_WR)  # all there is: the endpoint sees the end
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_http_endpoint_answers_only_what_probes_and_scrapes_send(
+    running: RunningProvider,
+) -> None:
+    port = running.app.port("/readyz")
+    ok = _raw(port, b"GET /readyz?x=1 HTTP/1.1\r\nHost: a\r\nUser-Agent: kube-probe/1.34\r\n\r\n")
+    head, _, body = ok.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
+    assert b"Content-Length: 3" in head and b"Connection: close" in head and body == b"ok\n"
+    # HEAD: the same headers, no body.
+    head_only = _raw(port, b"HEAD /readyz HTTP/1.0\r\n\r\n")
+    assert head_only.startswith(b"HTTP/1.1 200 OK") and head_only.endswith(b"\r\n\r\n")
+    assert _raw(port, b"POST /readyz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 501 ")
+    assert _raw(port, b"GET /readyz\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert _raw(port, b"\x16\x03\x01 TLS hello\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    long_header = b"GET /readyz HTTP/1.1\r\nX: " + b"a" * 10_000 + b"\r\n\r\n"
+    assert _raw(port, long_header).startswith(b"HTTP/1.1 400 ")
+    many = b"GET /readyz HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n"
+    assert _raw(port, many).startswith(b"HTTP/1.1 400 ")
+    # Cut off before the headers end: refused, and the endpoint lives on.
+    assert _raw(port, b"GET /readyz HTTP/1.1\r\nHost: a\r\n").startswith(b"HTTP/1.1 400 ")
+    assert http_get(port, "/readyz") == (200, "ok\n")
+
+
+def test_a_silent_client_does_not_hold_the_probes(running: RunningProvider) -> None:
+    import socket as pysocket
+
+    port = running.app.port("/healthz")
+    with pysocket.create_connection(("127.0.0.1", port), timeout=5) as idle:
+        idle.sendall(b"GET /healthz HTTP/1.1\r\n")  # and never more
+        assert http_get(port, "/healthz") == (200, "ok\n")
+        assert http_get(port, "/readyz") == (200, "ok\n")
+
+
 def test_probes_before_start(tmp_path: Path) -> None:
     probes = Probes(sockets=[tmp_path / "polysecret.sock"])
     assert probes.live() == "not started"
