@@ -186,6 +186,15 @@ def test_cut_is_well_framed_but_short(proxy: FaultProxy) -> None:
     assert body(proxy) == (200, BODY[: len(BODY) // 2])
 
 
+def test_counts_the_requests_a_fault_met(proxy: FaultProxy) -> None:
+    proxy.set(Fault.cut(0.5, times=1))  # forwarded, so only `faulted` tells it apart
+    assert body(proxy) == (200, BODY[: len(BODY) // 2])
+    assert body(proxy) == (200, BODY)
+    assert proxy.forwarded == 2
+    assert proxy.count(faulted=True) == 1 and proxy.count(faulted=False) == 1
+    assert [s.faulted for s in proxy.seen()] == [True, False]
+
+
 def test_throttle_burst_with_retry_after_then_off(proxy: FaultProxy) -> None:
     date = http_date(2)
     proxy.set(Fault.throttle(503, date, body='{"message": "busy"}', times=2))

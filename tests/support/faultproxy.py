@@ -6,11 +6,12 @@ backend does not (issue 10): a stall, a reset, a byte a second, an answer cut
 short, ``200 {}``, a burst of 429/503 with Retry-After. This proxy sits between
 the provider and a real server and does those things to chosen requests,
 switched on and off from the test (fault on -> mount -> fault off -> recovery
-mount), and counts what it saw and what it forwarded, so tests can assert on
-the requests the backend itself received (by path, or by AWS operation). It is
-also the suite's only proxy for plain counting (the rotation tests) and for a
-fixed network distance (``latency=``, the benchmarks): one instrument to keep
-honest instead of three.
+mount), and counts what it saw, what it forwarded and which requests a fault
+met, so tests can assert on the requests the backend itself received (by path,
+or by AWS operation). It is also the suite's only proxy for answers that are
+not what the API promises (the backends' bad-answer tests), for plain counting
+(the rotation tests) and for a fixed network distance (``latency=``, the
+benchmarks): one instrument to keep honest instead of four.
 
 Two modes:
 
@@ -171,6 +172,7 @@ class Seen:
     at: float  # time.monotonic()
     request: Request
     action: str  # "forwarded", "answered", "stalled", "reset", "failed"
+    faulted: bool = False  # a fault met it (a cut answer is "forwarded" and faulted)
 
 
 class FaultProxy:
@@ -252,9 +254,20 @@ class FaultProxy:
         with self._lock:
             return self._counts.get("forwarded", 0)
 
-    def count(self, action: str | None = None, match: Match | None = None) -> int:
-        """Seen requests with this action (all when None) that ``match`` selects."""
-        return sum(1 for s in self.seen(match) if action is None or s.action == action)
+    def count(
+        self, action: str | None = None, match: Match | None = None, *,
+        faulted: bool | None = None,
+    ) -> int:
+        """Seen requests with this action (all when None) that ``match`` selects.
+
+        ``faulted=True`` counts only those a fault met (a burst's ``times``
+        included), ``False`` only the others.
+        """
+        return sum(
+            1 for s in self.seen(match)
+            if (action is None or s.action == action)
+            and (faulted is None or s.faulted == faulted)
+        )
 
     def seen(self, match: Match | None = None) -> list[Seen]:
         with self._lock:
@@ -330,10 +343,10 @@ class FaultProxy:
                 self._fault = replace(fault, times=left) if left > 0 else None
             return fault
 
-    def _record(self, request: Request, action: str) -> None:
+    def _record(self, request: Request, action: str, fault: Fault | None) -> None:
         with self._lock:
             self._overflowed |= len(self._seen) == self._seen.maxlen
-            self._seen.append(Seen(time.monotonic(), request, action))
+            self._seen.append(Seen(time.monotonic(), request, action, fault is not None))
             self._counts[action] = self._counts.get(action, 0) + 1
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -379,25 +392,25 @@ class FaultProxy:
                 if latency:
                     await asyncio.sleep(latency)
                 if fault is not None and fault.reset:
-                    self._record(request, "reset")
+                    self._record(request, "reset", fault)
                     _rst(writer)
                     return
                 if fault is not None and fault.stall:
-                    self._record(request, "stalled")
+                    self._record(request, "stalled", fault)
                     await _drain_until_eof(reader)
                     return
                 if fault is not None and fault.status is not None:
                     status, headers, body = fault.status, list(fault.headers), fault.body
-                    self._record(request, "answered")
+                    self._record(request, "answered", fault)
                 else:
                     if upstream is None:
                         upstream = _Upstream(*await self._connect())
                     try:
                         status, headers, body = await upstream.exchange(request)
                     except (OSError, h11.ProtocolError, asyncio.IncompleteReadError):
-                        self._record(request, "failed")
+                        self._record(request, "failed", fault)
                         return  # closing the client's connection tells it so
-                    self._record(request, "forwarded")
+                    self._record(request, "forwarded", fault)
                     if not upstream.reusable():
                         upstream.close()
                         upstream = None

@@ -8,18 +8,17 @@ Messages never quote the value or the pod's token.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import replace
 
 import grpc
 import pytest
 
 from provider.backends.vault import VaultSettings
-from tests.support.bad_answers import Answer, BadAnswers, bad_answers, path_has
+from tests.support.faultproxy import Fault, FaultProxy, Request, http_date
 from tests.support.running import RunningProvider, files_of, versions_of
 from tests.vault.conftest import KNOWN_SECRET, ProviderFactory, Vault
 
@@ -28,20 +27,31 @@ pytestmark = pytest.mark.vault
 Attrs = Callable[..., dict[str, str]]
 APP = "- objectName: pw\n  secretPath: secret/data/app\n  secretKey: password"
 WHOLE = "- objectName: all\n  secretPath: secret/data/app"
-JSON = (("Content-Type", "application/json"),)
+HTML = {"Content-Type": "text/html"}
+
+
+def path_has(part: str) -> Callable[[Request], bool]:
+    return lambda request: part in request.path
+
+
 READ = path_has("/v1/secret/data/app")
 LOGIN = path_has("/v1/auth/")
 
 
-@pytest.fixture
-def proxy(vault: Vault) -> Iterator[BadAnswers]:
-    with bad_answers(vault.address) as state:
-        yield state
+def ok(body: bytes, headers: dict[str, str] | None = None) -> Fault:
+    """A 200 with ``body`` (JSON unless ``headers`` say) instead of the real answer."""
+    return Fault.answer(200, body, headers)
 
 
 @pytest.fixture
-def via_proxy(make_provider: ProviderFactory, proxy: BadAnswers) -> RunningProvider:
-    return make_provider(VaultSettings(address=proxy.url), mount_timeout=8.0)
+def proxy(vault: Vault) -> Iterator[FaultProxy]:
+    with FaultProxy.in_front_of(vault.address) as running:
+        yield running
+
+
+@pytest.fixture
+def via_proxy(make_provider: ProviderFactory, proxy: FaultProxy) -> RunningProvider:
+    return make_provider(VaultSettings(address=proxy.url()), mount_timeout=8.0)
 
 
 def spc(objects: str = APP) -> dict[str, str]:
@@ -57,18 +67,17 @@ def _assert_clean(err: grpc.RpcError, attributes: dict[str, str]) -> None:
 
 
 BAD_READS = {
-    "not-json": Answer(body=b"<html>gateway</html>", headers=(("Content-Type", "text/html"),)),
-    "json-list": Answer(body=b"[1,2,3]", headers=JSON),
-    "json-string": Answer(body=b'"x"', headers=JSON),
-    "no-data": Answer(body=b'{"request_id":"r","warnings":null}', headers=JSON),
-    "data-null": Answer(body=b'{"data":null}', headers=JSON),
-    "kv2-without-data": Answer(body=b'{"data":{"data":null,"metadata":{"version":3}}}',
-                               headers=JSON),
-    "kv2-without-version": Answer(
-        body=b'{"data":{"data":{"password":"x"},"metadata":{"created_time":"t"}}}', headers=JSON
+    "not-json": ok(b"<html>gateway</html>", HTML),
+    "json-list": ok(b"[1,2,3]"),
+    "json-string": ok(b'"x"'),
+    "no-data": ok(b'{"request_id":"r","warnings":null}'),
+    "data-null": ok(b'{"data":null}'),
+    "kv2-without-data": ok(b'{"data":{"data":null,"metadata":{"version":3}}}'),
+    "kv2-without-version": ok(
+        b'{"data":{"data":{"password":"x"},"metadata":{"created_time":"t"}}}'
     ),
-    "cut-in-half": Answer(cut=0.5),
-    "cut-connection": Answer(cut=0.5, keep_length=True),
+    "cut-in-half": Fault.cut(0.5),
+    "cut-connection": Fault.truncated(0.5),
 }
 
 
@@ -81,12 +90,12 @@ BAD_READS = {
     ],
 )
 def test_unusable_read_is_retried_then_unavailable(
-    via_proxy: RunningProvider, proxy: BadAnswers, attrs: Attrs, case: tuple[str, Answer],
+    via_proxy: RunningProvider, proxy: FaultProxy, attrs: Attrs, case: tuple[str, Fault],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     objects, answer = case
     caplog.set_level(logging.DEBUG, logger="provider")
-    rule = proxy.when(READ, answer)
+    proxy.set(replace(answer, match=READ))
     attributes = attrs(spc(objects))
     err = via_proxy.mount_error(attributes)
     assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
@@ -94,77 +103,79 @@ def test_unusable_read_is_retried_then_unavailable(
     assert "secret/data/app" in err.details()
     _assert_clean(err, attributes)
     assert KNOWN_SECRET not in caplog.text  # a cut body holds it: never logged
-    assert rule.hits == 4  # every attempt of the retry policy
+    assert proxy.count(match=READ, faulted=True) == 4  # every attempt of the retry policy
     proxy.clear()  # the fault clears: the next mount reads at once
     assert via_proxy.mount(attributes).files
 
 
 @pytest.mark.parametrize("answer", BAD_READS.values(), ids=BAD_READS.keys())
 def test_one_unusable_read_then_the_real_one(
-    via_proxy: RunningProvider, proxy: BadAnswers, attrs: Attrs, answer: Answer
+    via_proxy: RunningProvider, proxy: FaultProxy, attrs: Attrs, answer: Fault
 ) -> None:
-    rule = proxy.when(READ, answer, times=1)
+    proxy.set(replace(answer, match=READ, times=1))
     response = via_proxy.mount(attrs(spc()))
     assert files_of(response) == {"pw": (0o644, KNOWN_SECRET.encode())}
     assert versions_of(response)["pw"].isdigit()  # the KV v2 version, not an HMAC of junk
-    assert rule.hits == 1 and len(proxy.arrivals(READ)) == 2
+    assert proxy.count(match=READ, faulted=True) == 1 and proxy.count(match=READ) == 2
 
 
 BAD_LOGINS = {
-    "not-json": Answer(body=b"<html>login page</html>", headers=(("Content-Type", "text/html"),)),
-    "json-list": Answer(body=b"[]", headers=JSON),
-    "no-auth": Answer(body=b'{"request_id":"r","data":null}', headers=JSON),
-    "cut-in-half": Answer(cut=0.5),
+    "not-json": ok(b"<html>login page</html>", HTML),
+    "json-list": ok(b"[]"),
+    "no-auth": ok(b'{"request_id":"r","data":null}'),
+    "cut-in-half": Fault.cut(0.5),
 }
 
 
 @pytest.mark.parametrize("answer", BAD_LOGINS.values(), ids=BAD_LOGINS.keys())
 def test_unusable_login_is_unavailable_not_auth_failed(
-    via_proxy: RunningProvider, proxy: BadAnswers, attrs: Attrs, answer: Answer
+    via_proxy: RunningProvider, proxy: FaultProxy, attrs: Attrs, answer: Fault
 ) -> None:
-    rule = proxy.when(LOGIN, answer)
+    proxy.set(replace(answer, match=LOGIN))
     attributes = attrs(spc())
     err = via_proxy.mount_error(attributes)
     assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
     assert "login to auth/" in err.details() and "role 'app'" in err.details()
     _assert_clean(err, attributes)
-    assert rule.hits == 4
+    assert proxy.count(match=LOGIN, faulted=True) == 4
     proxy.clear()
     assert files_of(via_proxy.mount(attributes)) == {"pw": (0o644, KNOWN_SECRET.encode())}
+
+
+def _busy(status: int, retry_after: str, **kw: int) -> Fault:
+    return Fault.throttle(
+        status, retry_after, b'{"errors":["rate limit quota exceeded"]}', match=READ, **kw
+    )
 
 
 @pytest.mark.parametrize(
-    "retry_after",
-    [lambda: "1", lambda: email.utils.formatdate(time.time() + 2, usegmt=True)],
-    ids=["delta-seconds", "http-date"],
+    "retry_after", [lambda: "1", lambda: http_date(2)], ids=["delta-seconds", "http-date"]
 )
 @pytest.mark.parametrize("status", [429, 503])
 def test_retry_after_is_honoured(
-    via_proxy: RunningProvider, proxy: BadAnswers, attrs: Attrs, retry_after: Any, status: int
+    via_proxy: RunningProvider, proxy: FaultProxy, attrs: Attrs,
+    retry_after: Callable[[], str], status: int,
 ) -> None:
     attributes = attrs(spc())
     via_proxy.mount(attributes)  # warm: the login is not part of the measured gap
-    proxy.clear()
-    busy = Answer(status=status, body=b'{"errors":["rate limit quota exceeded"]}',
-                  headers=(*JSON, ("Retry-After", retry_after())))
-    proxy.when(READ, busy, times=1)
+    proxy.reset_counts()
+    proxy.set(_busy(status, retry_after(), times=1))
     assert files_of(via_proxy.mount(attributes)) == {"pw": (0o644, KNOWN_SECRET.encode())}
-    first, second = proxy.arrivals(READ)
+    first, second = (seen.at for seen in proxy.seen(READ))
     assert 0.95 <= second - first < 3.0, second - first  # backoff alone is ~0.1 s
 
 
 def test_retry_after_beyond_the_deadline_fails_at_once(
-    make_provider: ProviderFactory, proxy: BadAnswers, attrs: Attrs
+    make_provider: ProviderFactory, proxy: FaultProxy, attrs: Attrs
 ) -> None:
-    running = make_provider(VaultSettings(address=proxy.url), mount_timeout=5.0)
+    running = make_provider(VaultSettings(address=proxy.url()), mount_timeout=5.0)
     attributes = attrs(spc())
     running.mount(attributes)
-    proxy.clear()
-    rule = proxy.when(READ, Answer(status=429, body=b'{"errors":["rate limit quota exceeded"]}',
-                                   headers=(*JSON, ("Retry-After", "30"))))
+    proxy.reset_counts()
+    proxy.set(_busy(429, "30"))
     started = time.monotonic()
     err = running.mount_error(attributes)
     assert time.monotonic() - started < 2.5
     assert err.code() == grpc.StatusCode.UNAVAILABLE
     assert err.details().startswith("Throttled: ")
-    assert rule.hits == 1
+    assert proxy.count(match=READ, faulted=True) == 1
