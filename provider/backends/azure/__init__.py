@@ -14,9 +14,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provider.errors import Problems
+
+if TYPE_CHECKING:
+    from provider.backends.azure.backend import AzureBackend
+    from provider.backends.base import BackendServices
 
 # What `pip install 'polysecret[azure]'` brings (provider.backends.installed).
 SDK = ("azure.identity", "azure.keyvault.secrets", "cryptography")
@@ -105,7 +109,7 @@ def claims(attributes: Mapping[str, str], problems: Problems) -> bool:
     return "keyvaultName" in attributes
 
 
-def create(settings: AzureSettings | None, services: Any) -> Any:
+def create(settings: AzureSettings | None, services: BackendServices) -> AzureBackend:
     from provider.backends.azure.backend import AzureBackend
 
     return AzureBackend(settings or AzureSettings(), services)

@@ -6,48 +6,37 @@ identity and vault (see ``credentials``); all of them share one HTTP transport,
 so a vault's TLS connections are reused across identities (the bearer token
 travels per request, never with the connection). The SDK's own retries are off:
 ``FetchContext.call`` retries transient faults inside the mount deadline and
-honours Key Vault's Retry-After.
+honours Key Vault's Retry-After; it also translates the SDK's exceptions once
+(``errors.translate``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import requests.adapters
 from azure.core.pipeline.transport import RequestsTransport
-from azure.identity import (
-    ClientAssertionCredential,
-    ClientSecretCredential,
-    ManagedIdentityCredential,
-)
 
-from provider.backends.azure import AzureSettings
-from provider.backends.azure.config import (
-    CLOUDS,
-    SP_MISSING,
-    WORKLOAD_IDENTITY_AUDIENCE,
-    AuthMode,
-    AzureObject,
-    AzurePlan,
-    ObjectType,
-    parse_plan,
-    service_principal,
-)
+from provider.backends.azure import AzureSettings, errors
+from provider.backends.azure.config import AzureObject, AzurePlan, ObjectType, parse_plan
 from provider.backends.azure.credentials import (
     MAX_IDENTITIES,
-    Assertion,
     IdentityCache,
     IdentityEntry,
+    IdentityKey,
+    SignIn,
+    describe,
 )
-from provider.backends.azure.errors import translate
 from provider.backends.azure.render import (
+    Fetched,
+    Rendered,
     SecretValue,
+    render,
     render_cert,
     render_key,
     render_secret,
-    split_cert_and_key,
 )
 from provider.backends.base import (
     Backend,
@@ -59,11 +48,22 @@ from provider.backends.base import (
 )
 from provider.backends.httpsession import LeanSession
 from provider.cache import Cache
-from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Unavailable
-from provider.identity import verified_token
+from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Translator, Unavailable
 from provider.request import MountRequest
 
-_KNOWN_AUTHORITIES = {c.authority_host.rstrip("/") for c in CLOUDS.values()}
+if TYPE_CHECKING:
+    from azure.keyvault.certificates import (
+        CertificateClient,
+        CertificateProperties,
+        KeyVaultCertificate,
+    )
+    from azure.keyvault.keys import KeyClient, KeyProperties
+    from azure.keyvault.secrets import SecretClient, SecretProperties
+
+    # A Key Vault client of one of the three kinds (one per identity, vault and kind).
+    KvClient = SecretClient | KeyClient | CertificateClient
+    Properties = SecretProperties | KeyProperties | CertificateProperties
+
 _OPERATIONS = {
     ObjectType.SECRET: ("GetSecret", "ListSecretVersions"),
     ObjectType.KEY: ("GetKey", "ListKeyVersions"),
@@ -71,16 +71,16 @@ _OPERATIONS = {
 }
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
-# One object version's rendered bytes and its Key Vault version id.
-Rendered = tuple[bytes, str]
 # One object's files and versions.
 Parts = tuple[list[OutputFile], list[ObjectVersion]]
 
 
 class AzureBackend(Backend[AzurePlan]):
     name = "azure"
-    # Plans hold no pod-specific data (the SP secret is read per mount).
+    # Plans hold no pod-specific data: a service principal's secret is read from
+    # each mount's request, never kept in the plan (config.Auth).
     cache_plans = True
+    translate: ClassVar[Translator | None] = staticmethod(errors.translate)
 
     def __init__(self, settings: AzureSettings, services: BackendServices) -> None:
         self._settings = settings
@@ -102,7 +102,7 @@ class AzureBackend(Backend[AzurePlan]):
         self.identities = IdentityCache()
         # Single flight of a new credential's first read per identity (nothing is
         # kept here: the credential keeps its token).
-        self.sign_ins: Cache[tuple[str, ...], bool] = Cache(
+        self.sign_ins: Cache[IdentityKey, bool] = Cache(
             "azure.sign_ins", max_entries=MAX_IDENTITIES
         )
         if services.caches is not None:
@@ -111,10 +111,10 @@ class AzureBackend(Backend[AzurePlan]):
     # -- plan ---------------------------------------------------------------
 
     def plan(self, request: MountRequest) -> AzurePlan:
-        return parse_plan(request.attributes, request.secrets, request.default_mode)
-
-    def object_count(self, plan: AzurePlan) -> int:
-        return len(plan.objects)
+        return parse_plan(
+            request.attributes, default_mode=request.default_mode, settings=self._settings,
+            secrets=request.secrets,
+        )
 
     # -- identity and clients -------------------------------------------------
 
@@ -130,69 +130,15 @@ class AzureBackend(Backend[AzurePlan]):
                 ["provider flag --azure-keyvault-endpoint must use only {vault} and {suffix}"]
             ) from None
 
-    def _authority(self, plan: AzurePlan) -> str:
-        return (self._settings.authority_host or plan.cloud.authority_host).rstrip("/")
+    def _sign_in(self, plan: AzurePlan) -> SignIn:
+        authority = (self._settings.authority_host or plan.cloud.authority_host).rstrip("/")
+        return SignIn(authority, self._transport, self._services.hmac_key)
 
-    def _sdk_kwargs(self) -> dict[str, Any]:
-        # retry_total=0: our retry loop is the one that knows the mount deadline.
-        return {"transport": self._transport, "retry_total": 0}
-
-    def _identity(
-        self, plan: AzurePlan, request: MountRequest
-    ) -> tuple[tuple[str, ...], IdentityEntry]:
-        auth = plan.auth
-        pod = request.pod
-        authority = self._authority(plan)
-        kw = self._sdk_kwargs()
-        if auth.mode is AuthMode.WORKLOAD_IDENTITY:
-            token = verified_token(request, WORKLOAD_IDENTITY_AUDIENCE, parameter="clientID")
-            key: tuple[str, ...] = (
-                *pod.identity, "workload-identity", authority, auth.tenant_id, auth.client_id
-            )
-
-            def make_wi() -> IdentityEntry:
-                assertion = Assertion()
-                credential = ClientAssertionCredential(
-                    auth.tenant_id, auth.client_id, assertion, authority=authority, **kw
-                )
-                return IdentityEntry(credential, assertion)
-
-            entry = self.identities.get(key, make_wi)
-            assert entry.assertion is not None
-            entry.assertion.set(token)  # the newest token kubelet gave this identity
-            return key, entry
-        if auth.mode is AuthMode.SERVICE_PRINCIPAL:
-            sp = service_principal(request.secrets)
-            if sp is None:
-                raise InvalidParameters([SP_MISSING])
-            key = (
-                *pod.identity, "service-principal", authority, auth.tenant_id, sp.client_id,
-                sp.fingerprint(self._services.hmac_key),
-            )
-
-            def make_sp() -> IdentityEntry:
-                assert sp is not None
-                credential = ClientSecretCredential(
-                    auth.tenant_id, sp.client_id, sp.secret, authority=authority,
-                    # MSAL asks login.microsoftonline.com to validate unknown hosts;
-                    # a sovereign or private authority is trusted by configuration.
-                    disable_instance_discovery=authority not in _KNOWN_AUTHORITIES,
-                    **kw,
-                )
-                return IdentityEntry(credential, None)
-
-            return key, self.identities.get(key, make_sp)
-        key = (*pod.identity, "vm-managed-identity", auth.client_id)
-
-        def make_mi() -> IdentityEntry:
-            credential = ManagedIdentityCredential(client_id=auth.client_id or None, **kw)
-            return IdentityEntry(credential, None)
-
-        return key, self.identities.get(key, make_mi)
-
-    def _client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> Any:
+    def _client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> KvClient:
         kw: dict[str, Any] = {
-            **self._sdk_kwargs(),
+            "transport": self._transport,
+            # Our retry loop is the one that knows the mount deadline.
+            "retry_total": 0,
             "verify_challenge_resource": self._settings.verify_challenge_resource,
         }
         if self._settings.api_version:
@@ -204,20 +150,11 @@ class AzureBackend(Backend[AzurePlan]):
     # -- fetch --------------------------------------------------------------
 
     async def fetch(self, plan: AzurePlan, ctx: FetchContext) -> FetchResult:
-        key, entry = self._identity(plan, ctx.request)  # builds objects only, no network
-        who = _describe_auth(plan, ctx.request)
-
-        def read(obj: AzureObject, *, fresh: bool = False) -> Awaitable[Parts]:
-            # One Azure AD token serves every vault of the cloud; what a vault lets
-            # this caller read is decided per vault, so the vault is in the identity.
-            url = self.vault_url(plan, obj.vault)
-            return self._object(
-                obj, plan=plan, entry=entry, vault_url=url, who=who, ctx=ctx,
-                identity=(*key, url), fresh=fresh,
-            )
-
+        # Builds objects only, no network.
+        key, entry = self._sign_in(plan).identity(plan, ctx.request, self.identities)
+        reader = _Reader(self, plan, ctx, key, entry)
         todo = list(plan.objects)
-        results = []
+        results: list[Parts] = []
         if not entry.warm and todo:
             # A fresh credential has no token: N parallel reads (of this mount, or of
             # pods starting together) would make N token requests, which Azure AD
@@ -229,7 +166,7 @@ class AzureBackend(Backend[AzurePlan]):
 
             async def sign_in() -> bool:
                 nonlocal mine
-                mine = await read(first, fresh=True)
+                mine = await reader.object(first, fresh=True)
                 entry.warm = True  # before the flight ends: no mount starts another
                 return True
 
@@ -243,85 +180,66 @@ class AzureBackend(Backend[AzurePlan]):
                 results.append(mine)
             else:
                 todo.insert(0, first)  # another mount signed in: read it like the rest
-        results += await ctx.gather(read(obj) for obj in todo)
-        files: list[OutputFile] = []
-        versions: list[ObjectVersion] = []
-        for part_files, part_versions in results:
-            files.extend(part_files)
-            versions.extend(part_versions)
-        return FetchResult(tuple(files), tuple(versions))
-
-    async def _object(
-        self, obj: AzureObject, *, plan: AzurePlan, entry: IdentityEntry, vault_url: str,
-        who: str, ctx: FetchContext, identity: tuple[str, ...], fresh: bool = False,
-    ) -> tuple[list[OutputFile], list[ObjectVersion]]:
-        client = self._client(entry, obj.type, vault_url)
-        vault = obj.vault or plan.vault_name
-        subject = f"object {obj.name!r} (objectType {obj.type.value}) in vault {vault!r}"
-        subject += f" as {who}"
-        get_op, list_op = _OPERATIONS[obj.type]
-
-        def get(version: str) -> Callable[[], Rendered]:
-            def call() -> Rendered:
-                try:
-                    return _read(
-                        client, obj, version, construct_chain=self._settings.construct_pem_chain
-                    )
-                except Exception as exc:
-                    raise translate(exc, subject=subject, operation=get_op) from None
-
-            return call
-
-        def cached_get(version: str) -> Awaitable[Rendered]:
-            return ctx.cached_object(
-                identity, (obj, version),
-                lambda: ctx.call(get(version), operation=get_op),
-                refresh=plan.refresh_interval, size=lambda r: len(r[0]), fresh=fresh,
-            )
-
-        if obj.history <= 1:
-            data, version = await cached_get(obj.version)
-            files = [OutputFile(obj.file_name, obj.mode, data, obj.name)]
-            if self._settings.separate_cert_and_key and obj.type is ObjectType.SECRET:
-                # --write-cert-and-key-in-separate-files: <file>.crt and <file>.key
-                # beside the bundle, as the Azure provider writes them.
-                parts = None if obj.pfx else split_cert_and_key(data)
-                if parts is not None:
-                    files[:0] = [
-                        OutputFile(obj.file_name + suffix, obj.mode, part, obj.name)
-                        for suffix, part in zip((".crt", ".key"), parts, strict=True)
-                    ]
-            return files, [ObjectVersion(obj.version_id, version)]
-
-        def versions() -> list[str]:
-            try:
-                return _history(client, obj)
-            except Exception as exc:
-                raise translate(exc, subject=subject, operation=list_op) from None
-
-        chosen = await ctx.cached_object(
-            identity, (obj, "versions"),
-            lambda: ctx.call(versions, operation=list_op),
-            refresh=plan.refresh_interval, size=lambda vs: sum(len(v) for v in vs),
-            fresh=fresh,
-        )
-        if not chosen:
-            since = f" at or before objectVersion {obj.version!r}" if obj.version else ""
-            raise NotFound(f"{subject}: no enabled version found{since}")
-        read = await ctx.gather(cached_get(v) for v in chosen)
-        files = [
-            OutputFile(f"{obj.file_name}/{i}", obj.mode, data, obj.name)
-            for i, (data, _) in enumerate(read)
-        ]
-        ids = [ObjectVersion(f"{obj.version_id}/{i}", v) for i, (_, v) in enumerate(read)]
-        return files, ids
+        results += await ctx.gather(reader.object(obj) for obj in todo)
+        return FetchResult.of(results)
 
     def close(self) -> None:
         self.identities.clear()
         self._session.close()
 
 
-def _client_class(kind: ObjectType) -> Callable[..., Any]:
+class _Reader:
+    """One mount's reads: each object through the rotation cache, as the pod."""
+
+    def __init__(
+        self, backend: AzureBackend, plan: AzurePlan, ctx: FetchContext,
+        key: IdentityKey, entry: IdentityEntry,
+    ) -> None:
+        self._backend = backend
+        self._plan = plan
+        self._ctx = ctx
+        self._key = key
+        self._entry = entry
+        self._who = describe(plan, ctx.request)
+
+    def _subject(self, obj: AzureObject) -> str:
+        vault = obj.vault or self._plan.vault_name
+        return (
+            f"object {obj.name!r} (objectType {obj.type.value}) in vault {vault!r} as {self._who}"
+        )
+
+    async def object(self, obj: AzureObject, *, fresh: bool = False) -> Parts:
+        """``obj``'s files and versions: its current (or chosen) version, or its history."""
+        # One Azure AD token serves every vault of the cloud; what a vault lets
+        # this caller read is decided per vault, so the vault is in the identity.
+        url = self._backend.vault_url(self._plan, obj.vault)
+        client = self._backend._client(self._entry, obj.type, url)
+        identity = (*self._key, url)
+        subject = self._subject(obj)
+        get_op, list_op = _OPERATIONS[obj.type]
+        ctx, refresh = self._ctx, self._plan.refresh_interval
+
+        async def get(version: str) -> Rendered:
+            return await ctx.cached_object(
+                identity, (obj, version),
+                lambda: ctx.call(_read, client, obj, version, operation=get_op, subject=subject),
+                refresh=refresh, size=lambda r: len(r[0]), fresh=fresh,
+            )
+
+        if obj.history <= 1:
+            return render(obj, Fetched((await get(obj.version),)))
+        chosen = await ctx.cached_object(
+            identity, (obj, "versions"),
+            lambda: ctx.call(_history, client, obj, operation=list_op, subject=subject),
+            refresh=refresh, size=lambda vs: sum(len(v) for v in vs), fresh=fresh,
+        )
+        if not chosen:
+            since = f" at or before objectVersion {obj.version!r}" if obj.version else ""
+            raise NotFound(f"{subject}: no enabled version found{since}")
+        return render(obj, Fetched(tuple(await ctx.gather(get(v) for v in chosen))))
+
+
+def _client_class(kind: ObjectType) -> Callable[..., KvClient]:
     """The SDK client for ``kind``, imported on first use: each package costs ~2 MiB
     of RSS, and most classes mount secrets only (issue 16)."""
     if kind is ObjectType.SECRET:
@@ -337,31 +255,48 @@ def _client_class(kind: ObjectType) -> Callable[..., Any]:
     return CertificateClient
 
 
-def _read(client: Any, obj: AzureObject, version: str, *, construct_chain: bool) -> Rendered:
-    """One blocking GET and its rendering (runs on the pool)."""
+def _read(client: KvClient, obj: AzureObject, version: str) -> Rendered:
+    """One blocking GET and its rendering (runs on the pool, through ``ctx.call``).
+
+    The answer is checked and rendered here, inside the call, so that an
+    answer without what the API promises is retried like any transient fault.
+    """
     if obj.type is ObjectType.SECRET:
-        secret = client.get_secret(obj.name, version or None)
-        props = secret.properties
-        if not isinstance(secret.value, str):
-            raise _unusable(obj, "no value")
-        value = SecretValue(
-            value=secret.value,
-            content_type=props.content_type or "",
-            cert_backed=bool(props.key_id),
-            version=_version(obj, props),
-        )
-        return render_secret(obj, value, construct_chain=construct_chain), value.version
+        return _read_secret(cast("SecretClient", client), obj, version)
     if obj.type is ObjectType.KEY:
-        key = client.get_key(obj.name, version or None)
-        jwk = key.key
-        if jwk is None:
-            raise _unusable(obj, "no key")
-        fields = {
-            name: _plain(getattr(jwk, name, None)) for name in ("kty", "n", "e", "crv", "x", "y")
-        }
-        if not fields["kty"]:
-            raise _unusable(obj, "a key without a type (kty)")
-        return render_key(obj, fields), _version(obj, key.properties)
+        return _read_key(cast("KeyClient", client), obj, version)
+    return _read_cert(cast("CertificateClient", client), obj, version)
+
+
+def _read_secret(client: SecretClient, obj: AzureObject, version: str) -> Rendered:
+    secret = client.get_secret(obj.name, version or None)
+    props = secret.properties
+    if not isinstance(secret.value, str):
+        raise _unusable(obj, "no value")
+    value = SecretValue(
+        value=secret.value,
+        content_type=props.content_type or "",
+        cert_backed=bool(props.key_id),
+        version=_version(obj, props),
+    )
+    return render_secret(obj, value), value.version
+
+
+def _read_key(client: KeyClient, obj: AzureObject, version: str) -> Rendered:
+    key = client.get_key(obj.name, version or None)
+    jwk = key.key
+    if jwk is None:
+        raise _unusable(obj, "no key")
+    fields = {
+        name: _plain(getattr(jwk, name, None)) for name in ("kty", "n", "e", "crv", "x", "y")
+    }
+    if not fields["kty"]:
+        raise _unusable(obj, "a key without a type (kty)")
+    return render_key(obj, fields), _version(obj, key.properties)
+
+
+def _read_cert(client: CertificateClient, obj: AzureObject, version: str) -> Rendered:
+    cert: KeyVaultCertificate
     if version:
         cert = client.get_certificate_version(obj.name, version)
     else:
@@ -375,7 +310,7 @@ def _unusable(obj: AzureObject, what: str) -> Unavailable:
     return Unavailable(f"{obj.describe}: Key Vault's answer has {what}; not a usable answer")
 
 
-def _version(obj: AzureObject, props: Any) -> str:
+def _version(obj: AzureObject, props: Properties | None) -> str:
     """The object's version id from its Key Vault id; every real answer carries one."""
     version = getattr(props, "version", None)
     if not isinstance(version, str) or not version:
@@ -383,17 +318,20 @@ def _version(obj: AzureObject, props: Any) -> str:
     return version
 
 
-def _history(client: Any, obj: AzureObject) -> list[str]:
+def _history(client: KvClient, obj: AzureObject) -> list[str]:
     """Versions to mount, newest first: enabled only, by creation time, up to N.
 
     With objectVersion, the history starts at that version (it and older ones).
     """
+    listed: Iterable[Properties]
     if obj.type is ObjectType.SECRET:
-        listed = client.list_properties_of_secret_versions(obj.name)
+        listed = cast("SecretClient", client).list_properties_of_secret_versions(obj.name)
     elif obj.type is ObjectType.KEY:
-        listed = client.list_properties_of_key_versions(obj.name)
+        listed = cast("KeyClient", client).list_properties_of_key_versions(obj.name)
     else:
-        listed = client.list_properties_of_certificate_versions(obj.name)
+        listed = cast("CertificateClient", client).list_properties_of_certificate_versions(
+            obj.name
+        )
     enabled = [p for p in listed if p.enabled and p.version]
     enabled.sort(key=lambda p: p.created_on or _EPOCH, reverse=True)
     ids = [str(p.version) for p in enabled]
@@ -407,15 +345,3 @@ def _history(client: Any, obj: AzureObject) -> list[str]:
 def _plain(value: Any) -> Any:
     """An SDK enum as its wire string (str() of a str-Enum is 'KeyType.RSA')."""
     return getattr(value, "value", value)
-
-
-def _describe_auth(plan: AzurePlan, request: MountRequest) -> str:
-    auth = plan.auth
-    if auth.mode is AuthMode.WORKLOAD_IDENTITY:
-        return f"workload identity (clientID {auth.client_id!r}, tenant {auth.tenant_id!r})"
-    if auth.mode is AuthMode.SERVICE_PRINCIPAL:
-        sp = service_principal(request.secrets)
-        client = sp.client_id if sp else ""
-        return f"service principal (clientid {client!r}, tenant {auth.tenant_id!r})"
-    which = f"user-assigned {auth.client_id!r}" if auth.client_id else "system-assigned"
-    return f"VM managed identity ({which})"

@@ -18,11 +18,11 @@ from enum import Enum
 from typing import Any
 
 from provider import dialect
+from provider.backends.azure import AzureSettings
 from provider.dialect import as_text, fold_keys, parse_bool
 from provider.durations import refresh_interval
 from provider.encodings import normalize_encoding
 from provider.errors import Problems
-from provider.modes import parse_octal_mode
 from provider.paths import path_problem
 
 OBJECT_KEYS = (
@@ -63,12 +63,6 @@ CLOUDS = {
         Cloud("AzureGermanCloud", "https://login.microsoftonline.de/", "vault.microsoftazure.de"),
     )
 }
-
-
-def parse_yaml(text: str, what: str, problems: Problems) -> Any:
-    # Every plain scalar stays text, as in the peer's Go structs: a version id
-    # like ``0000`` or ``1e10...`` must not become a number.
-    return dialect.parse_yaml(text, what, problems, text_scalars=True)
 
 
 class ObjectType(Enum):
@@ -131,6 +125,10 @@ class AzureObject:
     mode: int
     # keyvaultName of this object; "" for the class's vault.
     vault: str = ""
+    # --construct-pem-chain: a PFX's certificates ordered leaf -> root by key ids.
+    construct_chain: bool = True
+    # --write-cert-and-key-in-separate-files: <file>.crt and <file>.key beside a PEM bundle.
+    separate: bool = False
 
     @property
     def describe(self) -> str:
@@ -171,7 +169,9 @@ def _cloud(params: Mapping[str, str], problems: Problems) -> Cloud:
     return found
 
 
-def _auth(params: Mapping[str, str], secrets: Mapping[str, str], problems: Problems) -> Auth:
+def _auth(
+    params: Mapping[str, str], secrets: Mapping[str, str] | None, problems: Problems
+) -> Auth:
     if parse_bool(params, "usePodIdentity", problems):
         problems.add(
             "parameter 'usePodIdentity': AAD pod identity is deprecated and not supported; "
@@ -193,33 +193,12 @@ def _auth(params: Mapping[str, str], secrets: Mapping[str, str], problems: Probl
         mode = AuthMode.SERVICE_PRINCIPAL
     if not tenant and mode is not AuthMode.VM_MANAGED_IDENTITY:
         problems.add("parameter 'tenantID' (or 'tenantId') is required: the Azure AD tenant")
-    if mode is AuthMode.SERVICE_PRINCIPAL and service_principal(secrets) is None:
+    if mode is AuthMode.SERVICE_PRINCIPAL and secrets is not None and (
+        service_principal(secrets) is None
+    ):
         # Checked here to be reported with every other problem; read again per mount.
         problems.add(SP_MISSING)
     return Auth(mode, tenant, client_id)
-
-
-def _object_list(params: Mapping[str, str], problems: Problems) -> list[Any]:
-    text = params.get("objects")
-    if text is None or not text.strip():
-        problems.add("parameter 'objects' is required (a YAML document with an 'array' of objects)")
-        return []
-    doc = parse_yaml(text, "parameter 'objects'", problems)
-    if doc is None:
-        return []
-    items: Any = None
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            if str(key).lower() == "array":
-                items = value
-    elif isinstance(doc, list):
-        items = doc  # ours: a bare list is accepted too
-    if not isinstance(items, list):
-        problems.add("parameter 'objects' must hold 'array:' followed by a list of objects")
-        return []
-    if not items:
-        problems.add("parameter 'objects': the array lists no objects")
-    return items
 
 
 def _int(value: Any, where: str, key: str, problems: Problems) -> int:
@@ -239,36 +218,33 @@ def _int(value: Any, where: str, key: str, problems: Problems) -> int:
     return number
 
 
-def _object(raw: Any, index: int, default_mode: int, problems: Problems) -> AzureObject | None:
-    where = f"objects array[{index}]"
+def _mapping(raw: Any, where: str, problems: Problems) -> dict[str, Any] | None:
+    """One ``array`` item as a mapping of known keys: a YAML string (the peer's shape) or a map."""
     if isinstance(raw, str):
-        raw = parse_yaml(raw, where, problems)
+        # Every plain scalar stays text, as in the peer's Go structs: a version
+        # id like ``0000`` or ``1e10...`` must not become a number.
+        raw = dialect.parse_yaml(raw, where, problems, text_scalars=True)
         if raw is None:
             return None
     if not isinstance(raw, dict):
         problems.add(f"{where} must be a YAML mapping with objectName and objectType")
         return None
-    o = fold_keys(raw, OBJECT_KEYS, where, problems)
-    name = as_text(o.get("objectName")).strip()
-    if not name:
-        problems.add(f"{where}: parameter 'objectName' is required")
-        return None
-    where = f"object {name!r}"
+    return fold_keys(raw, OBJECT_KEYS, where, problems)
+
+
+def _type(o: Mapping[str, Any], where: str, problems: Problems) -> ObjectType | None:
     raw_type = as_text(o.get("objectType")).strip()
     try:
-        obj_type = ObjectType(raw_type.lower())
+        return ObjectType(raw_type.lower())
     except ValueError:
         problems.add(
             f"{where}: parameter 'objectType' {raw_type[:20]!r} must be secret, key or cert"
             if raw_type else f"{where}: parameter 'objectType' is required (secret, key or cert)"
         )
         return None
-    where = f"object {name!r} (objectType {obj_type.value})"
-    alias = as_text(o.get("objectAlias")).strip()
-    file_name = alias or name
-    why = path_problem(file_name)
-    if why is not None:
-        problems.add(f"{where}: file name {file_name[:80]!r} (objectAlias or objectName) {why}")
+
+
+def _pfx(o: Mapping[str, Any], obj_type: ObjectType, where: str, problems: Problems) -> bool:
     fmt = as_text(o.get("objectFormat")).strip().lower() or "pem"
     if fmt not in ("pem", "pfx"):
         problems.add(f"{where}: parameter 'objectFormat' {fmt[:20]!r} must be pem or pfx")
@@ -277,46 +253,67 @@ def _object(raw: Any, index: int, default_mode: int, problems: Problems) -> Azur
             f"{where}: objectFormat pfx is only for objectType secret (a certificate's secret "
             "holds its PFX); objectType key and cert are always PEM"
         )
+    return fmt == "pfx"
+
+
+def _encoding(o: Mapping[str, Any], obj_type: ObjectType, where: str, problems: Problems) -> str:
     raw_encoding = as_text(o.get("objectEncoding")).strip()
-    encoding = "utf-8"
-    if raw_encoding:
-        try:
-            encoding = normalize_encoding(raw_encoding)
-        except ValueError as exc:
-            problems.add(f"{where}: parameter 'objectEncoding': {exc}")
-        if obj_type is not ObjectType.SECRET:
-            problems.add(f"{where}: objectEncoding is only for objectType secret")
-    mode = default_mode
-    perm = o.get("filePermission")
-    if perm not in (None, ""):
-        try:
-            mode = parse_octal_mode(as_text(perm).strip())
-        except ValueError as exc:
-            problems.add(f"{where}: parameter 'filePermission': {exc}")
+    if not raw_encoding:
+        return "utf-8"
+    if obj_type is not ObjectType.SECRET:
+        problems.add(f"{where}: objectEncoding is only for objectType secret")
+    try:
+        return normalize_encoding(raw_encoding)
+    except ValueError as exc:
+        problems.add(f"{where}: parameter 'objectEncoding': {exc}")
+        return "utf-8"
+
+
+def _vault(o: Mapping[str, Any], where: str, problems: Problems) -> str:
     vault = as_text(o.get("keyvaultName")).strip()
     if vault and not VAULT_NAME.match(vault):
         problems.add(
             f"{where}: parameter 'keyvaultName' {vault[:30]!r} is not a Key Vault name "
             "(3-24 letters, digits and dashes)"
         )
+    return vault
+
+
+def _object(
+    raw: Any, index: int, default_mode: int, settings: AzureSettings, problems: Problems
+) -> AzureObject | None:
+    where = f"objects array[{index}]"
+    o = _mapping(raw, where, problems)
+    if o is None:
+        return None
+    name = as_text(o.get("objectName")).strip()
+    if not name:
+        problems.add(f"{where}: parameter 'objectName' is required")
+        return None
+    obj_type = _type(o, f"object {name!r}", problems)
+    if obj_type is None:
+        return None
+    where = f"object {name!r} (objectType {obj_type.value})"
+    file_name = as_text(o.get("objectAlias")).strip() or name
+    why = path_problem(file_name)
+    if why is not None:
+        problems.add(f"{where}: file name {file_name[:80]!r} (objectAlias or objectName) {why}")
     return AzureObject(
-        vault=vault,
+        vault=_vault(o, where, problems),
         name=name,
         type=obj_type,
         file_name=file_name,
         version=as_text(o.get("objectVersion")).strip(),
         history=_int(o.get("objectVersionHistory"), where, "objectVersionHistory", problems),
-        pfx=fmt == "pfx",
-        encoding=encoding,
-        mode=mode,
+        pfx=_pfx(o, obj_type, where, problems),
+        encoding=_encoding(o, obj_type, where, problems),
+        mode=dialect.file_mode(as_text(o.get("filePermission")), where, default_mode, problems),
+        construct_chain=settings.construct_pem_chain,
+        separate=settings.separate_cert_and_key,
     )
 
 
-def parse_plan(
-    params: Mapping[str, str], secrets: Mapping[str, str], default_mode: int
-) -> AzurePlan:
-    """Validate the Azure dialect; raises InvalidParameters listing every problem."""
-    problems = Problems()
+def _vault_name(params: Mapping[str, str], problems: Problems) -> str:
     vault = params.get("keyvaultName", "").strip()
     if not vault:
         problems.add("parameter 'keyvaultName' is required")
@@ -324,12 +321,17 @@ def parse_plan(
         problems.add(
             f"parameter 'keyvaultName': {vault[:40]!r} must be 3-24 characters of [-A-Za-z0-9]"
         )
-    cloud = _cloud(params, problems)
-    auth = _auth(params, secrets, problems)
+    return vault
+
+
+def _objects(
+    params: Mapping[str, str], default_mode: int, settings: AzureSettings, problems: Problems
+) -> tuple[AzureObject, ...]:
     objects: list[AzureObject] = []
     owners: dict[str, str] = {}
-    for index, raw in enumerate(_object_list(params, problems)):
-        obj = _object(raw, index, default_mode, problems)
+    items = dialect.object_list(params, problems, array=True, text_scalars=True)
+    for index, raw in enumerate(items):
+        obj = _object(raw, index, default_mode, settings, problems)
         if obj is None:
             continue
         produced = obj.file_name
@@ -341,8 +343,29 @@ def parse_plan(
         else:
             owners[produced] = obj.name
         objects.append(obj)
+    return tuple(objects)
+
+
+def parse_plan(
+    params: Mapping[str, str],
+    *,
+    default_mode: int,
+    settings: AzureSettings,
+    secrets: Mapping[str, str] | None = None,
+) -> AzurePlan:
+    """Validate the Azure dialect; raises InvalidParameters listing every problem.
+
+    ``secrets`` (the mount's nodePublishSecretRef) are only checked for a
+    service principal's keys, never kept: plans are shared between pods. None
+    (an offline check with no request) skips that check.
+    """
+    problems = Problems()
+    vault = _vault_name(params, problems)
+    cloud = _cloud(params, problems)
+    auth = _auth(params, secrets, problems)
+    objects = _objects(params, default_mode, settings, problems)
     refresh = refresh_interval(params, problems)
     problems.raise_if_any()
     return AzurePlan(
-        vault_name=vault, cloud=cloud, auth=auth, objects=tuple(objects), refresh_interval=refresh
+        vault_name=vault, cloud=cloud, auth=auth, objects=objects, refresh_interval=refresh
     )

@@ -12,6 +12,10 @@
 * key: the public key as PEM (RSA and EC); symmetric (oct) keys cannot be exported.
 * cert: the certificate (the leaf, Key Vault's ``cer``) as PEM.
 
+Then ``render`` lays one object's bytes out as files and object versions: the
+file itself (and ``.crt``/``.key`` beside a PEM bundle when asked), or
+``<file>/<i>`` per version of an ``objectVersionHistory``.
+
 Pure functions over bytes and small value objects: no SDK, easy to test.
 """
 
@@ -28,7 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from provider.backends.azure.config import AzureObject
+from provider.backends.azure.config import AzureObject, ObjectType
+from provider.backends.base import ObjectVersion, OutputFile
 from provider.codes import ErrorCode
 from provider.encodings import decode
 from provider.errors import InvalidRequest
@@ -42,6 +47,44 @@ _CURVES: Mapping[str, ec.EllipticCurve] = {
     "P-521": ec.SECP521R1(),
     "P-256K": ec.SECP256K1(),
 }
+
+
+# One object version's file bytes and its Key Vault version id.
+Rendered = tuple[bytes, str]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What was read for one object: one rendered version, or its history newest first."""
+
+    versions: tuple[Rendered, ...]
+
+
+def render(obj: AzureObject, fetched: Fetched) -> tuple[list[OutputFile], list[ObjectVersion]]:
+    """``obj``'s files and object versions, as the Azure provider names them."""
+    if obj.history > 1:
+        files = [
+            OutputFile(f"{obj.file_name}/{i}", obj.mode, data, obj.name)
+            for i, (data, _) in enumerate(fetched.versions)
+        ]
+        ids = [
+            ObjectVersion(f"{obj.version_id}/{i}", v)
+            for i, (_, v) in enumerate(fetched.versions)
+        ]
+        return files, ids
+    data, version = fetched.versions[0]
+    files = [OutputFile(obj.file_name, obj.mode, data, obj.name)]
+    parts = None
+    if obj.separate and obj.type is ObjectType.SECRET and not obj.pfx:
+        parts = split_cert_and_key(data)
+    if parts is not None:
+        # --write-cert-and-key-in-separate-files: <file>.crt and <file>.key
+        # beside the bundle, as the Azure provider writes them.
+        files[:0] = [
+            OutputFile(obj.file_name + suffix, obj.mode, part, obj.name)
+            for suffix, part in zip((".crt", ".key"), parts, strict=True)
+        ]
+    return files, [ObjectVersion(obj.version_id, version)]
 
 
 @dataclass(frozen=True)
@@ -61,13 +104,13 @@ def _int(value: Any) -> int:
     return int.from_bytes(bytes(raw), "big")
 
 
-def render_secret(obj: AzureObject, secret: SecretValue, *, construct_chain: bool = True) -> bytes:
+def render_secret(obj: AzureObject, secret: SecretValue) -> bytes:
     content: str | bytes = secret.value
     if secret.cert_backed:
         content_type = (secret.content_type or "").lower()
         if content_type == PFX_CONTENT_TYPE:
             if not obj.pfx:
-                content = pfx_to_pem(secret.value, obj, construct_chain=construct_chain)
+                content = pfx_to_pem(secret.value, obj)
         elif content_type != PEM_CONTENT_TYPE:
             raise InvalidRequest(
                 f"{obj.describe}: the certificate's secret has the unknown content type "
@@ -137,7 +180,7 @@ def key_id_chain(certs: Sequence[x509.Certificate]) -> list[x509.Certificate] | 
     return chain if len(chain) == len(certs) else None
 
 
-def pfx_to_pem(value: str, obj: AzureObject, *, construct_chain: bool = True) -> bytes:
+def pfx_to_pem(value: str, obj: AzureObject) -> bytes:
     key, cert, extra = _load_pfx(value, obj)
     out = b""
     if key is not None:
@@ -147,7 +190,7 @@ def pfx_to_pem(value: str, obj: AzureObject, *, construct_chain: bool = True) ->
             serialization.NoEncryption(),
         )
     held = ([cert] if cert is not None else []) + list(extra)
-    ordered = key_id_chain(held) if construct_chain else None
+    ordered = key_id_chain(held) if obj.construct_chain else None
     for c in ordered or held:
         out += c.public_bytes(serialization.Encoding.PEM)
     return out
@@ -199,7 +242,7 @@ def render_key(obj: AzureObject, jwk: Mapping[str, Any]) -> bytes:
     return bytes(public.public_bytes(serialization.Encoding.PEM, spki))
 
 
-def render_cert(obj: AzureObject, cer: bytes | None) -> bytes:
+def render_cert(obj: AzureObject, cer: bytes | bytearray | None) -> bytes:
     if not cer:
         raise InvalidRequest(f"{obj.describe}: Key Vault returned no certificate (cer)",
                              code=ErrorCode.InvalidCertificate)
