@@ -13,12 +13,14 @@ honours Key Vault's Retry-After; it also translates the SDK's exceptions once
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import requests.adapters
 from azure.core.pipeline.transport import RequestsTransport
 
+from provider import listing
 from provider.backends.azure import AzureSettings, errors
 from provider.backends.azure.config import AzureObject, AzurePlan, ObjectType, parse_plan
 from provider.backends.azure.credentials import (
@@ -49,6 +51,7 @@ from provider.backends.base import (
 from provider.backends.httpsession import LeanSession
 from provider.cache import Cache
 from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Translator, Unavailable
+from provider.listing import Select
 from provider.request import MountRequest
 
 if TYPE_CHECKING:
@@ -83,7 +86,8 @@ class AzureBackend(Backend[AzurePlan]):
     translate: ClassVar[Translator | None] = staticmethod(errors.translate)
 
     def __init__(self, settings: AzureSettings, services: BackendServices) -> None:
-        self._settings = settings
+        # A selection may match at most the provider's --max-objects.
+        self._settings = replace(settings, max_objects=services.max_objects)
         self._services = services
         # Proxies and ~/.netrc read once per host, no cookie jar (see httpsession).
         self._session = LeanSession()
@@ -204,17 +208,21 @@ class _Reader:
 
     def _subject(self, obj: AzureObject) -> str:
         vault = obj.vault or self._plan.vault_name
-        return (
-            f"object {obj.name!r} (objectType {obj.type.value}) in vault {vault!r} as {self._who}"
-        )
+        what = f"select {obj.select.path!r}" if obj.select is not None else repr(obj.name)
+        return f"object {what} (objectType {obj.type.value}) in vault {vault!r} as {self._who}"
 
-    async def object(self, obj: AzureObject, *, fresh: bool = False) -> Parts:
-        """``obj``'s files and versions: its current (or chosen) version, or its history."""
+    def _where(self, obj: AzureObject) -> tuple[KvClient, tuple[str, ...]]:
+        """``obj``'s client and its rotation-cache identity."""
         # One Azure AD token serves every vault of the cloud; what a vault lets
         # this caller read is decided per vault, so the vault is in the identity.
         url = self._backend.vault_url(self._plan, obj.vault)
-        client = self._backend._client(self._entry, obj.type, url)
-        identity = (*self._key, url)
+        return self._backend._client(self._entry, obj.type, url), (*self._key, url)
+
+    async def object(self, obj: AzureObject, *, fresh: bool = False) -> Parts:
+        """``obj``'s files and versions: its current (or chosen) version, or its history."""
+        if obj.select is not None:
+            return await self._selection(obj, obj.select, fresh=fresh)
+        client, identity = self._where(obj)
         subject = self._subject(obj)
         get_op, list_op = _OPERATIONS[obj.type]
         ctx, refresh = self._ctx, self._plan.refresh_interval
@@ -237,6 +245,34 @@ class _Reader:
             since = f" at or before objectVersion {obj.version!r}" if obj.version else ""
             raise NotFound(f"{subject}: no enabled version found{since}")
         return render(obj, Fetched(tuple(await ctx.gather(get(v) for v in chosen))))
+
+    async def _selection(self, obj: AzureObject, select: Select, *, fresh: bool) -> Parts:
+        """Every enabled secret the selection matches, each read like a named secret.
+
+        The listing (names only) goes through the rotation cache like a value;
+        it is bounded before any value is read, so nothing partial is mounted.
+        """
+        client, identity = self._where(obj)
+        subject = self._subject(obj)
+        ctx = self._ctx
+        names = await ctx.cached_object(
+            identity, (obj, "list"),
+            lambda: ctx.call(
+                _list_secrets, client, select, operation="ListSecrets", subject=subject
+            ),
+            refresh=self._plan.refresh_interval, size=lambda ns: sum(len(n) for n in ns),
+            fresh=fresh,
+        )
+        listing.check_bound(select, len(names), subject)
+        matches = [obj.match(name) for name in names]
+        files: list[OutputFile] = []
+        versions: list[ObjectVersion] = []
+        for part_files, part_versions in await ctx.gather(
+            self.object(m, fresh=fresh) for m in matches
+        ):
+            files += part_files
+            versions += part_versions
+        return files, versions
 
 
 def _client_class(kind: ObjectType) -> Callable[..., KvClient]:
@@ -302,6 +338,32 @@ def _read_cert(client: CertificateClient, obj: AzureObject, version: str) -> Ren
     else:
         cert = client.get_certificate(obj.name)
     return render_cert(obj, cert.cer), _version(obj, cert.properties)
+
+
+def _list_secrets(client: KvClient, select: Select) -> tuple[str, ...]:
+    """Names of the enabled secrets ``select`` matches (GET {vault}/secrets, every page).
+
+    Key Vault filters nothing server-side: prefix and tags are matched here,
+    from the list answer (no value is read). Listing stops one past the bound:
+    that many already fail the mount, so the rest need not be paged through.
+    """
+    found: list[str] = []
+    for props in cast("SecretClient", client).list_properties_of_secrets():
+        name = props.name
+        if props.enabled is None or not name:
+            raise Unavailable(
+                f"select {select.path!r}: Key Vault's list answer has an item without a name or "
+                "attributes; not a usable answer"
+            )
+        tags = props.tags or {}
+        if not (props.enabled and name.startswith(select.path)) or any(
+            tags.get(key) != value for key, value in select.tags
+        ):
+            continue
+        found.append(name)
+        if len(found) > select.max:
+            break
+    return tuple(sorted(found))
 
 
 def _unusable(obj: AzureObject, what: str) -> Unavailable:

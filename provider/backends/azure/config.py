@@ -13,11 +13,11 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from provider import dialect
+from provider import dialect, listing
 from provider.backends.azure import AzureSettings
 from provider.dialect import as_text, fold_keys, parse_bool
 from provider.durations import refresh_interval
@@ -36,6 +36,8 @@ OBJECT_KEYS = (
     "filePermission",
     # Ours: another vault of the same cloud for this object (several vaults in one class).
     "keyvaultName",
+    # Ours: every secret of the vault by name prefix and tags (provider.listing).
+    "select",
 )
 VAULT_NAME = re.compile(r"^[-A-Za-z0-9]{3,24}$")
 # The audience AKS workload identity federates on.
@@ -129,11 +131,22 @@ class AzureObject:
     construct_chain: bool = True
     # --write-cert-and-key-in-separate-files: <file>.crt and <file>.key beside a PEM bundle.
     separate: bool = False
+    # Every secret matching this, one file each under file_name (name and version unset).
+    select: listing.Select | None = None
 
     @property
     def describe(self) -> str:
         where = f" in vault {self.vault!r}" if self.vault else ""
+        if self.select is not None:
+            return f"object select {self.select.path!r} (objectType {self.type.value}){where}"
         return f"object {self.name!r} (objectType {self.type.value}){where}"
+
+    def match(self, name: str) -> AzureObject:
+        """The plain object for one secret a selection matched: read and named like any."""
+        assert self.select is not None
+        relative = listing.relative_name(self.select, name, self.describe)
+        path = f"{self.file_name}/{relative}" if self.file_name else relative
+        return replace(self, name=name, file_name=path, select=None)
 
     @property
     def version_id(self) -> str:
@@ -286,9 +299,11 @@ def _object(
     o = _mapping(raw, where, problems)
     if o is None:
         return None
+    if o.get("select") is not None:
+        return _selection(o, where, default_mode, settings, problems)
     name = as_text(o.get("objectName")).strip()
     if not name:
-        problems.add(f"{where}: parameter 'objectName' is required")
+        problems.add(f"{where}: parameter 'objectName' is required (or 'select')")
         return None
     obj_type = _type(o, f"object {name!r}", problems)
     if obj_type is None:
@@ -313,6 +328,45 @@ def _object(
     )
 
 
+# Keys that name one object or one version: a selection lists its names instead.
+_NOT_WITH_SELECT = ("objectName", "objectVersion", "objectVersionHistory")
+
+
+def _selection(
+    o: Mapping[str, Any], where: str, default_mode: int, settings: AzureSettings,
+    problems: Problems,
+) -> AzureObject | None:
+    """An object with ``select``: every enabled secret by name prefix and tags."""
+    obj_type = _type(o, where, problems)
+    if obj_type is None:
+        return None
+    if obj_type is not ObjectType.SECRET:
+        problems.add(f"{where}: parameter 'select' is only for objectType secret")
+        return None
+    select = listing.parse(
+        o["select"], where, problems,
+        provider_max=settings.max_objects, recursive=False, tags=True,
+    )
+    if select is None:
+        return None
+    where = f"{where} (select {select.path!r})"
+    for key in _NOT_WITH_SELECT:
+        if o.get(key) not in (None, ""):
+            problems.add(f"{where}: parameter {key!r} does not go with 'select' (it lists names)")
+    alias = as_text(o.get("objectAlias")).strip()
+    why = path_problem(alias) if alias else None
+    if why is not None:
+        problems.add(f"{where}: directory {alias[:80]!r} (objectAlias) {why}")
+    return AzureObject(
+        vault=_vault(o, where, problems), name="", type=obj_type, file_name=alias, version="",
+        history=0, pfx=_pfx(o, obj_type, where, problems),
+        encoding=_encoding(o, obj_type, where, problems),
+        mode=dialect.file_mode(as_text(o.get("filePermission")), where, default_mode, problems),
+        construct_chain=settings.construct_pem_chain, separate=settings.separate_cert_and_key,
+        select=select,
+    )
+
+
 def _vault_name(params: Mapping[str, str], problems: Problems) -> str:
     vault = params.get("keyvaultName", "").strip()
     if not vault:
@@ -334,7 +388,10 @@ def _objects(
         obj = _object(raw, index, default_mode, settings, problems)
         if obj is None:
             continue
+        objects.append(obj)
         produced = obj.file_name
+        if obj.select is not None:
+            continue  # its files are known once listed (the pipeline checks them then)
         if produced in owners:
             problems.add(
                 f"{obj.describe}: file name {produced!r} is already used by object "
@@ -342,7 +399,6 @@ def _objects(
             )
         else:
             owners[produced] = obj.name
-        objects.append(obj)
     return tuple(objects)
 
 

@@ -87,6 +87,14 @@ def _raised_in(exc: BaseException, package: str) -> bool:
     return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(package)
 
 
+# What a denied operation needs, named in its error: the access policy
+# permission and the Azure RBAC data action (the pod may hold get, not list).
+PERMISSIONS = {
+    "ListSecrets": "the 'secrets/list' access policy permission (Azure RBAC data action "
+    "Microsoft.KeyVault/vaults/secrets/readMetadata/action)",
+}
+
+
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
     """The provider error for ``exc`` raised by ``operation`` while reading ``subject``."""
     if isinstance(exc, ProviderError):
@@ -97,6 +105,8 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
     detail = " ".join(str(x) for x in (f"HTTP {status}" if status else "", code or "") if x)
     head = f"{subject}: {operation} failed" + (f" ({detail})" if detail else "")
     text = f"{head}: {said}" if said else head
+    if status == 403 and operation in PERMISSIONS:
+        text = f"{text}; {operation} needs {PERMISSIONS[operation]}"
     answered = _from_answer(exc, status, head, text)
     if answered is not None:
         return answered
