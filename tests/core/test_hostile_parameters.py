@@ -58,6 +58,11 @@ AZURE_SELECT = {
     "objectType": "secret", "objectAlias": "d", "filePermission": "0400", "objectEncoding": "hex",
     "select": {"path": "app-", "tags": {"team": "pay"}, "max": 5, "recursive": False},
 }  # fmt: skip
+AZURE_EXTRAS = {
+    "objectName": "p", "objectType": "secret", "objectFormat": "pfx", "pfxPasswordFrom": "d/s",
+    "constructPEMChain": "false", "writeCertAndKeyInSeparateFiles": "true",
+    "metadataFile": "m.json",
+}  # fmt: skip
 AWS_TOP = ["region", "failoverRegion", "pathTranslation", "usePodIdentity", "preferredAddressType",
            "roleArn"]
 VAULT_TOP = ["roleName", "vaultAddress", "vaultNamespace", "vaultAuthMountPath",
@@ -126,7 +131,7 @@ def vault(rnd: random.Random) -> dict[str, str]:
 def azure(rnd: random.Random) -> dict[str, str]:
     count = rnd.randint(1, 3)
     items: list[Any] = [
-        yaml.safe_dump(_mutated(rnd, AZURE_SELECT if rnd.random() < 0.3 else AZURE_OBJECT))
+        yaml.safe_dump(_mutated(rnd, rnd.choice([AZURE_OBJECT, AZURE_SELECT, AZURE_EXTRAS])))
         for _ in range(count)
     ]
     if rnd.random() < 0.1:

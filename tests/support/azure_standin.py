@@ -433,17 +433,24 @@ class KeyVaultEmulator:
         *,
         enabled: bool = True,
         version: str | None = None,
+        expires: int | None = None,
+        not_before: int | None = None,
     ) -> str:
         with self._lock:
             self._clock += 1  # distinct creation times, in insertion order
             version = version or uuid.uuid4().hex
-            attrs = {
+            attrs: dict[str, Any] = {
                 "enabled": enabled,
                 "created": self._clock,
                 "updated": self._clock,
                 "recoveryLevel": "Recoverable+Purgeable",
                 "recoverableDays": 90,
             }
+            # Key Vault's "exp" and "nbf": Unix times, present only when set.
+            if expires is not None:
+                attrs["exp"] = expires
+            if not_before is not None:
+                attrs["nbf"] = not_before
             full = dict(bundle, attributes=attrs)
             self._store.setdefault((kind, name), []).append(
                 Version(version, self._clock, enabled, full)
@@ -455,7 +462,8 @@ class KeyVaultEmulator:
 
     def set_secret(
         self, name: str, value: str, *, enabled: bool = True, content_type: str | None = None,
-        tags: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None, expires: int | None = None,
+        not_before: int | None = None,
     ) -> str:
         version = uuid.uuid4().hex
         bundle: dict[str, Any] = {"value": value, "id": self._id("secrets", name, version)}
@@ -463,7 +471,10 @@ class KeyVaultEmulator:
             bundle["contentType"] = content_type
         if tags:
             bundle["tags"] = dict(tags)
-        return self._add("secrets", name, bundle, enabled=enabled, version=version)
+        return self._add(
+            "secrets", name, bundle, enabled=enabled, version=version, expires=expires,
+            not_before=not_before,
+        )
 
     def set_enabled(self, kind: str, name: str, version: str, enabled: bool) -> None:
         with self._lock:
@@ -496,9 +507,14 @@ class KeyVaultEmulator:
         return self._add("keys", name, bundle, version=version)
 
     def import_certificate(
-        self, name: str, *, pfx: bytes | None = None, pem: str | None = None, enabled: bool = True
+        self, name: str, *, pfx: bytes | None = None, pem: str | None = None, enabled: bool = True,
+        tags: dict[str, str] | None = None,
     ) -> str:
-        """Like Key Vault's import: a certificate, its key and its secret, one version id."""
+        """Like Key Vault's import: a certificate, its key and its secret, one version id.
+
+        ``tags`` are the certificate's; Key Vault shows them on its secret too.
+        """
+        tagged = {"tags": dict(tags)} if tags else {}
         if pfx is not None:
             key, leaf, _ = pkcs12.load_key_and_certificates(pfx, None)
             value, content_type = base64.b64encode(pfx).decode(), "application/x-pkcs12"
@@ -515,7 +531,8 @@ class KeyVaultEmulator:
         self._add(
             "secrets",
             name,
-            {"value": value, "id": sid, "contentType": content_type, "kid": kid, "managed": True},
+            {"value": value, "id": sid, "contentType": content_type, "kid": kid, "managed": True,
+             **tagged},
             enabled=enabled,
             version=version,
         )
@@ -529,6 +546,7 @@ class KeyVaultEmulator:
                 "x5t": _b64url(hashlib.sha1(der).digest()),  # noqa: S324 - x5t is SHA-1 by spec
                 "cer": base64.b64encode(der).decode(),
                 "contentType": content_type,
+                **tagged,
             },
             enabled=enabled,
             version=version,

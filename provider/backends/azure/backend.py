@@ -35,6 +35,7 @@ from provider.backends.azure.render import (
     Fetched,
     Rendered,
     SecretValue,
+    metadata,
     render,
     render_cert,
     render_key,
@@ -45,8 +46,6 @@ from provider.backends.base import (
     BackendServices,
     FetchContext,
     FetchResult,
-    ObjectVersion,
-    OutputFile,
 )
 from provider.backends.httpsession import LeanSession
 from provider.cache import Cache
@@ -74,8 +73,8 @@ _OPERATIONS = {
 }
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
-# One object's files and versions.
-Parts = tuple[list[OutputFile], list[ObjectVersion]]
+# What one object of the class was read as: itself, or each secret its selection matched.
+Parts = list[tuple[AzureObject, Fetched]]
 
 
 class AzureBackend(Backend[AzurePlan]):
@@ -185,7 +184,12 @@ class AzureBackend(Backend[AzurePlan]):
             else:
                 todo.insert(0, first)  # another mount signed in: read it like the rest
         results += await ctx.gather(reader.object(obj) for obj in todo)
-        return FetchResult.of(results)
+        read = [pair for part in results for pair in part]
+        # Read in parallel, rendered once all are in: a PFX's password is another object's.
+        values = {obj.file_name: fetched for obj, fetched in reversed(read)}
+        return FetchResult.of(
+            render(obj, _with_password(obj, fetched, values)) for obj, fetched in read
+        )
 
     def close(self) -> None:
         self.identities.clear()
@@ -219,7 +223,7 @@ class _Reader:
         return self._backend._client(self._entry, obj.type, url), (*self._key, url)
 
     async def object(self, obj: AzureObject, *, fresh: bool = False) -> Parts:
-        """``obj``'s files and versions: its current (or chosen) version, or its history."""
+        """``obj`` read: its current (or chosen) version, or its history, or its matches."""
         if obj.select is not None:
             return await self._selection(obj, obj.select, fresh=fresh)
         client, identity = self._where(obj)
@@ -235,7 +239,7 @@ class _Reader:
             )
 
         if obj.history <= 1:
-            return render(obj, Fetched((await get(obj.version),)))
+            return [(obj, Fetched((await get(obj.version),)))]
         chosen = await ctx.cached_object(
             identity, (obj, "versions"),
             lambda: ctx.call(_history, client, obj, operation=list_op, subject=subject),
@@ -244,7 +248,7 @@ class _Reader:
         if not chosen:
             since = f" at or before objectVersion {obj.version!r}" if obj.version else ""
             raise NotFound(f"{subject}: no enabled version found{since}")
-        return render(obj, Fetched(tuple(await ctx.gather(get(v) for v in chosen))))
+        return [(obj, Fetched(tuple(await ctx.gather(get(v) for v in chosen))))]
 
     async def _selection(self, obj: AzureObject, select: Select, *, fresh: bool) -> Parts:
         """Every enabled secret the selection matches, each read like a named secret.
@@ -265,14 +269,15 @@ class _Reader:
         )
         listing.check_bound(select, len(names), subject)
         matches = [obj.match(name) for name in names]
-        files: list[OutputFile] = []
-        versions: list[ObjectVersion] = []
-        for part_files, part_versions in await ctx.gather(
-            self.object(m, fresh=fresh) for m in matches
-        ):
-            files += part_files
-            versions += part_versions
-        return files, versions
+        parts = await ctx.gather(self.object(m, fresh=fresh) for m in matches)
+        return [pair for part in parts for pair in part]
+
+
+def _with_password(obj: AzureObject, fetched: Fetched, values: dict[str, Fetched]) -> Fetched:
+    """``fetched`` with its pfxPasswordFrom object's value (checked to exist at plan time)."""
+    if not obj.password_from:
+        return fetched
+    return replace(fetched, password=values[obj.password_from].versions[0].data)
 
 
 def _client_class(kind: ObjectType) -> Callable[..., KvClient]:
@@ -315,7 +320,9 @@ def _read_secret(client: SecretClient, obj: AzureObject, version: str) -> Render
         cert_backed=bool(props.key_id),
         version=_version(obj, props),
     )
-    return render_secret(obj, value), value.version
+    return Rendered(
+        render_secret(obj, value), value.version, _metadata(obj, props, props.content_type)
+    )
 
 
 def _read_key(client: KeyClient, obj: AzureObject, version: str) -> Rendered:
@@ -328,7 +335,9 @@ def _read_key(client: KeyClient, obj: AzureObject, version: str) -> Rendered:
     }
     if not fields["kty"]:
         raise _unusable(obj, "a key without a type (kty)")
-    return render_key(obj, fields), _version(obj, key.properties)
+    return Rendered(
+        render_key(obj, fields), _version(obj, key.properties), _metadata(obj, key.properties)
+    )
 
 
 def _read_cert(client: CertificateClient, obj: AzureObject, version: str) -> Rendered:
@@ -337,7 +346,24 @@ def _read_cert(client: CertificateClient, obj: AzureObject, version: str) -> Ren
         cert = client.get_certificate_version(obj.name, version)
     else:
         cert = client.get_certificate(obj.name)
-    return render_cert(obj, cert.cer), _version(obj, cert.properties)
+    props = cert.properties
+    return Rendered(render_cert(obj, cert.cer), _version(obj, props), _metadata(obj, props))
+
+
+def _metadata(obj: AzureObject, props: Properties | None, content_type: str | None = None) -> bytes:
+    """The metadataFile's JSON of ``props`` (only built when the object has one)."""
+    if not obj.metadata_file or props is None:
+        return b""
+    return metadata({
+        "tags": dict(props.tags or {}),
+        "enabled": props.enabled,
+        "created": props.created_on,
+        "updated": props.updated_on,
+        "expires": props.expires_on,
+        "notBefore": props.not_before,
+        "contentType": content_type,
+        "version": props.version,
+    })
 
 
 def _list_secrets(client: KvClient, select: Select) -> tuple[str, ...]:

@@ -38,6 +38,13 @@ OBJECT_KEYS = (
     "keyvaultName",
     # Ours: every secret of the vault by name prefix and tags (provider.listing).
     "select",
+    # Ours, per object: the Azure provider's --write-cert-and-key-in-separate-files
+    # and --construct-pem-chain; a PFX's password from another object (#185);
+    # the object's tags and attributes as a JSON file (#1177).
+    "writeCertAndKeyInSeparateFiles",
+    "constructPEMChain",
+    "pfxPasswordFrom",
+    "metadataFile",
 )
 VAULT_NAME = re.compile(r"^[-A-Za-z0-9]{3,24}$")
 # The audience AKS workload identity federates on.
@@ -133,6 +140,10 @@ class AzureObject:
     separate: bool = False
     # Every secret matching this, one file each under file_name (name and version unset).
     select: listing.Select | None = None
+    # pfxPasswordFrom: the file name of the object whose value encrypts this PFX.
+    password_from: str = ""
+    # metadataFile: where the object's tags and attributes go, as JSON ("" none).
+    metadata_file: str = ""
 
     @property
     def describe(self) -> str:
@@ -323,13 +334,57 @@ def _object(
         pfx=_pfx(o, obj_type, where, problems),
         encoding=_encoding(o, obj_type, where, problems),
         mode=dialect.file_mode(as_text(o.get("filePermission")), where, default_mode, problems),
-        construct_chain=settings.construct_pem_chain,
-        separate=settings.separate_cert_and_key,
+        **_extras(o, obj_type, where, settings, problems),
     )
 
 
-# Keys that name one object or one version: a selection lists its names instead.
-_NOT_WITH_SELECT = ("objectName", "objectVersion", "objectVersionHistory")
+def _flag(o: Mapping[str, Any], key: str, default: bool, where: str, problems: Problems) -> bool:
+    raw = o.get(key)
+    if raw is None or raw == "":
+        return default
+    found = Problems()
+    value = parse_bool({key: as_text(raw)}, key, found, default)
+    problems.extend(f"{where}: {problem}" for problem in found)
+    return value
+
+
+def _extras(
+    o: Mapping[str, Any], obj_type: ObjectType, where: str, settings: AzureSettings,
+    problems: Problems,
+) -> dict[str, Any]:
+    """The per-object extras: PEM options, a PFX password's object, a metadata file."""
+    for key in ("writeCertAndKeyInSeparateFiles", "constructPEMChain", "pfxPasswordFrom"):
+        if o.get(key) not in (None, "") and obj_type is not ObjectType.SECRET:
+            problems.add(f"{where}: parameter {key!r} is only for objectType secret")
+    password_from = as_text(o.get("pfxPasswordFrom")).strip()
+    if password_from:
+        fmt = as_text(o.get("objectFormat")).strip().lower()
+        if fmt != "pfx":
+            problems.add(f"{where}: parameter 'pfxPasswordFrom' needs objectFormat: pfx")
+        if as_text(o.get("objectEncoding")).strip().lower() == "hex":
+            problems.add(
+                f"{where}: parameter 'pfxPasswordFrom' does not go with objectEncoding hex"
+            )
+    metadata = as_text(o.get("metadataFile")).strip()
+    why = path_problem(metadata) if metadata else None
+    if why is not None:
+        problems.add(f"{where}: parameter 'metadataFile': file name {metadata[:80]!r} {why}")
+    return {
+        "construct_chain": _flag(
+            o, "constructPEMChain", settings.construct_pem_chain, where, problems
+        ),
+        "separate": _flag(
+            o, "writeCertAndKeyInSeparateFiles", settings.separate_cert_and_key, where, problems
+        ),
+        "password_from": password_from,
+        "metadata_file": metadata,
+    }
+
+
+# Keys that name one object, one version or one file: a selection lists its names instead.
+_NOT_WITH_SELECT = (
+    "objectName", "objectVersion", "objectVersionHistory", "pfxPasswordFrom", "metadataFile",
+)
 
 
 def _selection(
@@ -362,8 +417,8 @@ def _selection(
         history=0, pfx=_pfx(o, obj_type, where, problems),
         encoding=_encoding(o, obj_type, where, problems),
         mode=dialect.file_mode(as_text(o.get("filePermission")), where, default_mode, problems),
-        construct_chain=settings.construct_pem_chain, separate=settings.separate_cert_and_key,
         select=select,
+        **_extras(o, obj_type, where, settings, problems),
     )
 
 
@@ -389,17 +444,45 @@ def _objects(
         if obj is None:
             continue
         objects.append(obj)
-        produced = obj.file_name
         if obj.select is not None:
             continue  # its files are known once listed (the pipeline checks them then)
-        if produced in owners:
-            problems.add(
-                f"{obj.describe}: file name {produced!r} is already used by object "
-                f"{owners[produced]!r}; set a different objectAlias"
-            )
-        else:
-            owners[produced] = obj.name
-    return tuple(objects)
+        for produced in filter(None, (obj.file_name, obj.metadata_file)):
+            if produced in owners:
+                problems.add(
+                    f"{obj.describe}: file name {produced!r} is already used by object "
+                    f"{owners[produced]!r}; set a different objectAlias or metadataFile"
+                )
+            else:
+                owners[produced] = obj.name
+    return tuple(_password_source(obj, objects, problems) for obj in objects)
+
+
+def _password_source(
+    obj: AzureObject, objects: list[AzureObject], problems: Problems
+) -> AzureObject:
+    """``obj`` with its pfxPasswordFrom resolved to that object's file name (checked here).
+
+    The password object is another object of the class, by objectAlias or
+    objectName: a single secret version, read (and mounted) like the rest.
+    """
+    ref = obj.password_from
+    if not ref:
+        return obj
+    others = [o for o in objects if o is not obj and o.select is None]
+    source = next((o for o in others if o.file_name == ref), None) or next(
+        (o for o in others if o.name == ref), None
+    )
+    where = f"{obj.describe}: parameter 'pfxPasswordFrom'"
+    if source is None:
+        problems.add(f"{where}: no other object of the class has objectAlias or objectName {ref!r}")
+    elif source.type is not ObjectType.SECRET or source.history > 1 or source.password_from:
+        problems.add(
+            f"{where}: object {ref!r} must be a plain secret (objectType secret, one version, "
+            "no pfxPasswordFrom of its own)"
+        )
+    else:
+        return replace(obj, password_from=source.file_name)
+    return obj
 
 
 def parse_plan(

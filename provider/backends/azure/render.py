@@ -22,10 +22,12 @@ Pure functions over bytes and small value objects: no SDK, easy to test.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -49,8 +51,13 @@ _CURVES: Mapping[str, ec.EllipticCurve] = {
 }
 
 
-# One object version's file bytes and its Key Vault version id.
-Rendered = tuple[bytes, str]
+class Rendered(NamedTuple):
+    """One object version as read: its file bytes, Key Vault version id, and metadata."""
+
+    data: bytes
+    version: str
+    # The tags and attributes as JSON, when the object has a metadataFile; else b"".
+    metadata: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -58,21 +65,44 @@ class Fetched:
     """What was read for one object: one rendered version, or its history newest first."""
 
     versions: tuple[Rendered, ...]
+    # pfxPasswordFrom: the password object's value (None: no password wanted).
+    password: bytes | None = field(default=None, repr=False)
 
 
 def render(obj: AzureObject, fetched: Fetched) -> tuple[list[OutputFile], list[ObjectVersion]]:
     """``obj``'s files and object versions, as the Azure provider names them."""
+    if fetched.password is not None:
+        password = fetched.password.rstrip(b"\r\n")
+        if not password:
+            raise InvalidRequest(
+                f"{obj.describe}: parameter 'pfxPasswordFrom': object {obj.password_from!r} "
+                "is empty; a PFX password must not be",
+                code=ErrorCode.InvalidParameters,
+            )
+        fetched = Fetched(
+            tuple(r._replace(data=encrypt_pfx(obj, r.data, password)) for r in fetched.versions)
+        )
+    files, versions = _layout(obj, fetched)
+    if obj.metadata_file:
+        # The newest version's (the one mounted without a history).
+        files.append(
+            OutputFile(obj.metadata_file, obj.mode, fetched.versions[0].metadata, obj.name)
+        )
+    return files, versions
+
+
+def _layout(obj: AzureObject, fetched: Fetched) -> tuple[list[OutputFile], list[ObjectVersion]]:
     if obj.history > 1:
         files = [
             OutputFile(f"{obj.file_name}/{i}", obj.mode, data, obj.name)
-            for i, (data, _) in enumerate(fetched.versions)
+            for i, (data, _, _) in enumerate(fetched.versions)
         ]
         ids = [
             ObjectVersion(f"{obj.version_id}/{i}", v)
-            for i, (_, v) in enumerate(fetched.versions)
+            for i, (_, v, _) in enumerate(fetched.versions)
         ]
         return files, ids
-    data, version = fetched.versions[0]
+    data, version, _ = fetched.versions[0]
     files = [OutputFile(obj.file_name, obj.mode, data, obj.name)]
     parts = None
     if obj.separate and obj.type is ObjectType.SECRET and not obj.pfx:
@@ -194,6 +224,54 @@ def pfx_to_pem(value: str, obj: AzureObject) -> bytes:
     for c in ordered or held:
         out += c.public_bytes(serialization.Encoding.PEM)
     return out
+
+
+def encrypt_pfx(obj: AzureObject, data: bytes, password: bytes) -> bytes:
+    """The PFX ``data`` (as rendered: base64 text, or binary with objectEncoding base64)
+    encrypted with ``password`` (pfxPasswordFrom, #185), in the same form.
+
+    Key Vault keeps a certificate's PFX without a password; tools such as IIS
+    or Java keystores want one. cryptography's best available encryption
+    (AES-256 and PBKDF2) protects key and certificates.
+    """
+    raw = data if obj.encoding == "base64" else base64.b64decode(data, validate=False)
+    loaded = None
+    for attempt in (None, b""):
+        try:
+            loaded = pkcs12.load_pkcs12(raw, attempt)
+            break
+        except ValueError:
+            continue
+    if loaded is None:
+        raise InvalidRequest(
+            f"{obj.describe}: the certificate's secret is not a readable PKCS#12 (PFX) "
+            "without a password",
+            code=ErrorCode.InvalidSecretFormat,
+        )
+    cert, key = loaded.cert, loaded.key
+    if key is not None and not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise InvalidRequest(
+            f"{obj.describe}: parameter 'pfxPasswordFrom': the PFX's key type cannot be "
+            "re-encrypted (only RSA and EC keys, as Key Vault certificates have)",
+            code=ErrorCode.UnsupportedKeyType,
+        )
+    out = pkcs12.serialize_key_and_certificates(
+        cert.friendly_name if cert is not None else None,
+        key,
+        cert.certificate if cert is not None else None,
+        [extra.certificate for extra in loaded.additional_certs] or None,
+        serialization.BestAvailableEncryption(password),
+    )
+    return out if obj.encoding == "base64" else base64.b64encode(out)
+
+
+def metadata(fields: Mapping[str, object]) -> bytes:
+    """An object's tags and attributes as the metadataFile's JSON (#1177); times in ISO 8601."""
+    def plain(value: object) -> object:
+        return value.isoformat() if isinstance(value, datetime) else value
+
+    doc = {key: plain(value) for key, value in fields.items()}
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
 def split_cert_and_key(pem: bytes) -> tuple[bytes, bytes] | None:
