@@ -12,7 +12,7 @@ honours Key Vault's Retry-After; it also translates the SDK's exceptions once
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -22,6 +22,7 @@ from azure.core.pipeline.transport import RequestsTransport
 
 from provider import listing
 from provider.backends.azure import AzureSettings, errors
+from provider.backends.azure.clients import make_client
 from provider.backends.azure.config import AzureObject, AzurePlan, ObjectType, parse_plan
 from provider.backends.azure.credentials import (
     MAX_IDENTITIES,
@@ -62,8 +63,7 @@ if TYPE_CHECKING:
     from azure.keyvault.keys import KeyClient, KeyProperties
     from azure.keyvault.secrets import SecretClient, SecretProperties
 
-    # A Key Vault client of one of the three kinds (one per identity, vault and kind).
-    KvClient = SecretClient | KeyClient | CertificateClient
+    from provider.backends.azure.clients import KvClient
     Properties = SecretProperties | KeyProperties | CertificateProperties
 
 _OPERATIONS = {
@@ -138,16 +138,13 @@ class AzureBackend(Backend[AzurePlan]):
         return SignIn(authority, self._transport, self._services.hmac_key)
 
     def _client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> KvClient:
-        kw: dict[str, Any] = {
-            "transport": self._transport,
-            # Our retry loop is the one that knows the mount deadline.
-            "retry_total": 0,
-            "verify_challenge_resource": self._settings.verify_challenge_resource,
-        }
-        if self._settings.api_version:
-            kw["api_version"] = self._settings.api_version
         return entry.client(
-            kind.value, vault_url, lambda cred: _client_class(kind)(vault_url, cred, **kw)
+            kind.value, vault_url,
+            lambda cred: make_client(
+                kind, vault_url, cred, transport=self._transport,
+                verify_challenge_resource=self._settings.verify_challenge_resource,
+                api_version=self._settings.api_version,
+            ),
         )
 
     # -- fetch --------------------------------------------------------------
@@ -278,22 +275,6 @@ def _with_password(obj: AzureObject, fetched: Fetched, values: dict[str, Fetched
     if not obj.password_from:
         return fetched
     return replace(fetched, password=values[obj.password_from].versions[0].data)
-
-
-def _client_class(kind: ObjectType) -> Callable[..., KvClient]:
-    """The SDK client for ``kind``, imported on first use: each package costs ~2 MiB
-    of RSS, and most classes mount secrets only (issue 16)."""
-    if kind is ObjectType.SECRET:
-        from azure.keyvault.secrets import SecretClient
-
-        return SecretClient
-    if kind is ObjectType.KEY:
-        from azure.keyvault.keys import KeyClient
-
-        return KeyClient
-    from azure.keyvault.certificates import CertificateClient
-
-    return CertificateClient
 
 
 def _read(client: KvClient, obj: AzureObject, version: str) -> Rendered:

@@ -13,6 +13,8 @@ the boundary redacts tokens and nodePublishSecretRef values once more.
 
 from __future__ import annotations
 
+import json
+
 import azure.core.exceptions as ax
 import azure.identity as ai
 
@@ -142,10 +144,12 @@ def _from_answer(exc: BaseException, status: int, head: str, text: str) -> Provi
 
 
 # The answer was cut, garbled or not what the API promises: a retry may get a
-# whole one. Never quoted: the text may hold the body.
+# whole one. Never quoted: the text may hold the body. JSONDecodeError: the
+# generated operations parse the body themselves (clients has no decoding policy).
 _UNREADABLE = (
     ax.IncompleteReadError, ax.DecodeError, ax.DeserializationError,
     ax.StreamConsumedError, ax.StreamClosedError, ax.ResponseNotReadError,
+    json.JSONDecodeError,
 )
 
 
