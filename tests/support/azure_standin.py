@@ -418,6 +418,8 @@ class KeyVaultEmulator:
         # Items per page of a list answer (Key Vault's maxresults is at most 25).
         self.page_size = 25
         self.requests: list[tuple[str, str, int]] = []
+        # The User-Agent of each request, in order (what Key Vault's logs would show).
+        self.user_agents: list[str] = []
         self._store: dict[tuple[str, str], list[Version]] = {}
         self._faults: list[tuple[int, dict[str, str], Any]] = []
         self._clock = int(time.time()) - 10_000
@@ -575,6 +577,7 @@ class KeyVaultEmulator:
         status, out_headers, out = self._handle(method, raw_path, headers)
         with self._lock:
             self.requests.append((method, urllib.parse.urlsplit(raw_path).path, status))
+            self.user_agents.append(headers.get("User-Agent") or "")
         return status, out_headers, out
 
     def _handle(self, method: str, raw_path: str, headers: Any) -> Response:

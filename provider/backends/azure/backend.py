@@ -22,7 +22,7 @@ from azure.core.pipeline.transport import RequestsTransport
 
 from provider import listing
 from provider.backends.azure import AzureSettings, errors
-from provider.backends.azure.clients import make_client
+from provider.backends.azure.clients import make_client, quiet_tracing
 from provider.backends.azure.config import AzureObject, AzurePlan, ObjectType, parse_plan
 from provider.backends.azure.credentials import (
     MAX_IDENTITIES,
@@ -102,6 +102,7 @@ class AzureBackend(Backend[AzurePlan]):
             connection_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
         )
+        quiet_tracing()
         self.identities = IdentityCache()
         # Single flight of a new credential's first read per identity (nothing is
         # kept here: the credential keeps its token).

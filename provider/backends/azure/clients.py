@@ -20,12 +20,14 @@ shared session reads them once per host: provider.backends.httpsession),
 request ids (``uuid1`` per request; Key Vault answers its own
 ``x-ms-request-id``), content decoding (the generated operations parse the JSON
 body themselves), logging and tracing (``base.py`` logs each request by name;
-no tracer is configured). Issue 16: bench/cost.py measures the difference.
+no tracer is configured, and ``quiet_tracing`` says so once). Issue 16:
+bench/cost.py measures the difference.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any, cast
 
 from azure.core.pipeline.policies import UserAgentPolicy
@@ -51,6 +53,18 @@ _PACKAGES = {
 }
 
 
+def quiet_tracing() -> None:
+    """Tell azure-core that tracing is off, once for the process.
+
+    Left unset, each traced SDK method (two per GET) looks up
+    AZURE_TRACING_ENABLED and AZURE_SDK_TRACING_IMPLEMENTATION in os.environ to
+    find out; the provider configures no tracer, so the answer is always no.
+    """
+    from azure.core.settings import settings
+
+    settings.tracing_enabled = False
+
+
 def make_client(
     kind: ObjectType,
     vault_url: str,
@@ -68,7 +82,13 @@ def make_client(
     challenge = importlib.import_module(f"{name}._shared").ChallengeAuthPolicy(
         credential, verify_challenge_resource=verify_challenge_resource
     )
-    policies = [UserAgentPolicy(sdk_moniker=f"{moniker}/{package.__version__}"), challenge]
+    # AZURE_HTTP_USER_AGENT is read once here, not from os.environ on every request.
+    agent = UserAgentPolicy(
+        sdk_moniker=f"{moniker}/{package.__version__}", user_agent_use_env=False
+    )
+    if extra := os.environ.get("AZURE_HTTP_USER_AGENT"):
+        agent.add_user_agent(extra)
+    policies = [agent, challenge]
     kw: dict[str, Any] = {"transport": transport, "policies": policies}
     if api_version:
         kw["api_version"] = api_version
