@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import requests.adapters
 from azure.core.pipeline.transport import RequestsTransport
@@ -412,6 +412,6 @@ def _history(client: KvClient, obj: AzureObject) -> list[str]:
     return ids[: obj.history]
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """An SDK enum as its wire string (str() of a str-Enum is 'KeyType.RSA')."""
     return getattr(value, "value", value)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import Any, TypedDict
 
 from provider import dialect, listing
 from provider.backends.azure import AzureSettings
@@ -348,10 +348,19 @@ def _flag(o: Mapping[str, Any], key: str, default: bool, where: str, problems: P
     return value
 
 
+class Extras(TypedDict):
+    """The per-object extras' AzureObject fields."""
+
+    construct_chain: bool
+    separate: bool
+    password_from: str
+    metadata_file: str
+
+
 def _extras(
     o: Mapping[str, Any], obj_type: ObjectType, where: str, settings: AzureSettings,
     problems: Problems,
-) -> dict[str, Any]:
+) -> Extras:
     """The per-object extras: PEM options, a PFX password's object, a metadata file."""
     for key in ("writeCertAndKeyInSeparateFiles", "constructPEMChain", "pfxPasswordFrom"):
         if o.get(key) not in (None, "") and obj_type is not ObjectType.SECRET:
@@ -369,16 +378,16 @@ def _extras(
     why = path_problem(metadata) if metadata else None
     if why is not None:
         problems.add(f"{where}: parameter 'metadataFile': file name {metadata[:80]!r} {why}")
-    return {
-        "construct_chain": _flag(
+    return Extras(
+        construct_chain=_flag(
             o, "constructPEMChain", settings.construct_pem_chain, where, problems
         ),
-        "separate": _flag(
+        separate=_flag(
             o, "writeCertAndKeyInSeparateFiles", settings.separate_cert_and_key, where, problems
         ),
-        "password_from": password_from,
-        "metadata_file": metadata,
-    }
+        password_from=password_from,
+        metadata_file=metadata,
+    )
 
 
 # Keys that name one object, one version or one file: a selection lists its names instead.

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -129,7 +129,7 @@ def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _int(value: Any) -> int:
+def _int(value: object) -> int:
     raw = value if isinstance(value, bytes | bytearray) else _b64url(str(value))
     return int.from_bytes(bytes(raw), "big")
 
@@ -156,17 +156,11 @@ def render_secret(obj: AzureObject, secret: SecretValue) -> bytes:
         ) from None
 
 
-Pfx = tuple[Any, x509.Certificate | None, list[x509.Certificate]]
-
-
-def _load_pfx(value: str, obj: AzureObject) -> Pfx:
-    try:
-        data = base64.b64decode(value.strip(), validate=False)
-    except ValueError:
-        data = b""
+def _load_pkcs12(data: bytes, obj: AzureObject) -> pkcs12.PKCS12KeyAndCertificates:
+    """A certificate's PFX as Key Vault keeps it: without a password (or an empty one)."""
     for password in (None, b""):
         try:
-            return pkcs12.load_key_and_certificates(data, password)
+            return pkcs12.load_pkcs12(data, password)
         except ValueError:
             continue
     raise InvalidRequest(
@@ -176,12 +170,22 @@ def _load_pfx(value: str, obj: AzureObject) -> Pfx:
     )
 
 
-def _key_id(cert: x509.Certificate, kind: type[Any]) -> bytes | None:
+def _unbase64(text: str | bytes) -> bytes:
+    try:
+        return base64.b64decode(text.strip(), validate=False)
+    except ValueError:
+        return b""  # not base64: _load_pkcs12 says the PFX is unreadable
+
+
+KeyIdKind = type[x509.AuthorityKeyIdentifier] | type[x509.SubjectKeyIdentifier]
+
+
+def _key_id(cert: x509.Certificate, kind: KeyIdKind) -> bytes | None:
     try:
         value = cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
-    found = value.key_identifier if kind is x509.AuthorityKeyIdentifier else value.digest
+    found = value.key_identifier if isinstance(value, x509.AuthorityKeyIdentifier) else value.digest
     return bytes(found) if found is not None else None
 
 
@@ -211,7 +215,8 @@ def key_id_chain(certs: Sequence[x509.Certificate]) -> list[x509.Certificate] | 
 
 
 def pfx_to_pem(value: str, obj: AzureObject) -> bytes:
-    key, cert, extra = _load_pfx(value, obj)
+    loaded = _load_pkcs12(_unbase64(value), obj)
+    key = loaded.key
     out = b""
     if key is not None:
         out += key.private_bytes(
@@ -219,7 +224,7 @@ def pfx_to_pem(value: str, obj: AzureObject) -> bytes:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-    held = ([cert] if cert is not None else []) + list(extra)
+    held = [c.certificate for c in (loaded.cert, *loaded.additional_certs) if c is not None]
     ordered = key_id_chain(held) if obj.construct_chain else None
     for c in ordered or held:
         out += c.public_bytes(serialization.Encoding.PEM)
@@ -234,20 +239,7 @@ def encrypt_pfx(obj: AzureObject, data: bytes, password: bytes) -> bytes:
     or Java keystores want one. cryptography's best available encryption
     (AES-256 and PBKDF2) protects key and certificates.
     """
-    raw = data if obj.encoding == "base64" else base64.b64decode(data, validate=False)
-    loaded = None
-    for attempt in (None, b""):
-        try:
-            loaded = pkcs12.load_pkcs12(raw, attempt)
-            break
-        except ValueError:
-            continue
-    if loaded is None:
-        raise InvalidRequest(
-            f"{obj.describe}: the certificate's secret is not a readable PKCS#12 (PFX) "
-            "without a password",
-            code=ErrorCode.InvalidSecretFormat,
-        )
+    loaded = _load_pkcs12(data if obj.encoding == "base64" else _unbase64(data), obj)
     cert, key = loaded.cert, loaded.key
     if key is not None and not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise InvalidRequest(
@@ -290,10 +282,10 @@ def split_cert_and_key(pem: bytes) -> tuple[bytes, bytes] | None:
     return (certs, keys) if certs and keys else None
 
 
-def render_key(obj: AzureObject, jwk: Mapping[str, Any]) -> bytes:
+def render_key(obj: AzureObject, jwk: Mapping[str, object]) -> bytes:
     """The public half of a JSON Web Key as a PEM ``PUBLIC KEY``."""
     kty = str(jwk.get("kty") or "")
-    public: Any
+    public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
     try:
         if kty in ("RSA", "RSA-HSM"):
             public = rsa.RSAPublicNumbers(_int(jwk["e"]), _int(jwk["n"])).public_key()
@@ -317,7 +309,7 @@ def render_key(obj: AzureObject, jwk: Mapping[str, Any]) -> bytes:
             f"{obj.describe}: Key Vault returned an incomplete {kty} key", code=ErrorCode.InvalidKey
         ) from None
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    return bytes(public.public_bytes(serialization.Encoding.PEM, spki))
+    return public.public_bytes(serialization.Encoding.PEM, spki)
 
 
 def render_cert(obj: AzureObject, cer: bytes | bytearray | None) -> bytes:
