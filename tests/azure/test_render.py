@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from provider.backends.azure import AzureSettings
-from provider.backends.azure.config import AzureObject, ObjectType, parse_plan
+from provider.backends.azure.config import parse_plan
+from provider.backends.azure.objects import AzureObject, ObjectType
 from provider.backends.azure.render import (
     SecretValue,
     key_id_chain,

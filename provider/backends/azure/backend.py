@@ -23,7 +23,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from provider import listing
 from provider.backends.azure import AzureSettings, errors
 from provider.backends.azure.clients import make_client, quiet_tracing
-from provider.backends.azure.config import AzureObject, AzurePlan, ObjectType, parse_plan
+from provider.backends.azure.config import AzurePlan, parse_plan
 from provider.backends.azure.credentials import (
     MAX_IDENTITIES,
     IdentityCache,
@@ -32,6 +32,7 @@ from provider.backends.azure.credentials import (
     SignIn,
     describe,
 )
+from provider.backends.azure.objects import AzureObject, ObjectType
 from provider.backends.azure.render import (
     Fetched,
     Rendered,

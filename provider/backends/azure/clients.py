@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from azure.core.pipeline.policies import UserAgentPolicy
 
-from provider.backends.azure.config import ObjectType
+from provider.backends.azure.objects import ObjectType
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from provider.backends.azure.config import AzureObject, ObjectType
+from provider.backends.azure.objects import AzureObject, ObjectType
 from provider.backends.base import ObjectVersion, OutputFile
 from provider.codes import ErrorCode
 from provider.encodings import decode
