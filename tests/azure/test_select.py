@@ -198,3 +198,28 @@ def test_lint_catches_a_bad_select_offline(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "'recursive' does not apply" in done.stdout and "'max' must be between" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("page", "words"),
+    [
+        ({"value": [{"id": "https://v/secrets/app-x", "attributes": {"enabled": True}}],
+          "nextLink": "https://elsewhere.example/secrets?$skiptoken=1"}, "to another host"),
+        ({"value": [{"id": "https://v/secrets/app-x"}], "nextLink": None},
+         "a list item without a name or attributes"),
+        ({"value": [{"id": "https://v/secrets/app-x", "attributes": {"enabled": True},
+                     "tags": ["team"]}], "nextLink": None}, "tags that are not an object"),
+        ({"nextLink": None}, "not what the API promises"),
+    ],
+)
+def test_an_unusable_list_answer_is_retried_then_unavailable(
+    provider: RunningProvider, world: AzureWorld, page: dict[str, object], words: str
+) -> None:
+    provider.mount(wi_attrs("objectName: app-db\nobjectType: secret"))  # warm: token, challenge
+    world.vault.fail_next(200, body=page, times=50)
+    try:
+        error = provider.mount_error(wi_attrs(_select("app-")))
+    finally:
+        world.vault.reset_faults()
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
+    assert words in error.details() and "select 'app-'" in error.details()

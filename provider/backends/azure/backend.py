@@ -1,28 +1,27 @@
 """Azure Key Vault secrets, keys and certificates, fetched as the pod.
 
 Objects are read in parallel, one GET each (``objectVersionHistory`` adds one
-list call and one GET per version). Clients and credentials are reused per
-identity and vault (see ``credentials``); all of them share one HTTP transport,
-so a vault's TLS connections are reused across identities (the bearer token
-travels per request, never with the connection). The SDK's own retries are off:
-``FetchContext.call`` retries transient faults inside the mount deadline and
-honours Key Vault's Retry-After; it also translates the SDK's exceptions once
-(``errors.translate``).
+list call and one GET per version, ``select`` one listing and one GET per
+match), on lean azure-core pipelines (``clients``) whose JSON answers are read
+and checked in ``answers``. Clients and credentials are reused per identity
+and vault (see ``credentials``); all of them share one HTTP transport, so a
+vault's TLS connections are reused across identities (the bearer token travels
+per request, never with the connection). ``FetchContext.call`` retries
+transient faults inside the mount deadline, honours Key Vault's Retry-After,
+and translates azure-core's exceptions once (``errors.translate``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar
 
 import requests.adapters
 from azure.core.pipeline.transport import RequestsTransport
 
 from provider import listing
-from provider.backends.azure import AzureSettings, errors
-from provider.backends.azure.clients import make_client, quiet_tracing
+from provider.backends.azure import AzureSettings, answers, errors
+from provider.backends.azure.clients import VaultClient, quiet_tracing
 from provider.backends.azure.config import AzurePlan, parse_plan
 from provider.backends.azure.credentials import (
     MAX_IDENTITIES,
@@ -33,16 +32,7 @@ from provider.backends.azure.credentials import (
     describe,
 )
 from provider.backends.azure.objects import AzureObject, ObjectType
-from provider.backends.azure.render import (
-    Fetched,
-    Rendered,
-    SecretValue,
-    metadata,
-    render,
-    render_cert,
-    render_key,
-    render_secret,
-)
+from provider.backends.azure.render import Fetched, Rendered, render
 from provider.backends.base import (
     Backend,
     BackendServices,
@@ -51,28 +41,15 @@ from provider.backends.base import (
 )
 from provider.backends.httpsession import LeanSession
 from provider.cache import Cache
-from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Translator, Unavailable
+from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Translator
 from provider.listing import Select
 from provider.request import MountRequest
-
-if TYPE_CHECKING:
-    from azure.keyvault.certificates import (
-        CertificateClient,
-        CertificateProperties,
-        KeyVaultCertificate,
-    )
-    from azure.keyvault.keys import KeyClient, KeyProperties
-    from azure.keyvault.secrets import SecretClient, SecretProperties
-
-    from provider.backends.azure.clients import KvClient
-    Properties = SecretProperties | KeyProperties | CertificateProperties
 
 _OPERATIONS = {
     ObjectType.SECRET: ("GetSecret", "ListSecretVersions"),
     ObjectType.KEY: ("GetKey", "ListKeyVersions"),
     ObjectType.CERT: ("GetCertificate", "ListCertificateVersions"),
 }
-_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 # What one object of the class was read as: itself, or each secret its selection matched.
 Parts = list[tuple[AzureObject, Fetched]]
@@ -139,10 +116,10 @@ class AzureBackend(Backend[AzurePlan]):
         authority = (self._settings.authority_host or plan.cloud.authority_host).rstrip("/")
         return SignIn(authority, self._transport, self._services.hmac_key)
 
-    def _client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> KvClient:
+    def _client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> VaultClient:
         return entry.client(
             kind.value, vault_url,
-            lambda cred: make_client(
+            lambda cred: VaultClient(
                 kind, vault_url, cred, transport=self._transport,
                 verify_challenge_resource=self._settings.verify_challenge_resource,
                 api_version=self._settings.api_version,
@@ -214,7 +191,7 @@ class _Reader:
         what = f"select {obj.select.path!r}" if obj.select is not None else repr(obj.name)
         return f"object {what} (objectType {obj.type.value}) in vault {vault!r} as {self._who}"
 
-    def _where(self, obj: AzureObject) -> tuple[KvClient, tuple[str, ...]]:
+    def _where(self, obj: AzureObject) -> tuple[VaultClient, tuple[str, ...]]:
         """``obj``'s client and its rotation-cache identity."""
         # One Azure AD token serves every vault of the cloud; what a vault lets
         # this caller read is decided per vault, so the vault is in the identity.
@@ -233,7 +210,9 @@ class _Reader:
         async def get(version: str) -> Rendered:
             return await ctx.cached_object(
                 identity, (obj, version),
-                lambda: ctx.call(_read, client, obj, version, operation=get_op, subject=subject),
+                lambda: ctx.call(
+                    answers.read, client, obj, version, operation=get_op, subject=subject
+                ),
                 refresh=refresh, size=lambda r: len(r[0]), fresh=fresh,
             )
 
@@ -241,7 +220,7 @@ class _Reader:
             return [(obj, Fetched((await get(obj.version),)))]
         chosen = await ctx.cached_object(
             identity, (obj, "versions"),
-            lambda: ctx.call(_history, client, obj, operation=list_op, subject=subject),
+            lambda: ctx.call(answers.history, client, obj, operation=list_op, subject=subject),
             refresh=refresh, size=lambda vs: sum(len(v) for v in vs), fresh=fresh,
         )
         if not chosen:
@@ -261,7 +240,8 @@ class _Reader:
         names = await ctx.cached_object(
             identity, (obj, "list"),
             lambda: ctx.call(
-                _list_secrets, client, select, operation="ListSecrets", subject=subject
+                answers.list_secrets, client, obj, select, operation="ListSecrets",
+                subject=subject,
             ),
             refresh=self._plan.refresh_interval, size=lambda ns: sum(len(n) for n in ns),
             fresh=fresh,
@@ -277,142 +257,3 @@ def _with_password(obj: AzureObject, fetched: Fetched, values: dict[str, Fetched
     if not obj.password_from:
         return fetched
     return replace(fetched, password=values[obj.password_from].versions[0].data)
-
-
-def _read(client: KvClient, obj: AzureObject, version: str) -> Rendered:
-    """One blocking GET and its rendering (runs on the pool, through ``ctx.call``).
-
-    The answer is checked and rendered here, inside the call, so that an
-    answer without what the API promises is retried like any transient fault.
-    """
-    if obj.type is ObjectType.SECRET:
-        return _read_secret(cast("SecretClient", client), obj, version)
-    if obj.type is ObjectType.KEY:
-        return _read_key(cast("KeyClient", client), obj, version)
-    return _read_cert(cast("CertificateClient", client), obj, version)
-
-
-def _read_secret(client: SecretClient, obj: AzureObject, version: str) -> Rendered:
-    secret = client.get_secret(obj.name, version or None)
-    props = secret.properties
-    if not isinstance(secret.value, str):
-        raise _unusable(obj, "no value")
-    value = SecretValue(
-        value=secret.value,
-        content_type=props.content_type or "",
-        cert_backed=bool(props.key_id),
-        version=_version(obj, props),
-    )
-    return Rendered(
-        render_secret(obj, value), value.version, _metadata(obj, props, props.content_type)
-    )
-
-
-def _read_key(client: KeyClient, obj: AzureObject, version: str) -> Rendered:
-    key = client.get_key(obj.name, version or None)
-    jwk = key.key
-    if jwk is None:
-        raise _unusable(obj, "no key")
-    fields = {
-        name: _plain(getattr(jwk, name, None)) for name in ("kty", "n", "e", "crv", "x", "y")
-    }
-    if not fields["kty"]:
-        raise _unusable(obj, "a key without a type (kty)")
-    return Rendered(
-        render_key(obj, fields), _version(obj, key.properties), _metadata(obj, key.properties)
-    )
-
-
-def _read_cert(client: CertificateClient, obj: AzureObject, version: str) -> Rendered:
-    cert: KeyVaultCertificate
-    if version:
-        cert = client.get_certificate_version(obj.name, version)
-    else:
-        cert = client.get_certificate(obj.name)
-    props = cert.properties
-    return Rendered(render_cert(obj, cert.cer), _version(obj, props), _metadata(obj, props))
-
-
-def _metadata(obj: AzureObject, props: Properties | None, content_type: str | None = None) -> bytes:
-    """The metadataFile's JSON of ``props`` (only built when the object has one)."""
-    if not obj.metadata_file or props is None:
-        return b""
-    return metadata({
-        "tags": dict(props.tags or {}),
-        "enabled": props.enabled,
-        "created": props.created_on,
-        "updated": props.updated_on,
-        "expires": props.expires_on,
-        "notBefore": props.not_before,
-        "contentType": content_type,
-        "version": props.version,
-    })
-
-
-def _list_secrets(client: KvClient, select: Select) -> tuple[str, ...]:
-    """Names of the enabled secrets ``select`` matches (GET {vault}/secrets, every page).
-
-    Key Vault filters nothing server-side: prefix and tags are matched here,
-    from the list answer (no value is read). Listing stops one past the bound:
-    that many already fail the mount, so the rest need not be paged through.
-    """
-    found: list[str] = []
-    for props in cast("SecretClient", client).list_properties_of_secrets():
-        name = props.name
-        if props.enabled is None or not name:
-            raise Unavailable(
-                f"select {select.path!r}: Key Vault's list answer has an item without a name or "
-                "attributes; not a usable answer"
-            )
-        tags = props.tags or {}
-        if not (props.enabled and name.startswith(select.path)) or any(
-            tags.get(key) != value for key, value in select.tags
-        ):
-            continue
-        found.append(name)
-        if len(found) > select.max:
-            break
-    return tuple(sorted(found))
-
-
-def _unusable(obj: AzureObject, what: str) -> Unavailable:
-    # Key Vault always sends these: a proxy or a fault answered. Retried; never
-    # an empty file or an empty version.
-    return Unavailable(f"{obj.describe}: Key Vault's answer has {what}; not a usable answer")
-
-
-def _version(obj: AzureObject, props: Properties | None) -> str:
-    """The object's version id from its Key Vault id; every real answer carries one."""
-    version = getattr(props, "version", None)
-    if not isinstance(version, str) or not version:
-        raise _unusable(obj, "no id (no version)")
-    return version
-
-
-def _history(client: KvClient, obj: AzureObject) -> list[str]:
-    """Versions to mount, newest first: enabled only, by creation time, up to N.
-
-    With objectVersion, the history starts at that version (it and older ones).
-    """
-    listed: Iterable[Properties]
-    if obj.type is ObjectType.SECRET:
-        listed = cast("SecretClient", client).list_properties_of_secret_versions(obj.name)
-    elif obj.type is ObjectType.KEY:
-        listed = cast("KeyClient", client).list_properties_of_key_versions(obj.name)
-    else:
-        listed = cast("CertificateClient", client).list_properties_of_certificate_versions(
-            obj.name
-        )
-    enabled = [p for p in listed if p.enabled and p.version]
-    enabled.sort(key=lambda p: p.created_on or _EPOCH, reverse=True)
-    ids = [str(p.version) for p in enabled]
-    if obj.version:
-        if obj.version not in ids:
-            return []
-        ids = ids[ids.index(obj.version):]
-    return ids[: obj.history]
-
-
-def _plain(value: object) -> object:
-    """An SDK enum as its wire string (str() of a str-Enum is 'KeyType.RSA')."""
-    return getattr(value, "value", value)
