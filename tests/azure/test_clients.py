@@ -3,11 +3,17 @@ and what the left-out policies no longer do, as the Key Vault stand-in sees it."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
 import grpc
 import pytest
 
 from tests.azure.conftest import Seeded, wi_attrs
-from tests.support.running import RunningProvider, files_of
+from tests.support.azure_standin import AUDIENCE, WI_CLIENT, AzureWorld, azure_world
+from tests.support.running import RunningProvider, files_of, settings_for
+from tests.support.tokens import pod_token
 
 pytestmark = pytest.mark.azure
 
@@ -47,3 +53,30 @@ def test_a_transient_fault_is_retried_by_the_provider_only(
     files = files_of(provider.mount(wi_attrs("objectName: plain\nobjectType: secret")))
     assert files["plain"][1] == b"three"
     assert [s for _, _, s in vault.requests[since:]] == [503, 200]
+
+
+@pytest.fixture(scope="module")
+def checking(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[AzureWorld, RunningProvider]]:
+    """A provider that checks the challenge's resource (the default), before a vault on 127.0.0.1
+    whose challenge names vault.azure.net, as a misdirected endpoint would."""
+    with azure_world() as world:
+        world.tokens.federated[WI_CLIENT] = pod_token(AUDIENCE)
+        world.vault.set_secret("plain", "v")
+        settings = replace(world.settings(), verify_challenge_resource=True)
+        sockets = Path(tmp_path_factory.mktemp("azchallenge"))
+        with RunningProvider(settings_for(sockets, {"azure": settings})) as running:
+            yield world, running
+
+
+def test_a_challenge_for_another_domain_gets_no_token(
+    checking: tuple[AzureWorld, RunningProvider],
+) -> None:
+    world, provider = checking
+    error = provider.mount_error(wi_attrs("objectName: plain\nobjectType: secret"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert error.details().startswith("ProviderMisconfigured: ")
+    assert "--azure-keyvault-endpoint" in error.details()
+    # Only the unauthenticated request that drew the challenge reached the vault.
+    assert [s for _, _, s in world.vault.requests] == [401]

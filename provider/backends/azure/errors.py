@@ -170,6 +170,17 @@ def _from_fault(exc: BaseException, where: str, said: str, text: str) -> Provide
         # The base class itself: azure-core raises it for faults of the exchange
         # it cannot classify (a broken connection pool, an unexpected stream state).
         return Unavailable(f"{where}: Azure SDK failed: {said}")
+    if isinstance(exc, ValueError) and _raised_in(exc, "azure.keyvault") and (
+        "challenge" in str(exc).lower()
+    ):
+        # Key Vault's 401 challenge names a resource outside the vault's domain
+        # (or none): the SDK's policy refused to send the token. Not transient.
+        return InvalidRequest(
+            f"{where}: Key Vault's authentication challenge does not match the vault's domain, "
+            "so no token was sent: check the provider flags --azure-keyvault-endpoint and "
+            "--azure-keyvault-dns-suffix (emulators: --azure-skip-challenge-resource-check)",
+            code=ErrorCode.ProviderMisconfigured,
+        )
     if isinstance(exc, AttributeError | TypeError | KeyError | IndexError) or (
         isinstance(exc, ValueError) and _raised_in(exc, "azure.keyvault")
     ):
