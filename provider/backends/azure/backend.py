@@ -13,6 +13,7 @@ and translates azure-core's exceptions once (``errors.translate``).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import ClassVar
 
@@ -116,7 +117,8 @@ class AzureBackend(Backend[AzurePlan]):
         authority = (self._settings.authority_host or plan.cloud.authority_host).rstrip("/")
         return SignIn(authority, self._transport, self._services.hmac_key)
 
-    def _client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> VaultClient:
+    def client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> VaultClient:
+        """``entry``'s client of ``kind`` for ``vault_url`` (made once, kept with the identity)."""
         return entry.client(
             kind.value, vault_url,
             lambda cred: VaultClient(
@@ -161,11 +163,10 @@ class AzureBackend(Backend[AzurePlan]):
                 todo.insert(0, first)  # another mount signed in: read it like the rest
         results += await ctx.gather(reader.object(obj) for obj in todo)
         read = [pair for part in results for pair in part]
-        # Read in parallel, rendered once all are in: a PFX's password is another object's.
-        values = {obj.file_name: fetched for obj, fetched in reversed(read)}
-        return FetchResult.of(
-            render(obj, _with_password(obj, fetched, values)) for obj, fetched in read
-        )
+        if any(obj.password_from for obj in plan.objects):
+            # Encrypting a PFX is CPU work (PBKDF2): off the event loop.
+            return await asyncio.to_thread(_render_all, read)
+        return _render_all(read)
 
     def close(self) -> None:
         self.identities.clear()
@@ -196,7 +197,7 @@ class _Reader:
         # One Azure AD token serves every vault of the cloud; what a vault lets
         # this caller read is decided per vault, so the vault is in the identity.
         url = self._backend.vault_url(self._plan, obj.vault)
-        return self._backend._client(self._entry, obj.type, url), (*self._key, url)
+        return self._backend.client(self._entry, obj.type, url), (*self._key, url)
 
     async def object(self, obj: AzureObject, *, fresh: bool = False) -> Parts:
         """``obj`` read: its current (or chosen) version, or its history, or its matches."""
@@ -250,6 +251,15 @@ class _Reader:
         matches = [obj.match(name) for name in names]
         parts = await ctx.gather(self.object(m, fresh=fresh) for m in matches)
         return [pair for part in parts for pair in part]
+
+
+def _render_all(read: Parts) -> FetchResult:
+    """Every object's files, in the class's order, rendered once all are read: a PFX's
+    password is another object's value."""
+    values = {obj.file_name: fetched for obj, fetched in reversed(read)}
+    return FetchResult.of(
+        render(obj, _with_password(obj, fetched, values)) for obj, fetched in read
+    )
 
 
 def _with_password(obj: AzureObject, fetched: Fetched, values: dict[str, Fetched]) -> Fetched:
