@@ -13,7 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from provider.backends.azure.config import AzureObject, ObjectType, parse_plan
+from provider.backends.azure import AzureSettings
+from provider.backends.azure.config import parse_plan
+from provider.backends.azure.objects import AzureObject, ObjectType
 from provider.backends.azure.render import (
     SecretValue,
     key_id_chain,
@@ -77,7 +79,7 @@ def test_without_key_identifiers_the_pkcs12_order_is_kept() -> None:
 def test_construct_pem_chain_off_keeps_the_pkcs12_order() -> None:
     chain = make_chain("w.example")
     value = _pfx(chain, [chain.root, chain.intermediate])
-    pem = pfx_to_pem(value, obj(), construct_chain=False)
+    pem = pfx_to_pem(value, obj(construct_chain=False))
     assert x509.load_pem_x509_certificates(pem) == [chain.leaf, chain.root, chain.intermediate]
 
 
@@ -148,13 +150,16 @@ def test_version_like_numbers_stay_text() -> None:
         "objects": "array:\n  - |\n    objectName: s\n    objectType: secret\n"
         "    objectVersion: 1e100\n    filePermission: 0440\n",
     }
-    plan = parse_plan(params, {}, 0o644)
+    plan = parse_plan(params, default_mode=0o644, settings=AzureSettings(), secrets={})
     assert plan.objects[0].version == "1e100" and plan.objects[0].mode == 0o440
 
 
 def test_problems_reported_together() -> None:
     with pytest.raises(InvalidParameters) as info:
-        parse_plan({"objects": "array:\n  - |\n    objectName: s\n"}, {}, 0o644)
+        parse_plan(
+            {"objects": "array:\n  - |\n    objectName: s\n"},
+            default_mode=0o644, settings=AzureSettings(), secrets={},
+        )
     text = str(info.value)
     assert "keyvaultName" in text and "objectType" in text and "clientid" in text
 

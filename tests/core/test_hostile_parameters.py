@@ -61,6 +61,15 @@ AZURE_OBJECT = {
     "objectVersionHistory": "2", "objectFormat": "pem", "objectEncoding": "utf-8",
     "filePermission": "0644", "keyvaultName": "kv-2",
 }  # fmt: skip
+AZURE_SELECT = {
+    "objectType": "secret", "objectAlias": "d", "filePermission": "0400", "objectEncoding": "hex",
+    "select": {"path": "app-", "tags": {"team": "pay"}, "max": 5, "recursive": False},
+}  # fmt: skip
+AZURE_EXTRAS = {
+    "objectName": "p", "objectType": "secret", "objectFormat": "pfx", "pfxPasswordFrom": "d/s",
+    "constructPEMChain": "false", "writeCertAndKeyInSeparateFiles": "true",
+    "metadataFile": "m.json",
+}  # fmt: skip
 AWS_TOP = ["region", "failoverRegion", "pathTranslation", "usePodIdentity", "preferredAddressType",
            "roleArn", "assumeRoleArn", "assumeRoleExternalId", "assumeRoleDurationSeconds"]
 VAULT_TOP = ["roleName", "vaultAddress", "vaultNamespace", "vaultAuthMountPath",
@@ -75,6 +84,9 @@ def _mutated(rnd: random.Random, obj: dict[str, Any]) -> dict[str, Any]:
     out = dict(obj)
     for _ in range(rnd.randint(1, 2)):
         key = rnd.choice([*out, "bogusKey", "OBJECTNAME"])
+        if key == "select" and rnd.random() < 0.5:
+            out[key] = _mutated(rnd, out[key])  # one of its keys, not the whole of it
+            continue
         if rnd.random() < 0.15:
             out.pop(key, None)
         else:
@@ -135,7 +147,10 @@ def vault(rnd: random.Random) -> dict[str, str]:
 
 def azure(rnd: random.Random) -> dict[str, str]:
     count = rnd.randint(1, 3)
-    items: list[Any] = [yaml.safe_dump(_mutated(rnd, AZURE_OBJECT)) for _ in range(count)]
+    items: list[Any] = [
+        yaml.safe_dump(_mutated(rnd, rnd.choice([AZURE_OBJECT, AZURE_SELECT, AZURE_EXTRAS])))
+        for _ in range(count)
+    ]
     if rnd.random() < 0.1:
         items.append(rnd.choice([5, None, ["x"]]))
     base = {"keyvaultName": "kv1", "tenantID": "t", "clientID": "c",

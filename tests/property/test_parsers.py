@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from provider.backends.aws import AwsSettings
 from provider.backends.aws.config import AwsPlan
 from provider.backends.aws.config import parse_plan as aws_plan
+from provider.backends.azure import AzureSettings
 from provider.backends.azure.config import AzurePlan
 from provider.backends.azure.config import parse_plan as azure_plan
 from provider.backends.vault import VaultSettings
@@ -132,7 +133,9 @@ def test_vault_plan(params: dict[str, str], mode: int) -> None:
 
 @given(AZURE_PARAMS, MODES)
 def test_azure_plan(params: dict[str, str], mode: int) -> None:
-    plan: AzurePlan | None = planned(lambda: azure_plan(params, SP_SECRETS, mode))
+    plan: AzurePlan | None = planned(
+        lambda: azure_plan(params, default_mode=mode, settings=AzureSettings(), secrets=SP_SECRETS)
+    )
     if plan is not None:
         assert plan.objects
         check_inside_volume(

@@ -413,7 +413,13 @@ class KeyVaultEmulator:
         self.resource = resource
         self.url = ""
         self.allowed: set[str] | None = None  # client ids allowed; None: everyone
+        # Client ids whose access policy lacks "secrets/list" (they may still get).
+        self.list_denied: set[str] = set()
+        # Items per page of a list answer (Key Vault's maxresults is at most 25).
+        self.page_size = 25
         self.requests: list[tuple[str, str, int]] = []
+        # The User-Agent of each request, in order (what Key Vault's logs would show).
+        self.user_agents: list[str] = []
         self._store: dict[tuple[str, str], list[Version]] = {}
         self._faults: list[tuple[int, dict[str, str], Any]] = []
         self._clock = int(time.time()) - 10_000
@@ -429,17 +435,24 @@ class KeyVaultEmulator:
         *,
         enabled: bool = True,
         version: str | None = None,
+        expires: int | None = None,
+        not_before: int | None = None,
     ) -> str:
         with self._lock:
             self._clock += 1  # distinct creation times, in insertion order
             version = version or uuid.uuid4().hex
-            attrs = {
+            attrs: dict[str, Any] = {
                 "enabled": enabled,
                 "created": self._clock,
                 "updated": self._clock,
                 "recoveryLevel": "Recoverable+Purgeable",
                 "recoverableDays": 90,
             }
+            # Key Vault's "exp" and "nbf": Unix times, present only when set.
+            if expires is not None:
+                attrs["exp"] = expires
+            if not_before is not None:
+                attrs["nbf"] = not_before
             full = dict(bundle, attributes=attrs)
             self._store.setdefault((kind, name), []).append(
                 Version(version, self._clock, enabled, full)
@@ -450,13 +463,20 @@ class KeyVaultEmulator:
         return f"{self.url}/{kind}/{name}/{version}"
 
     def set_secret(
-        self, name: str, value: str, *, enabled: bool = True, content_type: str | None = None
+        self, name: str, value: str, *, enabled: bool = True, content_type: str | None = None,
+        tags: dict[str, str] | None = None, expires: int | None = None,
+        not_before: int | None = None,
     ) -> str:
         version = uuid.uuid4().hex
         bundle: dict[str, Any] = {"value": value, "id": self._id("secrets", name, version)}
         if content_type:
             bundle["contentType"] = content_type
-        return self._add("secrets", name, bundle, enabled=enabled, version=version)
+        if tags:
+            bundle["tags"] = dict(tags)
+        return self._add(
+            "secrets", name, bundle, enabled=enabled, version=version, expires=expires,
+            not_before=not_before,
+        )
 
     def set_enabled(self, kind: str, name: str, version: str, enabled: bool) -> None:
         with self._lock:
@@ -489,9 +509,14 @@ class KeyVaultEmulator:
         return self._add("keys", name, bundle, version=version)
 
     def import_certificate(
-        self, name: str, *, pfx: bytes | None = None, pem: str | None = None, enabled: bool = True
+        self, name: str, *, pfx: bytes | None = None, pem: str | None = None, enabled: bool = True,
+        tags: dict[str, str] | None = None,
     ) -> str:
-        """Like Key Vault's import: a certificate, its key and its secret, one version id."""
+        """Like Key Vault's import: a certificate, its key and its secret, one version id.
+
+        ``tags`` are the certificate's; Key Vault shows them on its secret too.
+        """
+        tagged = {"tags": dict(tags)} if tags else {}
         if pfx is not None:
             key, leaf, _ = pkcs12.load_key_and_certificates(pfx, None)
             value, content_type = base64.b64encode(pfx).decode(), "application/x-pkcs12"
@@ -508,7 +533,8 @@ class KeyVaultEmulator:
         self._add(
             "secrets",
             name,
-            {"value": value, "id": sid, "contentType": content_type, "kid": kid, "managed": True},
+            {"value": value, "id": sid, "contentType": content_type, "kid": kid, "managed": True,
+             **tagged},
             enabled=enabled,
             version=version,
         )
@@ -522,6 +548,7 @@ class KeyVaultEmulator:
                 "x5t": _b64url(hashlib.sha1(der).digest()),  # noqa: S324 - x5t is SHA-1 by spec
                 "cer": base64.b64encode(der).decode(),
                 "contentType": content_type,
+                **tagged,
             },
             enabled=enabled,
             version=version,
@@ -550,6 +577,7 @@ class KeyVaultEmulator:
         status, out_headers, out = self._handle(method, raw_path, headers)
         with self._lock:
             self.requests.append((method, urllib.parse.urlsplit(raw_path).path, status))
+            self.user_agents.append(headers.get("User-Agent") or "")
         return status, out_headers, out
 
     def _handle(self, method: str, raw_path: str, headers: Any) -> Response:
@@ -587,7 +615,10 @@ class KeyVaultEmulator:
             )
         if method != "GET":
             return 405, {}, _kv_error("BadRequest", "Only reads are emulated.")
-        parts = [p for p in urllib.parse.urlsplit(raw_path).path.split("/")]
+        split = urllib.parse.urlsplit(raw_path)
+        parts = [p for p in split.path.split("/")]
+        if parts[1:] == ["secrets"]:
+            return self._list_secrets(client, urllib.parse.parse_qs(split.query))
         # /<kind>/<name>[/<version>|/versions]  (the SDK sends a trailing '/' for latest)
         if len(parts) < 3 or parts[1] not in ("secrets", "keys", "certificates"):
             return 404, {}, _kv_error("NotFound", "No such route.")
@@ -639,6 +670,48 @@ class KeyVaultEmulator:
                 ),
             )
         return 200, {}, chosen.bundle
+
+
+    def list_pages(self) -> int:
+        """How many pages a full listing of the secrets takes now."""
+        with self._lock:
+            count = sum(1 for kind, _ in self._store if kind == "secrets")
+        return max(1, -(-count // self.page_size))
+
+    def _list_secrets(self, client: str, query: dict[str, list[str]]) -> Response:
+        """GET {vault}/secrets: every secret's current version, without values, paged.
+
+        As Key Vault answers it (7.x "Get Secrets"): ``id`` without a version,
+        ``attributes`` (disabled secrets are listed too), ``tags``,
+        ``contentType`` and ``managed``; at most ``maxresults`` (<= 25) per
+        page and a ``nextLink`` carrying a ``$skiptoken`` while more remain.
+        Needs the access policy's "secrets/list" (RBAC: secrets/readMetadata).
+        """
+        if client in self.list_denied:
+            return 403, {}, _kv_error(
+                "Forbidden",
+                f"The user, group or application 'appid={client}' does not have secrets list "
+                "permission on key vault 'test'.",
+            )
+        size = min(int((query.get("maxresults") or [self.page_size])[0]), self.page_size)
+        start = int((query.get("$skiptoken") or ["0"])[0])
+        with self._lock:
+            names = sorted(name for kind, name in self._store if kind == "secrets")
+            items = []
+            for name in names[start:start + size]:
+                current = self._store[("secrets", name)][-1].bundle
+                item = {k: current[k] for k in ("contentType", "tags", "managed")
+                        if k in current}
+                item["id"] = f"{self.url}/secrets/{name}"
+                item["attributes"] = dict(current["attributes"])
+                items.append(item)
+        more = start + size < len(names)
+        version = (query.get("api-version") or ["7.6"])[0]
+        next_link = (
+            f"{self.url}/secrets?api-version={version}&$skiptoken={start + size}"
+            f"&maxresults={size}" if more else None
+        )
+        return 200, {}, {"value": items, "nextLink": next_link}
 
 
 def _kv_error(code: str, message: str) -> dict[str, Any]:

@@ -14,9 +14,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provider.errors import Problems
+
+if TYPE_CHECKING:
+    from provider.backends.azure.backend import AzureBackend
+    from provider.backends.base import BackendServices
 
 # What `pip install 'polysecret[azure]'` brings (provider.backends.installed).
 SDK = ("azure.identity", "azure.keyvault.secrets", "cryptography")
@@ -52,6 +56,9 @@ class AzureSettings:
     construct_pem_chain: bool = True
     # Its --write-cert-and-key-in-separate-files: <file>.crt and <file>.key too.
     separate_cert_and_key: bool = False
+    # The provider's --max-objects (BackendServices.max_objects): the most a
+    # ``select`` may match; the backend sets it from its services.
+    max_objects: int = 1000
 
     def __post_init__(self) -> None:
         # azure-identity refuses a plain-http authority when a credential is
@@ -105,7 +112,7 @@ def claims(attributes: Mapping[str, str], problems: Problems) -> bool:
     return "keyvaultName" in attributes
 
 
-def create(settings: AzureSettings | None, services: Any) -> Any:
+def create(settings: AzureSettings | None, services: BackendServices) -> AzureBackend:
     from provider.backends.azure.backend import AzureBackend
 
     return AzureBackend(settings or AzureSettings(), services)

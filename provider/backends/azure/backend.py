@@ -1,89 +1,71 @@
 """Azure Key Vault secrets, keys and certificates, fetched as the pod.
 
 Objects are read in parallel, one GET each (``objectVersionHistory`` adds one
-list call and one GET per version). Clients and credentials are reused per
-identity and vault (see ``credentials``); all of them share one HTTP transport,
-so a vault's TLS connections are reused across identities (the bearer token
-travels per request, never with the connection). The SDK's own retries are off:
-``FetchContext.call`` retries transient faults inside the mount deadline and
-honours Key Vault's Retry-After.
+list call and one GET per version, ``select`` one listing and one GET per
+match), on lean azure-core pipelines (``clients``) whose JSON answers are read
+and checked in ``answers``. Clients and credentials are reused per identity
+and vault (see ``credentials``); all of them share one HTTP transport, so a
+vault's TLS connections are reused across identities (the bearer token travels
+per request, never with the connection). ``FetchContext.call`` retries
+transient faults inside the mount deadline, honours Key Vault's Retry-After,
+and translates azure-core's exceptions once (``errors.translate``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+import asyncio
+from dataclasses import replace
+from typing import ClassVar
 
 import requests.adapters
 from azure.core.pipeline.transport import RequestsTransport
-from azure.identity import (
-    ClientAssertionCredential,
-    ClientSecretCredential,
-    ManagedIdentityCredential,
-)
 
-from provider.backends.azure import AzureSettings
-from provider.backends.azure.config import (
-    CLOUDS,
-    SP_MISSING,
-    WORKLOAD_IDENTITY_AUDIENCE,
-    AuthMode,
-    AzureObject,
-    AzurePlan,
-    ObjectType,
-    parse_plan,
-    service_principal,
-)
+from provider import listing
+from provider.backends.azure import AzureSettings, answers, errors
+from provider.backends.azure.clients import VaultClient, quiet_tracing
+from provider.backends.azure.config import AzurePlan, parse_plan
 from provider.backends.azure.credentials import (
     MAX_IDENTITIES,
-    Assertion,
     IdentityCache,
     IdentityEntry,
+    IdentityKey,
+    SignIn,
+    describe,
 )
-from provider.backends.azure.errors import translate
-from provider.backends.azure.render import (
-    SecretValue,
-    render_cert,
-    render_key,
-    render_secret,
-    split_cert_and_key,
-)
+from provider.backends.azure.objects import AzureObject, ObjectType
+from provider.backends.azure.render import Fetched, Rendered, render
 from provider.backends.base import (
     Backend,
     BackendServices,
     FetchContext,
     FetchResult,
-    ObjectVersion,
-    OutputFile,
 )
 from provider.backends.httpsession import LeanSession
 from provider.cache import Cache
-from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Unavailable
-from provider.identity import verified_token
+from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Translator
+from provider.listing import Select
 from provider.request import MountRequest
 
-_KNOWN_AUTHORITIES = {c.authority_host.rstrip("/") for c in CLOUDS.values()}
 _OPERATIONS = {
     ObjectType.SECRET: ("GetSecret", "ListSecretVersions"),
     ObjectType.KEY: ("GetKey", "ListKeyVersions"),
     ObjectType.CERT: ("GetCertificate", "ListCertificateVersions"),
 }
-_EPOCH = datetime.min.replace(tzinfo=UTC)
 
-# One object version's rendered bytes and its Key Vault version id.
-Rendered = tuple[bytes, str]
-# One object's files and versions.
-Parts = tuple[list[OutputFile], list[ObjectVersion]]
+# What one object of the class was read as: itself, or each secret its selection matched.
+Parts = list[tuple[AzureObject, Fetched]]
 
 
 class AzureBackend(Backend[AzurePlan]):
     name = "azure"
-    # Plans hold no pod-specific data (the SP secret is read per mount).
+    # Plans hold no pod-specific data: a service principal's secret is read from
+    # each mount's request, never kept in the plan (config.Auth).
     cache_plans = True
+    translate: ClassVar[Translator | None] = staticmethod(errors.translate)
 
     def __init__(self, settings: AzureSettings, services: BackendServices) -> None:
-        self._settings = settings
+        # A selection may match at most the provider's --max-objects.
+        self._settings = replace(settings, max_objects=services.max_objects)
         self._services = services
         # Proxies and ~/.netrc read once per host, no cookie jar (see httpsession).
         self._session = LeanSession()
@@ -99,10 +81,11 @@ class AzureBackend(Backend[AzurePlan]):
             connection_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
         )
+        quiet_tracing()
         self.identities = IdentityCache()
         # Single flight of a new credential's first read per identity (nothing is
         # kept here: the credential keeps its token).
-        self.sign_ins: Cache[tuple[str, ...], bool] = Cache(
+        self.sign_ins: Cache[IdentityKey, bool] = Cache(
             "azure.sign_ins", max_entries=MAX_IDENTITIES
         )
         if services.caches is not None:
@@ -111,10 +94,10 @@ class AzureBackend(Backend[AzurePlan]):
     # -- plan ---------------------------------------------------------------
 
     def plan(self, request: MountRequest) -> AzurePlan:
-        return parse_plan(request.attributes, request.secrets, request.default_mode)
-
-    def object_count(self, plan: AzurePlan) -> int:
-        return len(plan.objects)
+        return parse_plan(
+            request.attributes, default_mode=request.default_mode, settings=self._settings,
+            secrets=request.secrets,
+        )
 
     # -- identity and clients -------------------------------------------------
 
@@ -130,94 +113,29 @@ class AzureBackend(Backend[AzurePlan]):
                 ["provider flag --azure-keyvault-endpoint must use only {vault} and {suffix}"]
             ) from None
 
-    def _authority(self, plan: AzurePlan) -> str:
-        return (self._settings.authority_host or plan.cloud.authority_host).rstrip("/")
+    def _sign_in(self, plan: AzurePlan) -> SignIn:
+        authority = (self._settings.authority_host or plan.cloud.authority_host).rstrip("/")
+        return SignIn(authority, self._transport, self._services.hmac_key)
 
-    def _sdk_kwargs(self) -> dict[str, Any]:
-        # retry_total=0: our retry loop is the one that knows the mount deadline.
-        return {"transport": self._transport, "retry_total": 0}
-
-    def _identity(
-        self, plan: AzurePlan, request: MountRequest
-    ) -> tuple[tuple[str, ...], IdentityEntry]:
-        auth = plan.auth
-        pod = request.pod
-        authority = self._authority(plan)
-        kw = self._sdk_kwargs()
-        if auth.mode is AuthMode.WORKLOAD_IDENTITY:
-            token = verified_token(request, WORKLOAD_IDENTITY_AUDIENCE, parameter="clientID")
-            key: tuple[str, ...] = (
-                *pod.identity, "workload-identity", authority, auth.tenant_id, auth.client_id
-            )
-
-            def make_wi() -> IdentityEntry:
-                assertion = Assertion()
-                credential = ClientAssertionCredential(
-                    auth.tenant_id, auth.client_id, assertion, authority=authority, **kw
-                )
-                return IdentityEntry(credential, assertion)
-
-            entry = self.identities.get(key, make_wi)
-            assert entry.assertion is not None
-            entry.assertion.set(token)  # the newest token kubelet gave this identity
-            return key, entry
-        if auth.mode is AuthMode.SERVICE_PRINCIPAL:
-            sp = service_principal(request.secrets)
-            if sp is None:
-                raise InvalidParameters([SP_MISSING])
-            key = (
-                *pod.identity, "service-principal", authority, auth.tenant_id, sp.client_id,
-                sp.fingerprint(self._services.hmac_key),
-            )
-
-            def make_sp() -> IdentityEntry:
-                assert sp is not None
-                credential = ClientSecretCredential(
-                    auth.tenant_id, sp.client_id, sp.secret, authority=authority,
-                    # MSAL asks login.microsoftonline.com to validate unknown hosts;
-                    # a sovereign or private authority is trusted by configuration.
-                    disable_instance_discovery=authority not in _KNOWN_AUTHORITIES,
-                    **kw,
-                )
-                return IdentityEntry(credential, None)
-
-            return key, self.identities.get(key, make_sp)
-        key = (*pod.identity, "vm-managed-identity", auth.client_id)
-
-        def make_mi() -> IdentityEntry:
-            credential = ManagedIdentityCredential(client_id=auth.client_id or None, **kw)
-            return IdentityEntry(credential, None)
-
-        return key, self.identities.get(key, make_mi)
-
-    def _client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> Any:
-        kw: dict[str, Any] = {
-            **self._sdk_kwargs(),
-            "verify_challenge_resource": self._settings.verify_challenge_resource,
-        }
-        if self._settings.api_version:
-            kw["api_version"] = self._settings.api_version
+    def client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> VaultClient:
+        """``entry``'s client of ``kind`` for ``vault_url`` (made once, kept with the identity)."""
         return entry.client(
-            kind.value, vault_url, lambda cred: _client_class(kind)(vault_url, cred, **kw)
+            kind.value, vault_url,
+            lambda cred: VaultClient(
+                kind, vault_url, cred, transport=self._transport,
+                verify_challenge_resource=self._settings.verify_challenge_resource,
+                api_version=self._settings.api_version,
+            ),
         )
 
     # -- fetch --------------------------------------------------------------
 
     async def fetch(self, plan: AzurePlan, ctx: FetchContext) -> FetchResult:
-        key, entry = self._identity(plan, ctx.request)  # builds objects only, no network
-        who = _describe_auth(plan, ctx.request)
-
-        def read(obj: AzureObject, *, fresh: bool = False) -> Awaitable[Parts]:
-            # One Azure AD token serves every vault of the cloud; what a vault lets
-            # this caller read is decided per vault, so the vault is in the identity.
-            url = self.vault_url(plan, obj.vault)
-            return self._object(
-                obj, plan=plan, entry=entry, vault_url=url, who=who, ctx=ctx,
-                identity=(*key, url), fresh=fresh,
-            )
-
+        # Builds objects only, no network.
+        key, entry = self._sign_in(plan).identity(plan, ctx.request, self.identities)
+        reader = _Reader(self, plan, ctx, key, entry)
         todo = list(plan.objects)
-        results = []
+        results: list[Parts] = []
         if not entry.warm and todo:
             # A fresh credential has no token: N parallel reads (of this mount, or of
             # pods starting together) would make N token requests, which Azure AD
@@ -229,7 +147,7 @@ class AzureBackend(Backend[AzurePlan]):
 
             async def sign_in() -> bool:
                 nonlocal mine
-                mine = await read(first, fresh=True)
+                mine = await reader.object(first, fresh=True)
                 entry.warm = True  # before the flight ends: no mount starts another
                 return True
 
@@ -243,179 +161,109 @@ class AzureBackend(Backend[AzurePlan]):
                 results.append(mine)
             else:
                 todo.insert(0, first)  # another mount signed in: read it like the rest
-        results += await ctx.gather(read(obj) for obj in todo)
-        files: list[OutputFile] = []
-        versions: list[ObjectVersion] = []
-        for part_files, part_versions in results:
-            files.extend(part_files)
-            versions.extend(part_versions)
-        return FetchResult(tuple(files), tuple(versions))
-
-    async def _object(
-        self, obj: AzureObject, *, plan: AzurePlan, entry: IdentityEntry, vault_url: str,
-        who: str, ctx: FetchContext, identity: tuple[str, ...], fresh: bool = False,
-    ) -> tuple[list[OutputFile], list[ObjectVersion]]:
-        client = self._client(entry, obj.type, vault_url)
-        vault = obj.vault or plan.vault_name
-        subject = f"object {obj.name!r} (objectType {obj.type.value}) in vault {vault!r}"
-        subject += f" as {who}"
-        get_op, list_op = _OPERATIONS[obj.type]
-
-        def get(version: str) -> Callable[[], Rendered]:
-            def call() -> Rendered:
-                try:
-                    return _read(
-                        client, obj, version, construct_chain=self._settings.construct_pem_chain
-                    )
-                except Exception as exc:
-                    raise translate(exc, subject=subject, operation=get_op) from None
-
-            return call
-
-        def cached_get(version: str) -> Awaitable[Rendered]:
-            return ctx.cached_object(
-                identity, (obj, version),
-                lambda: ctx.call(get(version), operation=get_op),
-                refresh=plan.refresh_interval, size=lambda r: len(r[0]), fresh=fresh,
-            )
-
-        if obj.history <= 1:
-            data, version = await cached_get(obj.version)
-            files = [OutputFile(obj.file_name, obj.mode, data, obj.name)]
-            if self._settings.separate_cert_and_key and obj.type is ObjectType.SECRET:
-                # --write-cert-and-key-in-separate-files: <file>.crt and <file>.key
-                # beside the bundle, as the Azure provider writes them.
-                parts = None if obj.pfx else split_cert_and_key(data)
-                if parts is not None:
-                    files[:0] = [
-                        OutputFile(obj.file_name + suffix, obj.mode, part, obj.name)
-                        for suffix, part in zip((".crt", ".key"), parts, strict=True)
-                    ]
-            return files, [ObjectVersion(obj.version_id, version)]
-
-        def versions() -> list[str]:
-            try:
-                return _history(client, obj)
-            except Exception as exc:
-                raise translate(exc, subject=subject, operation=list_op) from None
-
-        chosen = await ctx.cached_object(
-            identity, (obj, "versions"),
-            lambda: ctx.call(versions, operation=list_op),
-            refresh=plan.refresh_interval, size=lambda vs: sum(len(v) for v in vs),
-            fresh=fresh,
-        )
-        if not chosen:
-            since = f" at or before objectVersion {obj.version!r}" if obj.version else ""
-            raise NotFound(f"{subject}: no enabled version found{since}")
-        read = await ctx.gather(cached_get(v) for v in chosen)
-        files = [
-            OutputFile(f"{obj.file_name}/{i}", obj.mode, data, obj.name)
-            for i, (data, _) in enumerate(read)
-        ]
-        ids = [ObjectVersion(f"{obj.version_id}/{i}", v) for i, (_, v) in enumerate(read)]
-        return files, ids
+        results += await ctx.gather(reader.object(obj) for obj in todo)
+        read = [pair for part in results for pair in part]
+        if any(obj.password_from for obj in plan.objects):
+            # Encrypting a PFX is CPU work (PBKDF2): off the event loop.
+            return await asyncio.to_thread(_render_all, read)
+        return _render_all(read)
 
     def close(self) -> None:
         self.identities.clear()
         self._session.close()
 
 
-def _client_class(kind: ObjectType) -> Callable[..., Any]:
-    """The SDK client for ``kind``, imported on first use: each package costs ~2 MiB
-    of RSS, and most classes mount secrets only (issue 16)."""
-    if kind is ObjectType.SECRET:
-        from azure.keyvault.secrets import SecretClient
+class _Reader:
+    """One mount's reads: each object through the rotation cache, as the pod."""
 
-        return SecretClient
-    if kind is ObjectType.KEY:
-        from azure.keyvault.keys import KeyClient
+    def __init__(
+        self, backend: AzureBackend, plan: AzurePlan, ctx: FetchContext,
+        key: IdentityKey, entry: IdentityEntry,
+    ) -> None:
+        self._backend = backend
+        self._plan = plan
+        self._ctx = ctx
+        self._key = key
+        self._entry = entry
+        self._who = describe(plan, ctx.request)
 
-        return KeyClient
-    from azure.keyvault.certificates import CertificateClient
+    def _subject(self, obj: AzureObject) -> str:
+        vault = obj.vault or self._plan.vault_name
+        what = f"select {obj.select.path!r}" if obj.select is not None else repr(obj.name)
+        return f"object {what} (objectType {obj.type.value}) in vault {vault!r} as {self._who}"
 
-    return CertificateClient
+    def _where(self, obj: AzureObject) -> tuple[VaultClient, tuple[str, ...]]:
+        """``obj``'s client and its rotation-cache identity."""
+        # One Azure AD token serves every vault of the cloud; what a vault lets
+        # this caller read is decided per vault, so the vault is in the identity.
+        url = self._backend.vault_url(self._plan, obj.vault)
+        return self._backend.client(self._entry, obj.type, url), (*self._key, url)
 
+    async def object(self, obj: AzureObject, *, fresh: bool = False) -> Parts:
+        """``obj`` read: its current (or chosen) version, or its history, or its matches."""
+        if obj.select is not None:
+            return await self._selection(obj, obj.select, fresh=fresh)
+        client, identity = self._where(obj)
+        subject = self._subject(obj)
+        get_op, list_op = _OPERATIONS[obj.type]
+        ctx, refresh = self._ctx, self._plan.refresh_interval
 
-def _read(client: Any, obj: AzureObject, version: str, *, construct_chain: bool) -> Rendered:
-    """One blocking GET and its rendering (runs on the pool)."""
-    if obj.type is ObjectType.SECRET:
-        secret = client.get_secret(obj.name, version or None)
-        props = secret.properties
-        if not isinstance(secret.value, str):
-            raise _unusable(obj, "no value")
-        value = SecretValue(
-            value=secret.value,
-            content_type=props.content_type or "",
-            cert_backed=bool(props.key_id),
-            version=_version(obj, props),
+        async def get(version: str) -> Rendered:
+            return await ctx.cached_object(
+                identity, (obj, version),
+                lambda: ctx.call(
+                    answers.read, client, obj, version, operation=get_op, subject=subject
+                ),
+                refresh=refresh, size=lambda r: len(r[0]), fresh=fresh,
+            )
+
+        if obj.history <= 1:
+            return [(obj, Fetched((await get(obj.version),)))]
+        chosen = await ctx.cached_object(
+            identity, (obj, "versions"),
+            lambda: ctx.call(answers.history, client, obj, operation=list_op, subject=subject),
+            refresh=refresh, size=lambda vs: sum(len(v) for v in vs), fresh=fresh,
         )
-        return render_secret(obj, value, construct_chain=construct_chain), value.version
-    if obj.type is ObjectType.KEY:
-        key = client.get_key(obj.name, version or None)
-        jwk = key.key
-        if jwk is None:
-            raise _unusable(obj, "no key")
-        fields = {
-            name: _plain(getattr(jwk, name, None)) for name in ("kty", "n", "e", "crv", "x", "y")
-        }
-        if not fields["kty"]:
-            raise _unusable(obj, "a key without a type (kty)")
-        return render_key(obj, fields), _version(obj, key.properties)
-    if version:
-        cert = client.get_certificate_version(obj.name, version)
-    else:
-        cert = client.get_certificate(obj.name)
-    return render_cert(obj, cert.cer), _version(obj, cert.properties)
+        if not chosen:
+            since = f" at or before objectVersion {obj.version!r}" if obj.version else ""
+            raise NotFound(f"{subject}: no enabled version found{since}")
+        return [(obj, Fetched(tuple(await ctx.gather(get(v) for v in chosen))))]
+
+    async def _selection(self, obj: AzureObject, select: Select, *, fresh: bool) -> Parts:
+        """Every enabled secret the selection matches, each read like a named secret.
+
+        The listing (names only) goes through the rotation cache like a value;
+        it is bounded before any value is read, so nothing partial is mounted.
+        """
+        client, identity = self._where(obj)
+        subject = self._subject(obj)
+        ctx = self._ctx
+        names = await ctx.cached_object(
+            identity, (obj, "list"),
+            lambda: ctx.call(
+                answers.list_secrets, client, obj, select, operation="ListSecrets",
+                subject=subject,
+            ),
+            refresh=self._plan.refresh_interval, size=lambda ns: sum(len(n) for n in ns),
+            fresh=fresh,
+        )
+        listing.check_bound(select, len(names), subject)
+        matches = [obj.match(name) for name in names]
+        parts = await ctx.gather(self.object(m, fresh=fresh) for m in matches)
+        return [pair for part in parts for pair in part]
 
 
-def _unusable(obj: AzureObject, what: str) -> Unavailable:
-    # Key Vault always sends these: a proxy or a fault answered. Retried; never
-    # an empty file or an empty version.
-    return Unavailable(f"{obj.describe}: Key Vault's answer has {what}; not a usable answer")
+def _render_all(read: Parts) -> FetchResult:
+    """Every object's files, in the class's order, rendered once all are read: a PFX's
+    password is another object's value."""
+    values = {obj.file_name: fetched for obj, fetched in reversed(read)}
+    return FetchResult.of(
+        render(obj, _with_password(obj, fetched, values)) for obj, fetched in read
+    )
 
 
-def _version(obj: AzureObject, props: Any) -> str:
-    """The object's version id from its Key Vault id; every real answer carries one."""
-    version = getattr(props, "version", None)
-    if not isinstance(version, str) or not version:
-        raise _unusable(obj, "no id (no version)")
-    return version
-
-
-def _history(client: Any, obj: AzureObject) -> list[str]:
-    """Versions to mount, newest first: enabled only, by creation time, up to N.
-
-    With objectVersion, the history starts at that version (it and older ones).
-    """
-    if obj.type is ObjectType.SECRET:
-        listed = client.list_properties_of_secret_versions(obj.name)
-    elif obj.type is ObjectType.KEY:
-        listed = client.list_properties_of_key_versions(obj.name)
-    else:
-        listed = client.list_properties_of_certificate_versions(obj.name)
-    enabled = [p for p in listed if p.enabled and p.version]
-    enabled.sort(key=lambda p: p.created_on or _EPOCH, reverse=True)
-    ids = [str(p.version) for p in enabled]
-    if obj.version:
-        if obj.version not in ids:
-            return []
-        ids = ids[ids.index(obj.version):]
-    return ids[: obj.history]
-
-
-def _plain(value: Any) -> Any:
-    """An SDK enum as its wire string (str() of a str-Enum is 'KeyType.RSA')."""
-    return getattr(value, "value", value)
-
-
-def _describe_auth(plan: AzurePlan, request: MountRequest) -> str:
-    auth = plan.auth
-    if auth.mode is AuthMode.WORKLOAD_IDENTITY:
-        return f"workload identity (clientID {auth.client_id!r}, tenant {auth.tenant_id!r})"
-    if auth.mode is AuthMode.SERVICE_PRINCIPAL:
-        sp = service_principal(request.secrets)
-        client = sp.client_id if sp else ""
-        return f"service principal (clientid {client!r}, tenant {auth.tenant_id!r})"
-    which = f"user-assigned {auth.client_id!r}" if auth.client_id else "system-assigned"
-    return f"VM managed identity ({which})"
+def _with_password(obj: AzureObject, fetched: Fetched, values: dict[str, Fetched]) -> Fetched:
+    """``fetched`` with its pfxPasswordFrom object's value (checked to exist at plan time)."""
+    if not obj.password_from:
+        return fetched
+    return replace(fetched, password=values[obj.password_from].versions[0].data)

@@ -1,43 +1,26 @@
 """The Azure dialect: SecretProviderClass parameters -> a validated, immutable plan.
 
-Accepts what Azure/secrets-store-csi-driver-provider-azure accepts: ``objects``
-is a YAML document whose ``array`` holds YAML *strings*, each one object (we
-also take plain mappings there). Every value is trimmed, as the peer does.
-Unknown keys inside an object are reported (the peer silently ignores typos).
-Every problem is reported at once; no network here.
+Accepts what Azure/secrets-store-csi-driver-provider-azure accepts. This module
+reads the class-level parameters (vault, cloud, how to be the pod,
+refreshInterval); ``objects`` reads the ``objects`` array. Every problem is
+reported at once; no network here. A plan holds no secret and nothing of the
+pod, so the pipeline shares it between mounts of the class.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
-from provider import dialect
-from provider.dialect import as_text, fold_keys, parse_bool
+from provider.backends.azure import AzureSettings
+from provider.backends.azure.objects import VAULT_NAME, AzureObject, parse_objects
+from provider.dialect import parse_bool
 from provider.durations import refresh_interval
-from provider.encodings import normalize_encoding
 from provider.errors import Problems
-from provider.modes import parse_octal_mode
-from provider.paths import path_problem
 
-OBJECT_KEYS = (
-    "objectName",
-    "objectType",
-    "objectAlias",
-    "objectVersion",
-    "objectVersionHistory",
-    "objectFormat",
-    "objectEncoding",
-    "filePermission",
-    # Ours: another vault of the same cloud for this object (several vaults in one class).
-    "keyvaultName",
-)
-VAULT_NAME = re.compile(r"^[-A-Za-z0-9]{3,24}$")
 # The audience AKS workload identity federates on.
 WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange"
 SP_CLIENT_ID = "clientid"
@@ -63,18 +46,6 @@ CLOUDS = {
         Cloud("AzureGermanCloud", "https://login.microsoftonline.de/", "vault.microsoftazure.de"),
     )
 }
-
-
-def parse_yaml(text: str, what: str, problems: Problems) -> Any:
-    # Every plain scalar stays text, as in the peer's Go structs: a version id
-    # like ``0000`` or ``1e10...`` must not become a number.
-    return dialect.parse_yaml(text, what, problems, text_scalars=True)
-
-
-class ObjectType(Enum):
-    SECRET = "secret"  # noqa: S105 - an object type name
-    KEY = "key"
-    CERT = "cert"
 
 
 class AuthMode(Enum):
@@ -120,32 +91,6 @@ def service_principal(secrets: Mapping[str, str]) -> ServicePrincipal | None:
 
 
 @dataclass(frozen=True)
-class AzureObject:
-    name: str
-    type: ObjectType
-    file_name: str
-    version: str
-    history: int  # > 1: mount that many versions as <file_name>/<index>
-    pfx: bool
-    encoding: str
-    mode: int
-    # keyvaultName of this object; "" for the class's vault.
-    vault: str = ""
-
-    @property
-    def describe(self) -> str:
-        where = f" in vault {self.vault!r}" if self.vault else ""
-        return f"object {self.name!r} (objectType {self.type.value}){where}"
-
-    @property
-    def version_id(self) -> str:
-        # The Azure provider's id; an object of another vault names that vault too.
-        if self.vault:
-            return f"{self.type.value}/{self.vault}/{self.name}"
-        return f"{self.type.value}/{self.name}"
-
-
-@dataclass(frozen=True)
 class AzurePlan:
     vault_name: str
     cloud: Cloud
@@ -171,7 +116,9 @@ def _cloud(params: Mapping[str, str], problems: Problems) -> Cloud:
     return found
 
 
-def _auth(params: Mapping[str, str], secrets: Mapping[str, str], problems: Problems) -> Auth:
+def _auth(
+    params: Mapping[str, str], secrets: Mapping[str, str] | None, problems: Problems
+) -> Auth:
     if parse_bool(params, "usePodIdentity", problems):
         problems.add(
             "parameter 'usePodIdentity': AAD pod identity is deprecated and not supported; "
@@ -193,130 +140,15 @@ def _auth(params: Mapping[str, str], secrets: Mapping[str, str], problems: Probl
         mode = AuthMode.SERVICE_PRINCIPAL
     if not tenant and mode is not AuthMode.VM_MANAGED_IDENTITY:
         problems.add("parameter 'tenantID' (or 'tenantId') is required: the Azure AD tenant")
-    if mode is AuthMode.SERVICE_PRINCIPAL and service_principal(secrets) is None:
+    if mode is AuthMode.SERVICE_PRINCIPAL and secrets is not None and (
+        service_principal(secrets) is None
+    ):
         # Checked here to be reported with every other problem; read again per mount.
         problems.add(SP_MISSING)
     return Auth(mode, tenant, client_id)
 
 
-def _object_list(params: Mapping[str, str], problems: Problems) -> list[Any]:
-    text = params.get("objects")
-    if text is None or not text.strip():
-        problems.add("parameter 'objects' is required (a YAML document with an 'array' of objects)")
-        return []
-    doc = parse_yaml(text, "parameter 'objects'", problems)
-    if doc is None:
-        return []
-    items: Any = None
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            if str(key).lower() == "array":
-                items = value
-    elif isinstance(doc, list):
-        items = doc  # ours: a bare list is accepted too
-    if not isinstance(items, list):
-        problems.add("parameter 'objects' must hold 'array:' followed by a list of objects")
-        return []
-    if not items:
-        problems.add("parameter 'objects': the array lists no objects")
-    return items
-
-
-def _int(value: Any, where: str, key: str, problems: Problems) -> int:
-    if value is None or value == "":
-        return 0
-    if isinstance(value, bool):
-        problems.add(f"{where}: parameter {key!r} must be a whole number")
-        return 0
-    try:
-        number = int(as_text(value))
-    except ValueError:
-        problems.add(f"{where}: parameter {key!r}: {as_text(value)[:20]!r} is not a whole number")
-        return 0
-    if number < 0:
-        problems.add(f"{where}: parameter {key!r} must not be negative")
-        return 0
-    return number
-
-
-def _object(raw: Any, index: int, default_mode: int, problems: Problems) -> AzureObject | None:
-    where = f"objects array[{index}]"
-    if isinstance(raw, str):
-        raw = parse_yaml(raw, where, problems)
-        if raw is None:
-            return None
-    if not isinstance(raw, dict):
-        problems.add(f"{where} must be a YAML mapping with objectName and objectType")
-        return None
-    o = fold_keys(raw, OBJECT_KEYS, where, problems)
-    name = as_text(o.get("objectName")).strip()
-    if not name:
-        problems.add(f"{where}: parameter 'objectName' is required")
-        return None
-    where = f"object {name!r}"
-    raw_type = as_text(o.get("objectType")).strip()
-    try:
-        obj_type = ObjectType(raw_type.lower())
-    except ValueError:
-        problems.add(
-            f"{where}: parameter 'objectType' {raw_type[:20]!r} must be secret, key or cert"
-            if raw_type else f"{where}: parameter 'objectType' is required (secret, key or cert)"
-        )
-        return None
-    where = f"object {name!r} (objectType {obj_type.value})"
-    alias = as_text(o.get("objectAlias")).strip()
-    file_name = alias or name
-    why = path_problem(file_name)
-    if why is not None:
-        problems.add(f"{where}: file name {file_name[:80]!r} (objectAlias or objectName) {why}")
-    fmt = as_text(o.get("objectFormat")).strip().lower() or "pem"
-    if fmt not in ("pem", "pfx"):
-        problems.add(f"{where}: parameter 'objectFormat' {fmt[:20]!r} must be pem or pfx")
-    elif fmt == "pfx" and obj_type is not ObjectType.SECRET:
-        problems.add(
-            f"{where}: objectFormat pfx is only for objectType secret (a certificate's secret "
-            "holds its PFX); objectType key and cert are always PEM"
-        )
-    raw_encoding = as_text(o.get("objectEncoding")).strip()
-    encoding = "utf-8"
-    if raw_encoding:
-        try:
-            encoding = normalize_encoding(raw_encoding)
-        except ValueError as exc:
-            problems.add(f"{where}: parameter 'objectEncoding': {exc}")
-        if obj_type is not ObjectType.SECRET:
-            problems.add(f"{where}: objectEncoding is only for objectType secret")
-    mode = default_mode
-    perm = o.get("filePermission")
-    if perm not in (None, ""):
-        try:
-            mode = parse_octal_mode(as_text(perm).strip())
-        except ValueError as exc:
-            problems.add(f"{where}: parameter 'filePermission': {exc}")
-    vault = as_text(o.get("keyvaultName")).strip()
-    if vault and not VAULT_NAME.match(vault):
-        problems.add(
-            f"{where}: parameter 'keyvaultName' {vault[:30]!r} is not a Key Vault name "
-            "(3-24 letters, digits and dashes)"
-        )
-    return AzureObject(
-        vault=vault,
-        name=name,
-        type=obj_type,
-        file_name=file_name,
-        version=as_text(o.get("objectVersion")).strip(),
-        history=_int(o.get("objectVersionHistory"), where, "objectVersionHistory", problems),
-        pfx=fmt == "pfx",
-        encoding=encoding,
-        mode=mode,
-    )
-
-
-def parse_plan(
-    params: Mapping[str, str], secrets: Mapping[str, str], default_mode: int
-) -> AzurePlan:
-    """Validate the Azure dialect; raises InvalidParameters listing every problem."""
-    problems = Problems()
+def _vault_name(params: Mapping[str, str], problems: Problems) -> str:
     vault = params.get("keyvaultName", "").strip()
     if not vault:
         problems.add("parameter 'keyvaultName' is required")
@@ -324,25 +156,29 @@ def parse_plan(
         problems.add(
             f"parameter 'keyvaultName': {vault[:40]!r} must be 3-24 characters of [-A-Za-z0-9]"
         )
+    return vault
+
+
+def parse_plan(
+    params: Mapping[str, str],
+    *,
+    default_mode: int,
+    settings: AzureSettings,
+    secrets: Mapping[str, str] | None = None,
+) -> AzurePlan:
+    """Validate the Azure dialect; raises InvalidParameters listing every problem.
+
+    ``secrets`` (the mount's nodePublishSecretRef) are only checked for a
+    service principal's keys, never kept: plans are shared between pods. None
+    (an offline check with no request) skips that check.
+    """
+    problems = Problems()
+    vault = _vault_name(params, problems)
     cloud = _cloud(params, problems)
     auth = _auth(params, secrets, problems)
-    objects: list[AzureObject] = []
-    owners: dict[str, str] = {}
-    for index, raw in enumerate(_object_list(params, problems)):
-        obj = _object(raw, index, default_mode, problems)
-        if obj is None:
-            continue
-        produced = obj.file_name
-        if produced in owners:
-            problems.add(
-                f"{obj.describe}: file name {produced!r} is already used by object "
-                f"{owners[produced]!r}; set a different objectAlias"
-            )
-        else:
-            owners[produced] = obj.name
-        objects.append(obj)
+    objects = parse_objects(params, default_mode, settings, problems)
     refresh = refresh_interval(params, problems)
     problems.raise_if_any()
     return AzurePlan(
-        vault_name=vault, cloud=cloud, auth=auth, objects=tuple(objects), refresh_interval=refresh
+        vault_name=vault, cloud=cloud, auth=auth, objects=objects, refresh_interval=refresh
     )

@@ -20,9 +20,35 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from azure.identity import (
+    ClientAssertionCredential,
+    ClientSecretCredential,
+    ManagedIdentityCredential,
+)
+
+from provider.backends.azure.config import (
+    CLOUDS,
+    SP_MISSING,
+    WORKLOAD_IDENTITY_AUDIENCE,
+    AuthMode,
+    AzurePlan,
+    service_principal,
+)
 from provider.cache import Cache
+from provider.errors import InvalidParameters
+from provider.identity import verified_token
+from provider.request import MountRequest
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.core.pipeline.transport import RequestsTransport
+
+C = TypeVar("C")
+# Identity cache key: the pod's identity first, then what the credential is for.
+IdentityKey = tuple[str, ...]
 
 
 class Assertion:
@@ -55,12 +81,13 @@ MAX_CLIENTS_PER_IDENTITY = 8
 class IdentityEntry:
     """One identity's credential and the Key Vault clients made with it."""
 
-    def __init__(self, credential: Any, assertion: Assertion | None) -> None:
+    def __init__(self, credential: TokenCredential, assertion: Assertion | None) -> None:
         self.credential = credential
         self.assertion = assertion
         # False until a read with the credential succeeded: until then no cached
         # object is served on its behalf (backend.fetch).
         self.warm = False
+        # Key Vault clients by (kind, vault URL): one of the SDK's three client classes.
         self._clients: Cache[tuple[str, str], Any] = Cache(
             "azure.clients", max_entries=MAX_CLIENTS_PER_IDENTITY
         )
@@ -69,13 +96,16 @@ class IdentityEntry:
     def __repr__(self) -> str:
         return f"IdentityEntry(warm={self.warm}, clients={len(self._clients)})"
 
-    def client(self, kind: str, vault_url: str, make: Callable[[Any], Any]) -> Any:
+    def client(
+        self, kind: str, vault_url: str, make: Callable[[TokenCredential], C]
+    ) -> C:
+        """This identity's client of ``kind`` for ``vault_url``, made on first use."""
         key = (kind, vault_url)
         with self._lock:
             found = self._clients.peek(key)
             if found is None:
                 found = self._clients.put(key, make(self.credential))
-            return found
+            return cast("C", found)
 
 
 class IdentityCache:
@@ -102,3 +132,83 @@ class IdentityCache:
 
     def clear(self) -> None:
         self.entries.clear()
+
+
+_KNOWN_AUTHORITIES = {c.authority_host.rstrip("/") for c in CLOUDS.values()}
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """How credentials are built: the authority, the shared transport, the digest key."""
+
+    authority: str
+    transport: RequestsTransport
+    hmac_key: bytes
+
+    def identity(
+        self, plan: AzurePlan, request: MountRequest, cache: IdentityCache
+    ) -> tuple[IdentityKey, IdentityEntry]:
+        """The pod's identity key and credential entry (builds objects only, no network)."""
+        auth = plan.auth
+        pod = request.pod
+        if auth.mode is AuthMode.WORKLOAD_IDENTITY:
+            token = verified_token(request, WORKLOAD_IDENTITY_AUDIENCE, parameter="clientID")
+            key: IdentityKey = (
+                *pod.identity, "workload-identity", self.authority, auth.tenant_id,
+                auth.client_id,
+            )
+            entry = cache.get(key, lambda: self._workload_identity(auth.tenant_id, auth.client_id))
+            assert entry.assertion is not None
+            entry.assertion.set(token)  # the newest token kubelet gave this identity
+            return key, entry
+        if auth.mode is AuthMode.SERVICE_PRINCIPAL:
+            sp = service_principal(request.secrets)
+            if sp is None:
+                raise InvalidParameters([SP_MISSING])
+            key = (
+                *pod.identity, "service-principal", self.authority, auth.tenant_id,
+                sp.client_id, sp.fingerprint(self.hmac_key),
+            )
+            return key, cache.get(
+                key, lambda: self._service_principal(auth.tenant_id, sp.client_id, sp.secret)
+            )
+        key = (*pod.identity, "vm-managed-identity", auth.client_id)
+        return key, cache.get(key, lambda: self._managed_identity(auth.client_id))
+
+    def _workload_identity(self, tenant: str, client_id: str) -> IdentityEntry:
+        assertion = Assertion()
+        credential = ClientAssertionCredential(
+            tenant, client_id, assertion, authority=self.authority,
+            # retry_total=0: our retry loop is the one that knows the mount deadline.
+            transport=self.transport, retry_total=0,
+        )
+        return IdentityEntry(credential, assertion)
+
+    def _service_principal(self, tenant: str, client_id: str, secret: str) -> IdentityEntry:
+        credential = ClientSecretCredential(
+            tenant, client_id, secret, authority=self.authority,
+            # MSAL asks login.microsoftonline.com to validate unknown hosts;
+            # a sovereign or private authority is trusted by configuration.
+            disable_instance_discovery=self.authority not in _KNOWN_AUTHORITIES,
+            transport=self.transport, retry_total=0,
+        )
+        return IdentityEntry(credential, None)
+
+    def _managed_identity(self, client_id: str) -> IdentityEntry:
+        credential = ManagedIdentityCredential(
+            client_id=client_id or None, transport=self.transport, retry_total=0
+        )
+        return IdentityEntry(credential, None)
+
+
+def describe(plan: AzurePlan, request: MountRequest) -> str:
+    """Who the mount reads as, for error messages (names and ids, never a secret)."""
+    auth = plan.auth
+    if auth.mode is AuthMode.WORKLOAD_IDENTITY:
+        return f"workload identity (clientID {auth.client_id!r}, tenant {auth.tenant_id!r})"
+    if auth.mode is AuthMode.SERVICE_PRINCIPAL:
+        sp = service_principal(request.secrets)
+        client = sp.client_id if sp else ""
+        return f"service principal (clientid {client!r}, tenant {auth.tenant_id!r})"
+    which = f"user-assigned {auth.client_id!r}" if auth.client_id else "system-assigned"
+    return f"VM managed identity ({which})"

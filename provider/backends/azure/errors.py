@@ -13,6 +13,8 @@ the boundary redacts tokens and nodePublishSecretRef values once more.
 
 from __future__ import annotations
 
+import json
+
 import azure.core.exceptions as ax
 import azure.identity as ai
 
@@ -87,6 +89,14 @@ def _raised_in(exc: BaseException, package: str) -> bool:
     return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(package)
 
 
+# What a denied operation needs, named in its error: the access policy
+# permission and the Azure RBAC data action (the pod may hold get, not list).
+PERMISSIONS = {
+    "ListSecrets": "the 'secrets/list' access policy permission (Azure RBAC data action "
+    "Microsoft.KeyVault/vaults/secrets/readMetadata/action)",
+}
+
+
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
     """The provider error for ``exc`` raised by ``operation`` while reading ``subject``."""
     if isinstance(exc, ProviderError):
@@ -97,7 +107,16 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
     detail = " ".join(str(x) for x in (f"HTTP {status}" if status else "", code or "") if x)
     head = f"{subject}: {operation} failed" + (f" ({detail})" if detail else "")
     text = f"{head}: {said}" if said else head
+    if status == 403 and operation in PERMISSIONS:
+        text = f"{text}; {operation} needs {PERMISSIONS[operation]}"
+    answered = _from_answer(exc, status, head, text)
+    if answered is not None:
+        return answered
+    return _from_fault(exc, f"{subject}: {operation}", said, text)
 
+
+def _from_answer(exc: BaseException, status: int, head: str, text: str) -> ProviderError | None:
+    """What Key Vault's or Azure AD's answer (its status, or its error) says; None if none."""
     # Transient first: a throttled or failing token endpoint is not a denial.
     if status == 429:
         return Unavailable(text, code=ErrorCode.Throttled, retry_after=retry_after(exc))
@@ -121,42 +140,57 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
         return PermissionDenied(text, code=ErrorCode.AuthFailed)
     if status in (401, 403):
         return PermissionDenied(text)
+    return None
+
+
+# The answer was cut, garbled or not what the API promises: a retry may get a
+# whole one. Never quoted: the text may hold the body. JSONDecodeError: the
+# generated operations parse the body themselves (clients has no decoding policy).
+_UNREADABLE = (
+    ax.IncompleteReadError, ax.DecodeError, ax.DeserializationError,
+    ax.StreamConsumedError, ax.StreamClosedError, ax.ResponseNotReadError,
+    json.JSONDecodeError,
+)
+
+
+def _from_fault(exc: BaseException, where: str, said: str, text: str) -> ProviderError:
+    """A fault of the exchange or of the SDK, or an answer whose status says no more."""
     if isinstance(exc, ax.ServiceRequestError | ax.ServiceResponseError | ax.TooManyRedirectsError):
         # Network faults and timeouts: worth another try.
-        return Unavailable(f"{subject}: {operation}: cannot reach Azure ({type(exc).__name__})")
-    if isinstance(
-        exc,
-        ax.IncompleteReadError | ax.DecodeError | ax.DeserializationError
-        | ax.StreamConsumedError | ax.StreamClosedError | ax.ResponseNotReadError,
-    ):
-        # The answer was cut, garbled or not what the API promises: a retry may
-        # get a whole one. Never quoted: the text may hold the body.
-        return Unavailable(
-            f"{subject}: {operation}: Azure's answer could not be read ({type(exc).__name__})"
-        )
+        return Unavailable(f"{where}: cannot reach Azure ({type(exc).__name__})")
+    if isinstance(exc, _UNREADABLE):
+        return Unavailable(f"{where}: Azure's answer could not be read ({type(exc).__name__})")
     if isinstance(exc, ax.HttpResponseError):
         # 400, 409, 412 ... : Key Vault rejected what we asked; retrying cannot help.
         return InvalidRequest(text, code=ErrorCode.BackendRejected)
     if isinstance(exc, ax.SerializationError):
         # The SDK could not put the object's name or version into a request.
-        return InvalidParameters(
-            [f"{subject}: {operation}: the Azure SDK cannot build a request for this object"]
-        )
+        return InvalidParameters([f"{where}: the Azure SDK cannot build a request for this object"])
     if type(exc) is ax.AzureError:
         # The base class itself: azure-core raises it for faults of the exchange
         # it cannot classify (a broken connection pool, an unexpected stream state).
-        return Unavailable(f"{subject}: {operation}: Azure SDK failed: {said}")
+        return Unavailable(f"{where}: Azure SDK failed: {said}")
+    if isinstance(exc, ValueError) and _raised_in(exc, "azure.keyvault") and (
+        "challenge" in str(exc).lower()
+    ):
+        # Key Vault's 401 challenge names a resource outside the vault's domain
+        # (or none): the SDK's policy refused to send the token. Not transient.
+        return InvalidRequest(
+            f"{where}: Key Vault's authentication challenge does not match the vault's domain, "
+            "so no token was sent: check the provider flags --azure-keyvault-endpoint and "
+            "--azure-keyvault-dns-suffix (emulators: --azure-skip-challenge-resource-check)",
+            code=ErrorCode.ProviderMisconfigured,
+        )
     if isinstance(exc, AttributeError | TypeError | KeyError | IndexError) or (
         isinstance(exc, ValueError) and _raised_in(exc, "azure.keyvault")
     ):
         # The SDK's models assume the answer has the API's shape: a list, a
         # string or an object without an id ends in one of these. Retried.
         return Unavailable(
-            f"{subject}: {operation}: Key Vault's answer is not what the API promises "
-            f"({type(exc).__name__})"
+            f"{where}: Key Vault's answer is not what the API promises ({type(exc).__name__})"
         )
     if isinstance(exc, ValueError):
         # The SDKs (and msal) raise ValueError for malformed input: a vault URL,
         # an authority, a tenant id.
-        return InvalidParameters([f"{subject}: {operation}: {quote_backend_message(str(exc))}"])
-    return ProviderError(f"{subject}: {operation}: unexpected error {type(exc).__name__}")
+        return InvalidParameters([f"{where}: {quote_backend_message(str(exc))}"])
+    return ProviderError(f"{where}: unexpected error {type(exc).__name__}")
