@@ -225,7 +225,8 @@ def test_jmes_path_on_ssm_parameter(provider: RunningProvider, ssm: Any) -> None
 def test_ssm_parameter_by_arn_is_implied_type() -> None:
     """moto's GetParameters rejects ARNs (real SSM accepts them): checked at plan level."""
     from provider.backends.aws import AwsSettings
-    from provider.backends.aws.config import ObjectType, parse_plan
+    from provider.backends.aws.config import parse_plan
+    from provider.backends.aws.objects import ObjectType
 
     arn = "arn:aws:ssm:us-east-1:111122223333:parameter/app/conf"
     plan = parse_plan(

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
-from provider.backends.aws.config import JMES_KEYS
-from provider.backends.aws.config import OBJECT_KEYS as AWS_KEYS
+from provider.backends.aws.objects import JMES_KEYS
+from provider.backends.aws.objects import OBJECT_KEYS as AWS_KEYS
 from provider.backends.azure.objects import OBJECT_KEYS as AZURE_KEYS
 from provider.backends.vault.config import OBJECT_KEYS as VAULT_KEYS
 from provider.request import TOKENS

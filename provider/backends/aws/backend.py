@@ -23,16 +23,10 @@ import botocore.config
 
 from provider import listing
 from provider.backends.aws import AwsSettings, errors, pages
-from provider.backends.aws.config import (
-    AwsObject,
-    AwsPlan,
-    ObjectType,
-    Selector,
-    check_arn_region,
-    parse_plan,
-)
+from provider.backends.aws.config import AwsPlan, parse_plan
 from provider.backends.aws.credentials import AwsClient, AwsIdentity, Credentials, Logins
 from provider.backends.aws.endpoints import lean_session
+from provider.backends.aws.objects import AwsObject, ObjectType, Selector, check_arn_region
 from provider.backends.aws.render import (
     Fetched,
     Matches,

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import jmespath.exceptions
 
 from provider import listing
-from provider.backends.aws.config import AwsObject, Selector
 from provider.backends.aws.credentials import Answer
+from provider.backends.aws.objects import AwsObject, Selector
 from provider.backends.base import ObjectVersion, OutputFile
 from provider.codes import ErrorCode
 from provider.encodings import decode
