@@ -6,7 +6,7 @@ One process, the Key Vault stand-in on loopback TLS, the same secret read by:
 * ``sdk-default``: SecretClient with the SDK's 13-policy pipeline (the provider before);
 * ``sdk-lean``: SecretClient with only the user-agent and challenge policies;
 * ``provider``: the provider's read (provider.backends.azure.clients.VaultClient and
-  answers.read: azure-core's pipeline with those two policies, the JSON read by us);
+  answers.read: the shared urllib3 pool, the challenge's cached scope, the JSON read by us);
 * ``urllib3`` and ``http.client``: a bearer GET and ``json.loads``, nothing else.
 
 The figure is the calling thread's CPU time (``time.thread_time``) per GET, so the
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from azure.core.pipeline.policies import UserAgentPolicy
+    from azure.core.pipeline.transport import RequestsTransport
     from azure.identity import ClientAssertionCredential
     from azure.keyvault.secrets import SecretClient
     from azure.keyvault.secrets._shared import ChallengeAuthPolicy
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from provider.backends.azure import answers
     from provider.backends.azure.backend import AzureBackend
     from provider.backends.azure.clients import VaultClient
+    from provider.backends.azure.credentials import SdkTokens
     from provider.backends.azure.objects import AzureObject, ObjectType
     from provider.backends.base import BackendServices
     from tests.support.azure_standin import AUDIENCE, TENANT, WI_CLIENT, azure_world
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             world.vault.set_secret(name, "v" * 40)
         backend = AzureBackend(world.settings(), BackendServices())
-        transport = backend._transport  # the provider's shared transport
+        transport = RequestsTransport(connection_verify=str(world.pki.ca_file))
         credential = ClientAssertionCredential(
             TENANT, WI_CLIENT, lambda: token, authority=world.tokens.url, transport=transport
         )
@@ -76,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
         ours = VaultClient(
-            ObjectType.SECRET, url, credential, transport=transport,
-            verify_challenge_resource=False, api_version="7.6",
+            ObjectType.SECRET, url, SdkTokens(credential), pools=backend._pools,
+            challenges=backend._challenges, verify_challenge_resource=False, api_version="7.6",
         )
         objects = {
             name: AzureObject(name=name, type=ObjectType.SECRET, file_name=name, version="",

@@ -2,13 +2,13 @@
 
 Objects are read in parallel, one GET each (``objectVersionHistory`` adds one
 list call and one GET per version, ``select`` one listing and one GET per
-match), on lean azure-core pipelines (``clients``) whose JSON answers are read
-and checked in ``answers``. Clients and credentials are reused per identity
-and vault (see ``credentials``); all of them share one HTTP transport, so a
-vault's TLS connections are reused across identities (the bearer token travels
-per request, never with the connection). ``FetchContext.call`` retries
-transient faults inside the mount deadline, honours Key Vault's Retry-After,
-and translates azure-core's exceptions once (``errors.translate``).
+match), over urllib3 (``clients``, ``transport``) with JSON answers read and
+checked in ``answers``. Clients and credentials are reused per identity and
+vault (see ``credentials``); all of them share one pool per host, so a vault's
+TLS connections are reused across identities (the bearer token travels per
+request, never with the connection). ``FetchContext.call`` retries transient
+faults inside the mount deadline, honours Key Vault's Retry-After, and
+translates failures once (``errors.translate``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from azure.core.pipeline.transport import RequestsTransport
 
 from provider import listing
 from provider.backends.azure import AzureSettings, answers, errors
-from provider.backends.azure.clients import VaultClient, quiet_tracing
+from provider.backends.azure.challenge import Challenges
+from provider.backends.azure.clients import VaultClient
 from provider.backends.azure.config import AzurePlan, parse_plan
 from provider.backends.azure.credentials import (
     MAX_IDENTITIES,
@@ -31,9 +32,11 @@ from provider.backends.azure.credentials import (
     IdentityKey,
     SignIn,
     describe,
+    quiet_tracing,
 )
 from provider.backends.azure.objects import AzureObject, ObjectType
 from provider.backends.azure.render import Fetched, Rendered, render
+from provider.backends.azure.transport import Pools
 from provider.backends.base import (
     Backend,
     BackendServices,
@@ -82,6 +85,13 @@ class AzureBackend(Backend[AzurePlan]):
             read_timeout=settings.read_timeout,
         )
         quiet_tracing()
+        # Key Vault reads: one urllib3 pool per vault host, and each vault's
+        # challenge (scope and tenant), shared by every identity.
+        self._pools = Pools(
+            ca_file=settings.ca_file, connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout, max_connections=settings.max_connections,
+        )
+        self._challenges = Challenges()
         self.identities = IdentityCache()
         # Single flight of a new credential's first read per identity (nothing is
         # kept here: the credential keeps its token).
@@ -121,8 +131,8 @@ class AzureBackend(Backend[AzurePlan]):
         """``entry``'s client of ``kind`` for ``vault_url`` (made once, kept with the identity)."""
         return entry.client(
             kind.value, vault_url,
-            lambda cred: VaultClient(
-                kind, vault_url, cred, transport=self._transport,
+            lambda tokens: VaultClient(
+                kind, vault_url, tokens, pools=self._pools, challenges=self._challenges,
                 verify_challenge_resource=self._settings.verify_challenge_resource,
                 api_version=self._settings.api_version,
             ),
@@ -170,6 +180,7 @@ class AzureBackend(Backend[AzurePlan]):
 
     def close(self) -> None:
         self.identities.clear()
+        self._pools.close()
         self._session.close()
 
 
