@@ -1,7 +1,8 @@
 """Azure Key Vault backend: flags and settings (cheap); the SDK is imported by ``create``.
 
-The Azure SDKs cost ~44 MiB of memory, so nothing here imports them: a node
-that only mounts AWS or Vault objects never pays for Azure.
+The Azure backend's imports (urllib3, cryptography; azure-identity for a VM
+managed identity only) cost memory, so nothing here imports them: a node that
+only mounts AWS or Vault objects never pays for Azure.
 
 Provider-level settings exist for sovereign and custom clouds (and for tests,
 which point the provider at a local Key Vault and a local token endpoint):
@@ -23,7 +24,11 @@ if TYPE_CHECKING:
     from provider.backends.base import BackendServices
 
 # What `pip install 'polysecret[azure]'` brings (provider.backends.installed).
-SDK = ("azure.identity", "azure.keyvault.secrets", "cryptography")
+# A mount needs cryptography (certificates) and urllib3 (Key Vault, Azure AD;
+# the extra brings it, and every azure-identity install has it); azure-identity
+# only for a VM managed identity, imported then. urllib3 is not listed: it is
+# the Vault backend's extra, and a node without it has neither.
+SDK = ("cryptography", "azure.identity")
 # The dialect's marks, for the message when no backend claims a class.
 DIALECT = "keyvaultName"
 
@@ -85,7 +90,7 @@ def add_flags(group: argparse._ArgumentGroup) -> None:
                        help="PEM CA bundle trusted for Key Vault and Azure AD "
                             "(default: system CAs; REQUESTS_CA_BUNDLE is honoured)")
     group.add_argument("--azure-api-version", default=None,
-                       help="Key Vault REST API version (default: the SDK's)")
+                       help="Key Vault REST API version (default: the Key Vault SDKs' default)")
     group.add_argument("--azure-skip-challenge-resource-check", action="store_true",
                        default=False,
                        help="do not check that Key Vault's auth challenge names the vault's "

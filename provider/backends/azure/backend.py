@@ -14,11 +14,9 @@ translates failures once (``errors.translate``).
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
-from typing import ClassVar
-
-import requests.adapters
-from azure.core.pipeline.transport import RequestsTransport
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from provider import listing
 from provider.backends.azure import AzureSettings, answers, errors
@@ -43,11 +41,13 @@ from provider.backends.base import (
     FetchContext,
     FetchResult,
 )
-from provider.backends.httpsession import LeanSession
 from provider.cache import Cache
 from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Translator
 from provider.listing import Select
 from provider.request import MountRequest
+
+if TYPE_CHECKING:
+    from azure.core.pipeline.transport import RequestsTransport
 
 _OPERATIONS = {
     ObjectType.SECRET: ("GetSecret", "ListSecretVersions"),
@@ -70,28 +70,17 @@ class AzureBackend(Backend[AzurePlan]):
         # A selection may match at most the provider's --max-objects.
         self._settings = replace(settings, max_objects=services.max_objects)
         self._services = services
-        # Proxies and ~/.netrc read once per host, no cookie jar (see httpsession).
-        self._session = LeanSession()
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=8, pool_maxsize=settings.max_connections
-        )
-        self._session.mount("https://", adapter)
-        # session_owner=False: no client or credential may close the shared session.
-        self._transport = RequestsTransport(
-            session=self._session,
-            session_owner=False,
-            connection_verify=settings.ca_file or True,
-            connection_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-        )
-        quiet_tracing()
-        # Key Vault reads: one urllib3 pool per vault host, and each vault's
-        # challenge (scope and tenant), shared by every identity.
+        # Key Vault reads and Azure AD's token requests: one urllib3 pool per
+        # host, and each vault's challenge (scope and tenant), shared by every identity.
         self._pools = Pools(
             ca_file=settings.ca_file, connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout, max_connections=settings.max_connections,
         )
         self._challenges = Challenges()
+        # azure-core's transport, for the VM managed identity only (made on first use).
+        self._transport: RequestsTransport | None = None
+        self._session: Any = None
+        self._transport_lock = threading.Lock()
         self.identities = IdentityCache()
         # Single flight of a new credential's first read per identity (nothing is
         # kept here: the credential keeps its token).
@@ -125,7 +114,36 @@ class AzureBackend(Backend[AzurePlan]):
 
     def _sign_in(self, plan: AzurePlan) -> SignIn:
         authority = (self._settings.authority_host or plan.cloud.authority_host).rstrip("/")
-        return SignIn(authority, self._transport, self._services.hmac_key)
+        return SignIn(authority, self._pools, self._services.hmac_key, self._sdk_transport)
+
+    def _sdk_transport(self) -> RequestsTransport:
+        """azure-core's transport for azure-identity (the VM managed identity), made once.
+
+        Its requests session reads proxies and ~/.netrc once per host and keeps
+        no cookie jar (``httpsession``).
+        """
+        with self._transport_lock:
+            if self._transport is None:
+                import requests.adapters
+                from azure.core.pipeline.transport import RequestsTransport
+
+                from provider.backends.httpsession import LeanSession
+
+                quiet_tracing()
+                session = LeanSession()
+                session.mount("https://", requests.adapters.HTTPAdapter(
+                    pool_connections=8, pool_maxsize=self._settings.max_connections
+                ))
+                self._session = session
+                # session_owner=False: no credential may close the shared session.
+                self._transport = RequestsTransport(
+                    session=session,
+                    session_owner=False,
+                    connection_verify=self._settings.ca_file or True,
+                    connection_timeout=self._settings.connect_timeout,
+                    read_timeout=self._settings.read_timeout,
+                )
+            return self._transport
 
     def client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> VaultClient:
         """``entry``'s client of ``kind`` for ``vault_url`` (made once, kept with the identity)."""
@@ -181,7 +199,8 @@ class AzureBackend(Backend[AzurePlan]):
     def close(self) -> None:
         self.identities.clear()
         self._pools.close()
-        self._session.close()
+        if self._session is not None:
+            self._session.close()
 
 
 class _Reader:

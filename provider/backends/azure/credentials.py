@@ -25,21 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from azure.identity import (
-    ClientAssertionCredential,
-    ClientSecretCredential,
-    ManagedIdentityCredential,
-)
-
 from provider.backends.azure.config import (
-    CLOUDS,
     SP_MISSING,
     WORKLOAD_IDENTITY_AUDIENCE,
     AuthMode,
     AzurePlan,
     service_principal,
 )
-from provider.backends.azure.tokens import Held, Tokens
+from provider.backends.azure.tokens import EntraTokens, Held, Tokens
+from provider.backends.azure.transport import Pools
 from provider.cache import Cache
 from provider.errors import InvalidParameters
 from provider.identity import verified_token
@@ -170,16 +164,18 @@ class IdentityCache:
         self.entries.clear()
 
 
-_KNOWN_AUTHORITIES = {c.authority_host.rstrip("/") for c in CLOUDS.values()}
-
-
 @dataclass(frozen=True)
 class SignIn:
-    """How credentials are built: the authority, the shared transport, the digest key."""
+    """How token sources are built: the authority, the pools, the digest key, the SDK's transport.
+
+    ``sdk_transport`` is called only for a VM managed identity (azure-identity's
+    credential needs azure-core's transport; nothing else does).
+    """
 
     authority: str
-    transport: RequestsTransport
+    pools: Pools
     hmac_key: bytes
+    sdk_transport: Callable[[], RequestsTransport]
 
     def identity(
         self, plan: AzurePlan, request: MountRequest, cache: IdentityCache
@@ -213,26 +209,19 @@ class SignIn:
 
     def _workload_identity(self, tenant: str, client_id: str) -> IdentityEntry:
         assertion = Assertion()
-        credential = ClientAssertionCredential(
-            tenant, client_id, assertion, authority=self.authority,
-            # retry_total=0: our retry loop is the one that knows the mount deadline.
-            transport=self.transport, retry_total=0,
-        )
-        return IdentityEntry(SdkTokens(credential), assertion)
+        tokens = EntraTokens(self.pools, self.authority, tenant, client_id, assertion=assertion)
+        return IdentityEntry(tokens, assertion)
 
     def _service_principal(self, tenant: str, client_id: str, secret: str) -> IdentityEntry:
-        credential = ClientSecretCredential(
-            tenant, client_id, secret, authority=self.authority,
-            # MSAL asks login.microsoftonline.com to validate unknown hosts;
-            # a sovereign or private authority is trusted by configuration.
-            disable_instance_discovery=self.authority not in _KNOWN_AUTHORITIES,
-            transport=self.transport, retry_total=0,
-        )
-        return IdentityEntry(SdkTokens(credential), None)
+        tokens = EntraTokens(self.pools, self.authority, tenant, client_id, secret=secret)
+        return IdentityEntry(tokens, None)
 
     def _managed_identity(self, client_id: str) -> IdentityEntry:
+        from azure.identity import ManagedIdentityCredential
+
         credential = ManagedIdentityCredential(
-            client_id=client_id or None, transport=self.transport, retry_total=0
+            # retry_total=0: our retry loop is the one that knows the mount deadline.
+            client_id=client_id or None, transport=self.sdk_transport(), retry_total=0
         )
         return IdentityEntry(SdkTokens(credential), None)
 

@@ -112,10 +112,11 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
             retry_after=exc.retry_after,
         )
     if isinstance(exc, OtherTenant):
+        tenant = quote_backend_message(str(exc))
         return PermissionDenied(
-            f"{where} failed: Key Vault's challenge names tenant "
-            f"{quote_backend_message(str(exc))!r}, and the credential is only configured to "
-            "acquire tokens for the class's tenantID",
+            f"{where} failed: the vault is in tenant {tenant!r} (its challenge says so); the "
+            f"credential is not configured to acquire tokens for tenant {tenant!r}, only for "
+            "the class's tenantID",
             code=ErrorCode.AuthFailed,
         )
     if isinstance(exc, ChallengeMismatch):
