@@ -1,5 +1,6 @@
 """Workload identity and service principal mounts load neither azure-identity, msal, requests
-nor azure-core: their tokens and reads go over urllib3 (issue 16: ~20 MiB of RSS).
+nor azure-core: their tokens and reads go over urllib3 (issue 16: ~20 MiB of RSS); a mount of
+plain secrets does not load cryptography either (~8 MiB).
 
 The provider runs in its own interpreter (as tests/ops/test_idle_imports.py runs
 ``serve``), mounts from the session's Key Vault and Azure AD stand-ins as both
@@ -22,8 +23,9 @@ from tests.support.azure_standin import SP_CLIENT
 pytestmark = pytest.mark.azure
 
 REPO = Path(__file__).resolve().parents[2]
-# What only the VM managed identity (azure-identity's credential) may still load.
-NOT_LOADED = ("azure", "msal", "requests", "charset_normalizer")
+# What only the VM managed identity (azure-identity's credential), or certificates and keys
+# (cryptography), may still load.
+NOT_LOADED = ("azure", "msal", "requests", "charset_normalizer", "cryptography")
 # Namespace packages without code: provider.backends.installed's find_spec of the
 # extra's modules creates them.
 NAMESPACES = {"azure", "azure.keyvault"}

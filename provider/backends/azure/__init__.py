@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from provider.backends.base import BackendServices
 
 # What `pip install 'polysecret[azure]'` brings (provider.backends.installed).
-# A mount needs cryptography (certificates) and urllib3 (Key Vault, Azure AD;
-# the extra brings it, and every azure-identity install has it); azure-identity
-# only for a VM managed identity, imported then. urllib3 is not listed: it is
-# the Vault backend's extra, and a node without it has neither.
-SDK = ("cryptography", "azure.identity")
+# Each is imported only when a mount needs it (cryptography: certificates and
+# keys; azure-identity: a VM managed identity), so ``create`` checks they are
+# all there. urllib3 (Key Vault, Azure AD) comes with the extra and with
+# azure-identity; it is not listed, being also the Vault backend's.
+SDK = ("azure.identity", "cryptography")
 # The dialect's marks, for the message when no backend claims a class.
 DIALECT = "keyvaultName"
 
@@ -118,6 +118,14 @@ def claims(attributes: Mapping[str, str], problems: Problems) -> bool:
 
 
 def create(settings: AzureSettings | None, services: BackendServices) -> AzureBackend:
+    import importlib.util
+
     from provider.backends.azure.backend import AzureBackend
+
+    # Found, not imported: a partly installed extra is no extra (the registry
+    # says how to install it), though a mount of plain secrets would not notice.
+    for module in SDK:
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
     return AzureBackend(settings or AzureSettings(), services)
