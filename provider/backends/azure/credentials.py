@@ -83,7 +83,7 @@ class Assertion:
 
 
 # Identities kept, and Key Vault clients per identity (a class names any vault).
-# Clients share the backend's one HTTP transport, so dropping one closes
+# Clients share the backend's pools (one per host), so dropping one closes
 # nothing that another still uses.
 MAX_IDENTITIES = 512
 MAX_CLIENTS_PER_IDENTITY = 8
