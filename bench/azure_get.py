@@ -6,7 +6,8 @@ One process, the Key Vault stand-in on loopback TLS, the same secret read by:
 * ``sdk-default``: SecretClient with the SDK's 13-policy pipeline (the provider before);
 * ``sdk-lean``: SecretClient with only the user-agent and challenge policies;
 * ``provider``: the provider's read (provider.backends.azure.clients.VaultClient and
-  answers.read: azure-core's pipeline with those two policies, the JSON read by us);
+  answers.read: the shared urllib3 pool, the challenge's cached scope, the token kept by
+  tokens.EntraTokens, the JSON read by us);
 * ``urllib3`` and ``http.client``: a bearer GET and ``json.loads``, nothing else.
 
 The figure is the calling thread's CPU time (``time.thread_time``) per GET, so the
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from azure.core.pipeline.policies import UserAgentPolicy
+    from azure.core.pipeline.transport import RequestsTransport
     from azure.identity import ClientAssertionCredential
     from azure.keyvault.secrets import SecretClient
     from azure.keyvault.secrets._shared import ChallengeAuthPolicy
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from provider.backends.azure.backend import AzureBackend
     from provider.backends.azure.clients import VaultClient
     from provider.backends.azure.objects import AzureObject, ObjectType
+    from provider.backends.azure.tokens import EntraTokens
     from provider.backends.base import BackendServices
     from tests.support.azure_standin import AUDIENCE, TENANT, WI_CLIENT, azure_world
     from tests.support.tokens import pod_token
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             world.vault.set_secret(name, "v" * 40)
         backend = AzureBackend(world.settings(), BackendServices())
-        transport = backend._transport  # the provider's shared transport
+        transport = RequestsTransport(connection_verify=str(world.pki.ca_file))
         credential = ClientAssertionCredential(
             TENANT, WI_CLIENT, lambda: token, authority=world.tokens.url, transport=transport
         )
@@ -75,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
                 ChallengeAuthPolicy(credential, verify_challenge_resource=False),
             ],
         )
+        tokens = EntraTokens(
+            backend._pools, world.tokens.url, TENANT, WI_CLIENT, assertion=lambda: token
+        )
         ours = VaultClient(
-            ObjectType.SECRET, url, credential, transport=transport,
-            verify_challenge_resource=False, api_version="7.6",
+            ObjectType.SECRET, url, tokens, pools=backend._pools,
+            challenges=backend._challenges, verify_challenge_resource=False, api_version="7.6",
         )
         objects = {
             name: AzureObject(name=name, type=ObjectType.SECRET, file_name=name, version="",

@@ -80,3 +80,30 @@ def test_a_challenge_for_another_domain_gets_no_token(
     assert "--azure-keyvault-endpoint" in error.details()
     # Only the unauthenticated request that drew the challenge reached the vault.
     assert [s for _, _, s in world.vault.requests] == [401]
+
+
+def test_a_token_the_vault_refuses_is_auth_failed_and_the_challenge_is_learned_again(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A 401 to a request with a token (the vault no longer knows its issuer): one GET,
+    AuthFailed; the vault's challenge is forgotten, so the next read asks without a token
+    first, as the SDK's policy did."""
+    with azure_world() as world:
+        world.tokens.federated[WI_CLIENT] = pod_token(AUDIENCE)
+        world.vault.set_secret("plain", "v")
+        sockets = Path(tmp_path_factory.mktemp("az401"))
+        with RunningProvider(settings_for(sockets, {"azure": world.settings()})) as provider:
+            attrs = wi_attrs("objectName: plain\nobjectType: secret")
+            assert files_of(provider.mount(attrs))["plain"][1] == b"v"
+            assert [s for _, _, s in world.vault.requests] == [401, 200]
+            world.tokens.issued.clear()  # the vault now refuses every token issued so far
+            since = len(world.vault.requests)
+            error = provider.mount_error(attrs)
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error.details()
+            assert error.details().startswith("AuthFailed: ")
+            assert "HTTP 401" in error.details() and "AKV10032" in error.details()
+            assert [s for _, _, s in world.vault.requests[since:]] == [401]
+            since = len(world.vault.requests)
+            provider.mount_error(attrs)
+            # No token first (the challenge), then the kept token, refused: it stands.
+            assert [s for _, _, s in world.vault.requests[since:]] == [401, 401]

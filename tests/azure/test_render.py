@@ -16,14 +16,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from provider.backends.azure import AzureSettings
 from provider.backends.azure.config import parse_plan
 from provider.backends.azure.objects import AzureObject, ObjectType
-from provider.backends.azure.render import (
-    SecretValue,
-    key_id_chain,
-    pfx_to_pem,
-    render_key,
-    render_secret,
-    split_cert_and_key,
-)
+from provider.backends.azure.pki import key_id_chain, pfx_to_pem, render_key
+from provider.backends.azure.render import SecretValue, render_secret, split_cert_and_key
 from provider.errors import InvalidParameters, InvalidRequest
 from tests.azure.conftest import Seeded, wi_attrs
 from tests.support.azure_standin import Chain, make_chain, public_jwk

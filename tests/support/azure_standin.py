@@ -248,8 +248,21 @@ class TokenService:
     managed: set[str] = field(default_factory=lambda: {""})
     issued: dict[str, str] = field(default_factory=dict, repr=False)  # token -> client id
     requests: list[str] = field(default_factory=list)
+    # The form of each token request, in order (what Azure AD received).
+    forms: list[dict[str, str]] = field(default_factory=list, repr=False)
+    # Lifetime of the tokens issued (Azure AD's expires_in).
+    expires_in: int = 3599
+    # Answers for the next token requests instead of a token: (status, headers, body).
+    faults: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fail_next(
+        self, status: int, body: Any, headers: dict[str, str] | None = None, times: int = 1
+    ) -> None:
+        """The next ``times`` token requests answer ``status`` with ``body`` (JSON or bytes)."""
+        with self._lock:
+            self.faults.extend([(status, dict(headers or {}), body)] * times)
 
     def _issue(self, client: str) -> str:
         token = "at-" + secrets.token_urlsafe(24)
@@ -293,7 +306,13 @@ class TokenService:
             )
         if path.endswith("/oauth2/v2.0/token") and method == "POST":
             tenant = path.split("/")[1]
-            return self._token(tenant, dict(urllib.parse.parse_qsl(body.decode())))
+            form = dict(urllib.parse.parse_qsl(body.decode()))
+            with self._lock:
+                self.forms.append(form)
+                fault = self.faults.pop(0) if self.faults else None
+            if fault is not None:
+                return fault
+            return self._token(tenant, form)
         return 404, {}, {"error": "not_found"}
 
     def _token(self, tenant: str, form: dict[str, str]) -> Response:
@@ -323,8 +342,8 @@ class TokenService:
             {},
             {
                 "token_type": "Bearer",
-                "expires_in": 3599,
-                "ext_expires_in": 3599,
+                "expires_in": self.expires_in,
+                "ext_expires_in": self.expires_in,
                 "access_token": self._issue(client),
             },
         )

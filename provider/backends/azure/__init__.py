@@ -1,7 +1,8 @@
 """Azure Key Vault backend: flags and settings (cheap); the SDK is imported by ``create``.
 
-The Azure SDKs cost ~44 MiB of memory, so nothing here imports them: a node
-that only mounts AWS or Vault objects never pays for Azure.
+The Azure backend's imports (urllib3, cryptography; azure-identity for a VM
+managed identity only) cost memory, so nothing here imports them: a node that
+only mounts AWS or Vault objects never pays for Azure.
 
 Provider-level settings exist for sovereign and custom clouds (and for tests,
 which point the provider at a local Key Vault and a local token endpoint):
@@ -23,7 +24,11 @@ if TYPE_CHECKING:
     from provider.backends.base import BackendServices
 
 # What `pip install 'polysecret[azure]'` brings (provider.backends.installed).
-SDK = ("azure.identity", "azure.keyvault.secrets", "cryptography")
+# Each is imported only when a mount needs it (cryptography: certificates and
+# keys; azure-identity: a VM managed identity), so ``create`` checks they are
+# all there. urllib3 (Key Vault, Azure AD) comes with the extra and with
+# azure-identity; it is not listed, being also the Vault backend's.
+SDK = ("azure.identity", "cryptography")
 # The dialect's marks, for the message when no backend claims a class.
 DIALECT = "keyvaultName"
 
@@ -85,7 +90,7 @@ def add_flags(group: argparse._ArgumentGroup) -> None:
                        help="PEM CA bundle trusted for Key Vault and Azure AD "
                             "(default: system CAs; REQUESTS_CA_BUNDLE is honoured)")
     group.add_argument("--azure-api-version", default=None,
-                       help="Key Vault REST API version (default: the SDK's)")
+                       help="Key Vault REST API version (default: the Key Vault SDKs' default)")
     group.add_argument("--azure-skip-challenge-resource-check", action="store_true",
                        default=False,
                        help="do not check that Key Vault's auth challenge names the vault's "
@@ -113,6 +118,14 @@ def claims(attributes: Mapping[str, str], problems: Problems) -> bool:
 
 
 def create(settings: AzureSettings | None, services: BackendServices) -> AzureBackend:
+    import importlib.util
+
     from provider.backends.azure.backend import AzureBackend
+
+    # Found, not imported: a partly installed extra is no extra (the registry
+    # says how to install it), though a mount of plain secrets would not notice.
+    for module in SDK:
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
     return AzureBackend(settings or AzureSettings(), services)

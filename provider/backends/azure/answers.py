@@ -27,8 +27,6 @@ from provider.backends.azure.render import (
     Rendered,
     SecretValue,
     metadata,
-    render_cert,
-    render_key,
     render_secret,
 )
 from provider.errors import Unavailable
@@ -54,6 +52,8 @@ def read(client: VaultClient, obj: AzureObject, version: str) -> Rendered:
         data = render_secret(obj, secret)
         return Rendered(data, secret.version, _metadata(obj, bundle, secret.content_type or None))
     if obj.type is ObjectType.KEY:
+        from provider.backends.azure.pki import render_key
+
         jwk = bundle.get("key")
         if not isinstance(jwk, dict):
             raise _unusable(obj, "no key")
@@ -62,6 +62,8 @@ def read(client: VaultClient, obj: AzureObject, version: str) -> Rendered:
         version = _version(obj, jwk.get("kid"))
         fields = {name: jwk.get(name) for name in _JWK_FIELDS}
         return Rendered(render_key(obj, fields), version, _metadata(obj, bundle))
+    from provider.backends.azure.pki import render_cert
+
     # The id first: an answer without one is no certificate answer at all.
     version = _version(obj, bundle.get("id"))
     cer = bundle.get("cer")

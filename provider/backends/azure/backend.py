@@ -2,27 +2,26 @@
 
 Objects are read in parallel, one GET each (``objectVersionHistory`` adds one
 list call and one GET per version, ``select`` one listing and one GET per
-match), on lean azure-core pipelines (``clients``) whose JSON answers are read
-and checked in ``answers``. Clients and credentials are reused per identity
-and vault (see ``credentials``); all of them share one HTTP transport, so a
-vault's TLS connections are reused across identities (the bearer token travels
-per request, never with the connection). ``FetchContext.call`` retries
-transient faults inside the mount deadline, honours Key Vault's Retry-After,
-and translates azure-core's exceptions once (``errors.translate``).
+match), over urllib3 (``clients``, ``transport``) with JSON answers read and
+checked in ``answers``. Clients and credentials are reused per identity and
+vault (see ``credentials``); all of them share one pool per host, so a vault's
+TLS connections are reused across identities (the bearer token travels per
+request, never with the connection). ``FetchContext.call`` retries transient
+faults inside the mount deadline, honours Key Vault's Retry-After, and
+translates failures once (``errors.translate``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
-from typing import ClassVar
-
-import requests.adapters
-from azure.core.pipeline.transport import RequestsTransport
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from provider import listing
 from provider.backends.azure import AzureSettings, answers, errors
-from provider.backends.azure.clients import VaultClient, quiet_tracing
+from provider.backends.azure.challenge import Challenges
+from provider.backends.azure.clients import VaultClient
 from provider.backends.azure.config import AzurePlan, parse_plan
 from provider.backends.azure.credentials import (
     MAX_IDENTITIES,
@@ -31,20 +30,24 @@ from provider.backends.azure.credentials import (
     IdentityKey,
     SignIn,
     describe,
+    quiet_tracing,
 )
 from provider.backends.azure.objects import AzureObject, ObjectType
 from provider.backends.azure.render import Fetched, Rendered, render
+from provider.backends.azure.transport import Pools
 from provider.backends.base import (
     Backend,
     BackendServices,
     FetchContext,
     FetchResult,
 )
-from provider.backends.httpsession import LeanSession
 from provider.cache import Cache
 from provider.errors import DeadlineExceeded, InvalidParameters, NotFound, Translator
 from provider.listing import Select
 from provider.request import MountRequest
+
+if TYPE_CHECKING:
+    from azure.core.pipeline.transport import RequestsTransport
 
 _OPERATIONS = {
     ObjectType.SECRET: ("GetSecret", "ListSecretVersions"),
@@ -67,21 +70,17 @@ class AzureBackend(Backend[AzurePlan]):
         # A selection may match at most the provider's --max-objects.
         self._settings = replace(settings, max_objects=services.max_objects)
         self._services = services
-        # Proxies and ~/.netrc read once per host, no cookie jar (see httpsession).
-        self._session = LeanSession()
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=8, pool_maxsize=settings.max_connections
+        # Key Vault reads and Azure AD's token requests: one urllib3 pool per
+        # host, and each vault's challenge (scope and tenant), shared by every identity.
+        self._pools = Pools(
+            ca_file=settings.ca_file, connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout, max_connections=settings.max_connections,
         )
-        self._session.mount("https://", adapter)
-        # session_owner=False: no client or credential may close the shared session.
-        self._transport = RequestsTransport(
-            session=self._session,
-            session_owner=False,
-            connection_verify=settings.ca_file or True,
-            connection_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-        )
-        quiet_tracing()
+        self._challenges = Challenges()
+        # azure-core's transport, for the VM managed identity only (made on first use).
+        self._transport: RequestsTransport | None = None
+        self._session: Any = None
+        self._transport_lock = threading.Lock()
         self.identities = IdentityCache()
         # Single flight of a new credential's first read per identity (nothing is
         # kept here: the credential keeps its token).
@@ -115,14 +114,43 @@ class AzureBackend(Backend[AzurePlan]):
 
     def _sign_in(self, plan: AzurePlan) -> SignIn:
         authority = (self._settings.authority_host or plan.cloud.authority_host).rstrip("/")
-        return SignIn(authority, self._transport, self._services.hmac_key)
+        return SignIn(authority, self._pools, self._services.hmac_key, self._sdk_transport)
+
+    def _sdk_transport(self) -> RequestsTransport:
+        """azure-core's transport for azure-identity (the VM managed identity), made once.
+
+        Its requests session reads proxies and ~/.netrc once per host and keeps
+        no cookie jar (``httpsession``).
+        """
+        with self._transport_lock:
+            if self._transport is None:
+                import requests.adapters
+                from azure.core.pipeline.transport import RequestsTransport
+
+                from provider.backends.httpsession import LeanSession
+
+                quiet_tracing()
+                session = LeanSession()
+                session.mount("https://", requests.adapters.HTTPAdapter(
+                    pool_connections=8, pool_maxsize=self._settings.max_connections
+                ))
+                self._session = session
+                # session_owner=False: no credential may close the shared session.
+                self._transport = RequestsTransport(
+                    session=session,
+                    session_owner=False,
+                    connection_verify=self._settings.ca_file or True,
+                    connection_timeout=self._settings.connect_timeout,
+                    read_timeout=self._settings.read_timeout,
+                )
+            return self._transport
 
     def client(self, entry: IdentityEntry, kind: ObjectType, vault_url: str) -> VaultClient:
         """``entry``'s client of ``kind`` for ``vault_url`` (made once, kept with the identity)."""
         return entry.client(
             kind.value, vault_url,
-            lambda cred: VaultClient(
-                kind, vault_url, cred, transport=self._transport,
+            lambda tokens: VaultClient(
+                kind, vault_url, tokens, pools=self._pools, challenges=self._challenges,
                 verify_challenge_resource=self._settings.verify_challenge_resource,
                 api_version=self._settings.api_version,
             ),
@@ -170,7 +198,9 @@ class AzureBackend(Backend[AzurePlan]):
 
     def close(self) -> None:
         self.identities.clear()
-        self._session.close()
+        self._pools.close()
+        if self._session is not None:
+            self._session.close()
 
 
 class _Reader:

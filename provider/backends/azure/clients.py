@@ -1,85 +1,73 @@
-"""Key Vault reads on azure-core's pipeline, with the SDK's own challenge auth and nothing else.
+"""Key Vault reads over the shared urllib3 pools, with the SDKs' challenge handshake.
 
-A Key Vault SDK client runs each GET through 13 pipeline policies, a generated
-operation (request builder, serializer, two tracing decorators, an API-version
-check) and generated models, then the SDK's own models: 1.4 ms of CPU per GET
-here, against 0.2 for the HTTP exchange itself (bench/azure_get.py). The reads
-a mount makes are three GETs and two listings of a stable REST API, so they are
-sent here on an azure-core ``PipelineClient`` (the SDK's HTTP layer: the shared
-requests transport, its exceptions) with two policies:
+A Key Vault SDK client runs each GET through azure-core's pipeline (13
+policies, a generated operation, models): 1.3 ms of CPU per GET here, and
+still 0.7 ms with only the two policies that matter, against 0.25 for the HTTP
+exchange itself (bench/azure_get.py). A mount's reads are three GETs and two
+listings of a stable REST API, so they are sent here directly
+(``transport.Pools``), with what the SDK's pipeline did that matters:
 
-* ``UserAgentPolicy``: Key Vault's logs see the SDK's user agent, as before;
-* the Key Vault package's ``ChallengeAuthPolicy``: the 401 bearer challenge,
-  the token for the vault's resource, and the check that the challenge names
-  the vault's domain (``--azure-skip-challenge-resource-check`` turns it off).
+* the bearer challenge (``challenge``): the first request to a vault goes
+  without a token, the 401 names the scope and tenant, and the request is sent
+  again with a token for them; a second 401 ends it (AuthFailed), as the SDK's
+  policy does. A challenge naming another domain gets no token
+  (``ChallengeMismatch``, ProviderMisconfigured);
+* the SDK's user agent (Key Vault's logs see the same as before), with
+  AZURE_HTTP_USER_AGENT appended as azure-core appends it;
+* the API version the SDKs default to (``--azure-api-version`` overrides it).
 
-Left out, and why: retries (``FetchContext.call`` retries inside the mount
-deadline and honours Retry-After), redirects and the header clean-up that
-guards them (Key Vault does not redirect; requests is told not to follow, so a
-3xx is an error, never a bearer token sent to another host), proxies (the
-shared session reads them once per host: provider.backends.httpsession),
-request ids (``uuid1`` per request; Key Vault answers its own
-``x-ms-request-id``), content decoding, logging and tracing (``base.py`` logs
-each request by name; no tracer is configured). An answer is JSON read by the
-backend (``backend``), which checks every field it uses. Errors are the ones
-the SDK raises for the same answers (``map_error``, ``HttpResponseError``), so
-``errors.translate`` maps them as before.
+Left out, as before: retries (``FetchContext.call`` retries inside the mount
+deadline and honours Retry-After), redirects (a 3xx is an error, never a token
+sent elsewhere), request ids, logging and tracing. Answers are JSON objects
+checked by ``answers``; a status other than 200 raises ``errors.AzureStatus``.
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
+import importlib.metadata
+import json
 import os
+import platform
 import urllib.parse
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from azure.core import PipelineClient
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-    ResourceNotModifiedError,
-    map_error,
-)
-from azure.core.pipeline.policies import UserAgentPolicy
-from azure.core.rest import HttpRequest
-
+from provider.backends.azure import challenge
+from provider.backends.azure.challenge import Challenge, ChallengeMismatch, Challenges
+from provider.backends.azure.errors import AzureStatus, InsecureVault, UnusableAnswer
 from provider.backends.azure.objects import ObjectType
+from provider.backends.azure.transport import Answer, Pools
 
-if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
-    from azure.core.pipeline.transport import RequestsTransport
-
-# Per kind: the SDK package (its challenge policy and default API version), the
-# REST collection, and the user-agent moniker.
-_PACKAGES = {
-    ObjectType.SECRET: ("azure.keyvault.secrets", "secrets", "keyvault-secrets"),
-    ObjectType.KEY: ("azure.keyvault.keys", "keys", "keyvault-keys"),
-    ObjectType.CERT: ("azure.keyvault.certificates", "certificates", "keyvault-certificates"),
-}
-# The SDK's error classes for these statuses, as its generated operations map them.
-_ERRORS = {
-    401: ClientAuthenticationError,
-    404: ResourceNotFoundError,
-    409: ResourceExistsError,
-    304: ResourceNotModifiedError,
+# Per kind: the REST collection, the SDK package whose user agent is sent, and
+# the API version that package's clients default to (azure-keyvault-secrets
+# 4.12, -keys 4.11, -certificates 4.12).
+_KINDS = {
+    ObjectType.SECRET: ("secrets", "azure-keyvault-secrets", "2026-04-01"),
+    ObjectType.KEY: ("keys", "azure-keyvault-keys", "2025-07-01"),
+    ObjectType.CERT: ("certificates", "azure-keyvault-certificates", "2026-04-01"),
 }
 # A JSON object of Key Vault's answer (a bundle, a list item).
 Json = dict[str, Any]
 
 
-def quiet_tracing() -> None:
-    """Tell azure-core that tracing is off, once for the process.
+class TokenSource(Protocol):
+    """An identity's access tokens (``credentials``): cached, asked per request."""
 
-    Left unset, azure-core looks up AZURE_TRACING_ENABLED and
-    AZURE_SDK_TRACING_IMPLEMENTATION in os.environ wherever it traces (the
-    credentials' token requests); the provider configures no tracer.
-    """
-    from azure.core.settings import settings
+    def token(self, scope: str, tenant: str | None, claims: str | None = None) -> str: ...
 
-    settings.tracing_enabled = False
+
+@functools.cache
+def user_agent(package: str) -> str:
+    """azure-core's user agent for ``package`` (its installed version), read once."""
+    try:
+        moniker = f"{package.removeprefix('azure-')}/{importlib.metadata.version(package)}"
+    except importlib.metadata.PackageNotFoundError:
+        moniker = package.removeprefix("azure-")
+    agent = f"azsdk-python-{moniker} Python/{platform.python_version()} ({platform.platform()})"
+    if extra := os.environ.get("AZURE_HTTP_USER_AGENT"):
+        agent = f"{agent} {extra}"
+    return agent
 
 
 class ForeignLink(Exception):
@@ -93,35 +81,22 @@ class VaultClient:
         self,
         kind: ObjectType,
         vault_url: str,
-        credential: TokenCredential,
+        tokens: TokenSource,
         *,
-        transport: RequestsTransport,
+        pools: Pools,
+        challenges: Challenges,
         verify_challenge_resource: bool,
         api_version: str = "",
     ) -> None:
-        name, self._collection, moniker = _PACKAGES[kind]
-        # The package is imported on first use of its kind (each costs ~2 MiB of
-        # RSS, and most classes mount secrets only); its _shared module holds
-        # the challenge policy and the API version its clients default to.
-        package = importlib.import_module(name)
-        shared = importlib.import_module(f"{name}._shared")
-        self._api_version = api_version or str(
-            importlib.import_module(f"{name}._shared.client_base").DEFAULT_VERSION.value
-        )
-        # AZURE_HTTP_USER_AGENT is read once here, not from os.environ per request.
-        agent = UserAgentPolicy(
-            sdk_moniker=f"{moniker}/{package.__version__}", user_agent_use_env=False
-        )
-        if extra := os.environ.get("AZURE_HTTP_USER_AGENT"):
-            agent.add_user_agent(extra)
-        challenge = shared.ChallengeAuthPolicy(
-            credential, verify_challenge_resource=verify_challenge_resource
-        )
+        self._collection, package, default_version = _KINDS[kind]
+        self._api_version = api_version or default_version
+        self._tokens = tokens
+        self._pools = pools
+        self._challenges = challenges
+        self._verify = verify_challenge_resource
         self._base = vault_url.rstrip("/")
-        self._origin = urllib.parse.urlsplit(self._base)[:2]
-        self._client: PipelineClient[Any, Any] = PipelineClient(
-            self._base, policies=[agent, challenge], transport=transport
-        )
+        self._origin = challenge.origin(self._base)
+        self._headers = {"Accept": "application/json", "User-Agent": user_agent(package)}
 
     def get(self, name: str, version: str = "") -> Json:
         """The bundle of ``name`` (its current version unless ``version``): one GET."""
@@ -145,16 +120,65 @@ class VaultClient:
             page = self._json(url)
             yield from page["value"]
             url = page.get("nextLink")
-            if url and urllib.parse.urlsplit(url)[:2] != self._origin:
+            if url and challenge.origin(url) != self._origin:
                 # The bearer token must not follow a link to another host.
                 raise ForeignLink(url)
 
     def _json(self, url: str) -> Json:
-        response = self._client.send_request(
-            HttpRequest("GET", url, headers={"Accept": "application/json"})
-        )
-        if response.status_code != 200:
-            map_error(status_code=response.status_code, response=response, error_map=_ERRORS)
-            raise HttpResponseError(response=response)
-        answer: Json = response.json()
+        answer = self._send(url)
+        if answer.status != 200:
+            raise AzureStatus.of("Key Vault", answer)
+        try:
+            parsed = json.loads(answer.data)
+        except (ValueError, RecursionError):
+            raise UnusableAnswer("is not JSON") from None
+        if not isinstance(parsed, dict):
+            raise UnusableAnswer("is not a JSON object")
+        return parsed
+
+    # -- the challenge handshake ----------------------------------------------
+
+    def _send(self, url: str) -> Answer:
+        known = self._challenges.get(self._origin)
+        if known is None:
+            # No token yet for this vault: ask without one; the 401 says which.
+            answer = self._get(url, None)
+            return self._on_challenge(url, answer, known) if answer.status == 401 else answer
+        answer = self._get(url, self._token(url, known))
+        return self._on_challenge(url, answer, known) if answer.status == 401 else answer
+
+    def _on_challenge(self, url: str, answer: Answer, previous: Challenge | None) -> Answer:
+        """One answer to a 401: a token for what it asks, the request again; then it stands."""
+        found = challenge.parse(answer.headers.get("WWW-Authenticate"))
+        if found is None:
+            self._challenges.forget(self._origin)
+            return answer  # no usable challenge: the 401 is the answer (AuthFailed)
+        if found.claims and previous is not None:
+            # A claims challenge (CAE) names no resource: the vault's scope stands.
+            found = Challenge(previous.scope, previous.tenant, found.claims)
+        self._challenges.remember(self._origin, Challenge(found.scope, found.tenant))
+        answer = self._get(url, self._token(url, found))
+        if answer.status == 401:
+            self._challenges.forget(self._origin)
         return answer
+
+    def _token(self, url: str, asked: Challenge) -> str:
+        if not url.lower().startswith("https://"):
+            raise InsecureVault(url)
+        if self._verify:
+            try:
+                challenge.check_resource(asked, url)
+            except ChallengeMismatch:
+                self._challenges.forget(self._origin)
+                raise
+        # An ADFS authority takes no tenant (the SDK's rule).
+        tenant = asked.tenant
+        if tenant and tenant.lower().endswith("adfs"):
+            tenant = None
+        return self._tokens.token(asked.scope, tenant, asked.claims)
+
+    def _get(self, url: str, token: str | None) -> Answer:
+        headers = self._headers
+        if token is not None:
+            headers = {**headers, "Authorization": f"Bearer {token}"}
+        return self._pools.send("GET", url, headers)

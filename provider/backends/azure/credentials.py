@@ -2,14 +2,16 @@
 
 Three ways to be the pod (parameters.md, "Azure dialect"):
 
-* workload identity: ``ClientAssertionCredential`` whose assertion is the
-  pod's service-account token for ``api://AzureADTokenExchange``;
-* service principal: ``ClientSecretCredential`` from nodePublishSecretRef;
-* VM managed identity: ``ManagedIdentityCredential`` (system or user-assigned).
+* workload identity: a client assertion, the pod's service-account token for
+  ``api://AzureADTokenExchange`` (``tokens.EntraTokens``);
+* service principal: the client secret from nodePublishSecretRef (likewise);
+* VM managed identity: azure-identity's ``ManagedIdentityCredential`` (system
+  or user-assigned; IMDS and its variants are its job), imported only when a
+  class uses it, with its tokens kept by ``SdkTokens``.
 
 The Azure provider builds a fresh credential and Key Vault client per object
 per mount: a token request, a TLS handshake and a 401 challenge every time.
-Here an entry keeps one credential (which caches its access token until near
+Here an entry keeps one token source (which keeps its access tokens until near
 expiry) and one client per vault and kind. The key always starts with the
 pod's namespace and service account and includes tenant and client id (and a
 keyed digest of an SP secret, never the secret), so nothing is ever shared
@@ -23,20 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from azure.identity import (
-    ClientAssertionCredential,
-    ClientSecretCredential,
-    ManagedIdentityCredential,
-)
-
 from provider.backends.azure.config import (
-    CLOUDS,
     SP_MISSING,
     WORKLOAD_IDENTITY_AUDIENCE,
     AuthMode,
     AzurePlan,
     service_principal,
 )
+from provider.backends.azure.tokens import EntraTokens, Held, Tokens
+from provider.backends.azure.transport import Pools
 from provider.cache import Cache
 from provider.errors import InvalidParameters
 from provider.identity import verified_token
@@ -46,9 +43,23 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.core.pipeline.transport import RequestsTransport
 
+    from provider.backends.azure.clients import TokenSource
+
 C = TypeVar("C")
 # Identity cache key: the pod's identity first, then what the credential is for.
 IdentityKey = tuple[str, ...]
+
+
+def quiet_tracing() -> None:
+    """Tell azure-core that tracing is off, once for the process.
+
+    Left unset, azure-core looks up AZURE_TRACING_ENABLED and
+    AZURE_SDK_TRACING_IMPLEMENTATION in os.environ wherever it traces (the
+    credentials' token requests); the provider configures no tracer.
+    """
+    from azure.core.settings import settings
+
+    settings.tracing_enabled = False
 
 
 class Assertion:
@@ -72,17 +83,38 @@ class Assertion:
 
 
 # Identities kept, and Key Vault clients per identity (a class names any vault).
-# Clients share the backend's one HTTP transport, so dropping one closes
+# Clients share the backend's pools (one per host), so dropping one closes
 # nothing that another still uses.
 MAX_IDENTITIES = 512
 MAX_CLIENTS_PER_IDENTITY = 8
 
 
-class IdentityEntry:
-    """One identity's credential and the Key Vault clients made with it."""
+class SdkTokens(Tokens):
+    """An azure-identity credential's tokens, kept as ``Tokens`` keeps them.
 
-    def __init__(self, credential: TokenCredential, assertion: Assertion | None) -> None:
+    ``enable_cae`` and the challenge's tenant and claims are passed as the Key
+    Vault SDK's challenge policy passed them.
+    """
+
+    def __init__(self, credential: TokenCredential) -> None:
+        super().__init__()
         self.credential = credential
+
+    def _fetch(self, scope: str, tenant: str | None, claims: str | None) -> Held:
+        options: dict[str, Any] = {"enable_cae": True}
+        if tenant:
+            options["tenant_id"] = tenant
+        if claims:
+            options["claims"] = claims
+        got = self.credential.get_token_info(scope, options=options)  # type: ignore[attr-defined]
+        return Held(str(got.token), float(got.expires_on), got.refresh_on)
+
+
+class IdentityEntry:
+    """One identity's token source and the Key Vault clients made with it."""
+
+    def __init__(self, tokens: TokenSource, assertion: Assertion | None) -> None:
+        self.tokens = tokens
         self.assertion = assertion
         # False until a read with the credential succeeded: until then no cached
         # object is served on its behalf (backend.fetch).
@@ -96,15 +128,13 @@ class IdentityEntry:
     def __repr__(self) -> str:
         return f"IdentityEntry(warm={self.warm}, clients={len(self._clients)})"
 
-    def client(
-        self, kind: str, vault_url: str, make: Callable[[TokenCredential], C]
-    ) -> C:
+    def client(self, kind: str, vault_url: str, make: Callable[[TokenSource], C]) -> C:
         """This identity's client of ``kind`` for ``vault_url``, made on first use."""
         key = (kind, vault_url)
         with self._lock:
             found = self._clients.peek(key)
             if found is None:
-                found = self._clients.put(key, make(self.credential))
+                found = self._clients.put(key, make(self.tokens))
             return cast("C", found)
 
 
@@ -134,16 +164,18 @@ class IdentityCache:
         self.entries.clear()
 
 
-_KNOWN_AUTHORITIES = {c.authority_host.rstrip("/") for c in CLOUDS.values()}
-
-
 @dataclass(frozen=True)
 class SignIn:
-    """How credentials are built: the authority, the shared transport, the digest key."""
+    """How token sources are built: the authority, the pools, the digest key, the SDK's transport.
+
+    ``sdk_transport`` is called only for a VM managed identity (azure-identity's
+    credential needs azure-core's transport; nothing else does).
+    """
 
     authority: str
-    transport: RequestsTransport
+    pools: Pools
     hmac_key: bytes
+    sdk_transport: Callable[[], RequestsTransport]
 
     def identity(
         self, plan: AzurePlan, request: MountRequest, cache: IdentityCache
@@ -177,28 +209,21 @@ class SignIn:
 
     def _workload_identity(self, tenant: str, client_id: str) -> IdentityEntry:
         assertion = Assertion()
-        credential = ClientAssertionCredential(
-            tenant, client_id, assertion, authority=self.authority,
-            # retry_total=0: our retry loop is the one that knows the mount deadline.
-            transport=self.transport, retry_total=0,
-        )
-        return IdentityEntry(credential, assertion)
+        tokens = EntraTokens(self.pools, self.authority, tenant, client_id, assertion=assertion)
+        return IdentityEntry(tokens, assertion)
 
     def _service_principal(self, tenant: str, client_id: str, secret: str) -> IdentityEntry:
-        credential = ClientSecretCredential(
-            tenant, client_id, secret, authority=self.authority,
-            # MSAL asks login.microsoftonline.com to validate unknown hosts;
-            # a sovereign or private authority is trusted by configuration.
-            disable_instance_discovery=self.authority not in _KNOWN_AUTHORITIES,
-            transport=self.transport, retry_total=0,
-        )
-        return IdentityEntry(credential, None)
+        tokens = EntraTokens(self.pools, self.authority, tenant, client_id, secret=secret)
+        return IdentityEntry(tokens, None)
 
     def _managed_identity(self, client_id: str) -> IdentityEntry:
+        from azure.identity import ManagedIdentityCredential
+
         credential = ManagedIdentityCredential(
-            client_id=client_id or None, transport=self.transport, retry_total=0
+            # retry_total=0: our retry loop is the one that knows the mount deadline.
+            client_id=client_id or None, transport=self.sdk_transport(), retry_total=0
         )
-        return IdentityEntry(credential, None)
+        return IdentityEntry(SdkTokens(credential), None)
 
 
 def describe(plan: AzurePlan, request: MountRequest) -> str:

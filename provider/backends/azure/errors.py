@@ -1,10 +1,12 @@
-"""azure-core / azure-identity / msal exceptions -> the provider's error tree, in one function.
+"""Key Vault's and Azure AD's answers, and failed exchanges -> the provider's error tree.
 
-Every exception class of ``azure.core.exceptions`` and ``azure.identity`` maps
-to the most specific provider error (a test walks both modules and fails if
-one is left to the generic fallback). msal reports failures as answers that
-azure-identity raises as ``ClientAuthenticationError``, and its own few
-exceptions derive from ``ValueError``/``RuntimeError``, mapped here too.
+The provider reads Key Vault and asks Azure AD for tokens over urllib3
+(``transport``), so most failures arrive as the exceptions defined here
+(an error status, an answer that is not JSON, a challenge for another
+domain) or as urllib3's. The VM managed identity still goes through
+azure-identity: its exceptions (and any other azure-core or msal one) are
+mapped by ``sdkerrors``, imported only when such an exception arrives, so a
+workload-identity node never loads the SDK.
 
 Key Vault's and Azure AD's messages are quoted (shortened): they name the
 object, the operation or the AADSTS code the user needs, never a secret value;
@@ -14,10 +16,11 @@ the boundary redacts tokens and nodePublishSecretRef values once more.
 from __future__ import annotations
 
 import json
+from typing import Any
 
-import azure.core.exceptions as ax
-import azure.identity as ai
+import urllib3.exceptions
 
+from provider.backends.azure.challenge import ChallengeMismatch
 from provider.codes import ErrorCode
 from provider.errors import (
     InvalidParameters,
@@ -30,63 +33,61 @@ from provider.errors import (
 )
 from provider.retry import parse_retry_after
 
-
-def _status(exc: BaseException) -> int:
-    status = getattr(exc, "status_code", None)
-    if status is None:
-        response = getattr(exc, "response", None)
-        status = getattr(response, "status_code", None)
-    try:
-        return int(status or 0)
-    except (TypeError, ValueError):
-        return 0
+KEY_VAULT = "Key Vault"
+AZURE_AD = "Azure AD"
 
 
-def retry_after(exc: BaseException) -> float | None:
-    """Seconds from a Retry-After header (delta seconds or an HTTP-date)."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    return parse_retry_after(value if isinstance(value, str) else None)
+class AzureStatus(Exception):
+    """An answer with an error status from Key Vault or Azure AD (its code and words kept)."""
+
+    def __init__(
+        self, service: str, status: int, code: str, said: str, retry_after: float | None
+    ) -> None:
+        super().__init__(f"{service} answered HTTP {status}")
+        self.service = service
+        self.status = status
+        self.code = code  # Key Vault's error.code, or Azure AD's error ("invalid_client")
+        self.said = said  # its message / error_description (first line)
+        self.retry_after = retry_after
+
+    @classmethod
+    def of(cls, service: str, answer: Any) -> AzureStatus:
+        """From an answer (``transport.Answer``): its status, error body and Retry-After."""
+        code = said = ""
+        try:
+            body = json.loads(answer.data)
+        except (ValueError, RecursionError):
+            body = None
+        if isinstance(body, dict):
+            error = body.get("error")
+            if isinstance(error, dict):  # Key Vault: {"error": {"code", "message"}}
+                code, said = str(error.get("code") or ""), str(error.get("message") or "")
+            elif isinstance(error, str):  # Azure AD: {"error", "error_description"}
+                code, said = error, str(body.get("error_description") or "")
+        first = said.splitlines()[0] if said.strip() else ""
+        return cls(service, answer.status, code, first,
+                   parse_retry_after(answer.headers.get("Retry-After")))
 
 
-def _said(exc: BaseException) -> str:
-    """The service's own words: Key Vault's error message or AAD's description."""
-    try:
-        error = getattr(exc, "error", None)
-        message = getattr(error, "message", None) if error is not None else None
-        text = str(message or getattr(exc, "message", None) or exc)
-    except Exception:  # a half-built SDK exception must not break the translation
-        text = type(exc).__name__
-    # azure-core prefixes "(Code) " and appends "Code: ...\nMessage: ..."; keep the first line.
-    return quote_backend_message(text.splitlines()[0] if text else "")
+class UnusableAnswer(Exception):
+    """A 200 whose body is not a JSON object: something in between answered, or it was cut."""
 
 
-# How azure-identity words a token answer that is neither a token nor an error
-# (its msal-based credentials; "Azure Active Directory" in older releases).
-_NO_TOKEN_ANSWERS = (
-    "Unexpected response from Microsoft Entra ID",
-    "No response content from Microsoft Entra ID",
-    "Unexpected response from Azure Active Directory",
-    "No response content from Azure Active Directory",
-)
+class NoToken(Exception):
+    """Azure AD answered, but neither a token nor an error (never quoted: it may hold one)."""
+
+    def __init__(self, status: int, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
 
 
-def _no_token_no_error(exc: BaseException) -> bool:
-    message = str(getattr(exc, "message", "") or "")
-    return message.startswith(_NO_TOKEN_ANSWERS)
+class OtherTenant(Exception):
+    """Key Vault's challenge names a tenant other than the class's (azure-identity's refusal)."""
 
 
-def _raised_in(exc: BaseException, package: str) -> bool:
-    """Whether ``exc`` was raised by code of ``package`` (its innermost frame)."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(package)
+class InsecureVault(Exception):
+    """A vault URL that is not https: a bearer token is never sent over plain HTTP."""
 
 
 # What a denied operation needs, named in its error: the access policy
@@ -101,96 +102,94 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
     """The provider error for ``exc`` raised by ``operation`` while reading ``subject``."""
     if isinstance(exc, ProviderError):
         return exc
-    status = _status(exc)
-    said = _said(exc)
-    code = getattr(getattr(exc, "error", None), "code", None)
-    detail = " ".join(str(x) for x in (f"HTTP {status}" if status else "", code or "") if x)
-    head = f"{subject}: {operation} failed" + (f" ({detail})" if detail else "")
-    text = f"{head}: {said}" if said else head
-    if status == 403 and operation in PERMISSIONS:
-        text = f"{text}; {operation} needs {PERMISSIONS[operation]}"
-    answered = _from_answer(exc, status, head, text)
-    if answered is not None:
-        return answered
-    return _from_fault(exc, f"{subject}: {operation}", said, text)
-
-
-def _from_answer(exc: BaseException, status: int, head: str, text: str) -> ProviderError | None:
-    """What Key Vault's or Azure AD's answer (its status, or its error) says; None if none."""
-    # Transient first: a throttled or failing token endpoint is not a denial.
-    if status == 429:
-        return Unavailable(text, code=ErrorCode.Throttled, retry_after=retry_after(exc))
-    if status >= 500:
-        return Unavailable(text, retry_after=retry_after(exc))
-    if isinstance(exc, ax.ResourceNotFoundError) or status == 404:
-        return NotFound(text)
-    if isinstance(exc, ai.CredentialUnavailableError):
-        # No managed identity endpoint answered (or none is configured).
-        return Unavailable(text, code=ErrorCode.IdentityUnavailable)
-    if isinstance(exc, ax.ClientAuthenticationError) and _no_token_no_error(exc):
-        # Azure AD answered, but neither a token nor an error (`200 {}`, a 5xx
-        # body without AADSTS code: a proxy or a fault in between): transient,
-        # never a denial. Its content is not quoted: it may hold a token.
+    where = f"{subject}: {operation}"
+    if isinstance(exc, AzureStatus):
+        return _from_status(exc, subject, operation)
+    if isinstance(exc, NoToken):
         return Unavailable(
-            f"{head}: Azure AD's token answer holds neither a token nor an error; "
-            "not a usable answer",
-            retry_after=retry_after(exc),
+            f"{where} failed (HTTP {exc.status}): Azure AD's token answer holds neither a token "
+            "nor an error; not a usable answer",
+            retry_after=exc.retry_after,
         )
-    if isinstance(exc, ax.ClientAuthenticationError | ai.AuthenticationRequiredError):
-        return PermissionDenied(text, code=ErrorCode.AuthFailed)
-    if status in (401, 403):
-        return PermissionDenied(text)
-    return None
-
-
-# The answer was cut, garbled or not what the API promises: a retry may get a
-# whole one. Never quoted: the text may hold the body. JSONDecodeError: the
-# generated operations parse the body themselves (clients has no decoding policy).
-_UNREADABLE = (
-    ax.IncompleteReadError, ax.DecodeError, ax.DeserializationError,
-    ax.StreamConsumedError, ax.StreamClosedError, ax.ResponseNotReadError,
-    json.JSONDecodeError,
-)
-
-
-def _from_fault(exc: BaseException, where: str, said: str, text: str) -> ProviderError:
-    """A fault of the exchange or of the SDK, or an answer whose status says no more."""
-    if isinstance(exc, ax.ServiceRequestError | ax.ServiceResponseError | ax.TooManyRedirectsError):
-        # Network faults and timeouts: worth another try.
-        return Unavailable(f"{where}: cannot reach Azure ({type(exc).__name__})")
-    if isinstance(exc, _UNREADABLE):
-        return Unavailable(f"{where}: Azure's answer could not be read ({type(exc).__name__})")
-    if isinstance(exc, ax.HttpResponseError):
-        # 400, 409, 412 ... : Key Vault rejected what we asked; retrying cannot help.
-        return InvalidRequest(text, code=ErrorCode.BackendRejected)
-    if isinstance(exc, ax.SerializationError):
-        # The SDK could not put the object's name or version into a request.
-        return InvalidParameters([f"{where}: the Azure SDK cannot build a request for this object"])
-    if type(exc) is ax.AzureError:
-        # The base class itself: azure-core raises it for faults of the exchange
-        # it cannot classify (a broken connection pool, an unexpected stream state).
-        return Unavailable(f"{where}: Azure SDK failed: {said}")
-    if isinstance(exc, ValueError) and _raised_in(exc, "azure.keyvault") and (
-        "challenge" in str(exc).lower()
-    ):
-        # Key Vault's 401 challenge names a resource outside the vault's domain
-        # (or none): the SDK's policy refused to send the token. Not transient.
+    if isinstance(exc, OtherTenant):
+        tenant = quote_backend_message(str(exc))
+        return PermissionDenied(
+            f"{where} failed: the vault is in tenant {tenant!r} (its challenge says so); the "
+            f"credential is not configured to acquire tokens for tenant {tenant!r}, only for "
+            "the class's tenantID",
+            code=ErrorCode.AuthFailed,
+        )
+    if isinstance(exc, ChallengeMismatch):
         return InvalidRequest(
             f"{where}: Key Vault's authentication challenge does not match the vault's domain, "
             "so no token was sent: check the provider flags --azure-keyvault-endpoint and "
             "--azure-keyvault-dns-suffix (emulators: --azure-skip-challenge-resource-check)",
             code=ErrorCode.ProviderMisconfigured,
         )
-    if isinstance(exc, AttributeError | TypeError | KeyError | IndexError) or (
-        isinstance(exc, ValueError) and _raised_in(exc, "azure.keyvault")
-    ):
-        # The SDK's models assume the answer has the API's shape: a list, a
-        # string or an object without an id ends in one of these. Retried.
+    if isinstance(exc, InsecureVault):
+        return InvalidRequest(
+            f"{where}: the vault URL is not https, and a bearer token is never sent over plain "
+            "HTTP: check the provider flag --azure-keyvault-endpoint",
+            code=ErrorCode.ProviderMisconfigured,
+        )
+    if isinstance(exc, UnusableAnswer | urllib3.exceptions.DecodeError):
+        return Unavailable(f"{where}: Azure's answer could not be read ({type(exc).__name__})")
+    if isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
+        # Refused, reset, timed out, TLS failed, cut by the deadline watchdog: worth another try.
+        return Unavailable(f"{where}: cannot reach Azure ({type(exc).__name__})")
+    if _from_sdk(exc):
+        from provider.backends.azure import sdkerrors
+
+        return sdkerrors.translate(exc, subject=subject, operation=operation)
+    if isinstance(exc, ValueError):
+        # Malformed input that reached a request (a URL urllib3 cannot parse).
+        return InvalidParameters([f"{where}: {quote_backend_message(str(exc))}"])
+    if isinstance(exc, AttributeError | TypeError | KeyError | IndexError):
+        # An answer without the API's shape (a page without ``value``): retried.
         return Unavailable(
             f"{where}: Key Vault's answer is not what the API promises ({type(exc).__name__})"
         )
-    if isinstance(exc, ValueError):
-        # The SDKs (and msal) raise ValueError for malformed input: a vault URL,
-        # an authority, a tenant id.
-        return InvalidParameters([f"{where}: {quote_backend_message(str(exc))}"])
     return ProviderError(f"{where}: unexpected error {type(exc).__name__}")
+
+
+def _from_sdk(exc: BaseException) -> bool:
+    """Whether ``exc`` is an azure-core / azure-identity / msal exception or raised in them."""
+    if type(exc).__module__.startswith(("azure.", "msal")):
+        return True
+    tb = exc.__traceback__
+    if tb is None:
+        return isinstance(exc, ValueError)  # the SDKs' malformed-input errors, built bare
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(("azure.", "msal"))
+
+
+def _from_status(exc: AzureStatus, subject: str, operation: str) -> ProviderError:
+    """What an error status says, worded as before: ``(HTTP 404 SecretNotFound): <message>``."""
+    status = exc.status
+    detail = " ".join(x for x in (f"HTTP {status}", exc.code) if x)
+    head = f"{subject}: {operation} failed ({detail})"
+    said = quote_backend_message(exc.said)
+    text = f"{head}: {said}" if said else head
+    if status == 429:
+        return Unavailable(text, code=ErrorCode.Throttled, retry_after=exc.retry_after)
+    if status >= 500:
+        if exc.service == AZURE_AD and not exc.code:
+            # A 5xx body without an AADSTS error (a proxy, a fault in between):
+            # transient, and not quoted (it may hold a token).
+            return translate(NoToken(status, exc.retry_after), subject=subject,
+                             operation=operation)
+        return Unavailable(text, retry_after=exc.retry_after)
+    if exc.service == AZURE_AD:
+        # Azure AD refused the credential (invalid_client, AADSTS codes, 400 and 401).
+        return PermissionDenied(text, code=ErrorCode.AuthFailed)
+    if status == 404:
+        return NotFound(text)
+    if status == 401:
+        return PermissionDenied(text, code=ErrorCode.AuthFailed)
+    if status == 403:
+        if operation in PERMISSIONS:
+            text = f"{text}; {operation} needs {PERMISSIONS[operation]}"
+        return PermissionDenied(text)
+    # 3xx, 400, 409, 412 ... : Key Vault rejected what we asked; retrying cannot help.
+    return InvalidRequest(text, code=ErrorCode.BackendRejected)
