@@ -71,7 +71,9 @@ def test_retry_cut_by_deadline_reports_the_transient_fault() -> None:
 
 def test_no_time_for_a_retry_reports_the_fault() -> None:
     slow = RetryPolicy(attempts=4, base_delay=10, max_delay=10, min_attempt_time=0.01)
-    flaky = Flaky([Unavailable("down")])
+    # The server's Retry-After, not the jittered backoff: a jittered wait below
+    # the deadline (1 time in 20) made this test retry and fail.
+    flaky = Flaky([Unavailable("down", retry_after=10)])
     with pytest.raises(Unavailable, match="down"):
         run(flaky, seconds=0.5, policy=slow)
     assert flaky.calls == 1
