@@ -10,7 +10,7 @@ queues its calls and runs them on at most ``width`` *lanes*: a lane is one
 pool task that takes the mount's next call as soon as it has finished one and
 ends when the queue is empty, so the pool hands out a thread per lane, not
 per call, and answers go back to the event loop in batches (one loop wake-up
-for every answer that arrived meanwhile).
+for every answer that arrived meanwhile, and no lock on the way).
 
 What the per-call hop guaranteed still holds:
 
@@ -55,11 +55,13 @@ class Overdue(Exception):
 class Job(Generic[T]):
     """One call: ``fn``, its outcome (loop side) and its running time (set by the lane)."""
 
-    __slots__ = ("fn", "future", "seconds", "started")
+    __slots__ = ("fn", "future", "ok", "seconds", "started", "value")
 
     def __init__(self, fn: Callable[[], T]) -> None:
         self.fn = fn
         self.future: asyncio.Future[T] | None = None
+        self.ok = False  # set by the lane: ``value`` is fn's result, else what it raised
+        self.value: Any = None
         self.started = 0.0  # perf_counter when a lane started it; 0: not (yet)
         self.seconds = 0.0  # how long it ran, once it has
 
@@ -77,13 +79,14 @@ class Lanes:
         self._executor = executor
         self._width = max(1, width)
         self._deadline = deadline  # monotonic, as the loop's clock
-        self._lock = threading.Lock()
-        # Under the lock (lanes and the loop): queued calls, lanes running,
-        # answers not yet handed to the loop, and whether a hand-over is due.
-        self._queue: deque[Job[Any]] = deque()
-        self._running = 0
-        self._answers: list[tuple[Job[Any], bool, Any]] = []
+        # Shared by the lanes and the loop without a lock (deque appends and
+        # pops are atomic): a contended lock cost two thread switches per
+        # call. Only the count of lanes running changes under the lock.
+        self._queue: deque[Job[Any]] = deque()  # calls no lane has taken yet
+        self._answers: deque[Job[Any]] = deque()  # finished calls not yet handed over
         self._handover_due = False
+        self._lock = threading.Lock()
+        self._running = 0
         # Loop thread only: calls whose caller still waits, and the deadline timer.
         self._waiting: set[Job[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -116,56 +119,62 @@ class Lanes:
                 self._timer = None
 
     def _enqueue(self, job: Job[Any]) -> None:
-        with self._lock:
-            self._queue.append(job)
-            start = self._running < self._width
-            if start:
-                self._running += 1
-        if not start:
+        self._queue.append(job)
+        # Read without the lock: a lane that is about to end looks at the
+        # queue again after it has counted itself out (see _lane).
+        if self._running >= self._width:
             return
+        with self._lock:
+            if self._running >= self._width:
+                return
+            self._running += 1
         try:
             self._executor.submit(self._lane)
         except BaseException:  # the pool is shut down: this call cannot run
             with self._lock:
                 self._running -= 1
-                mine = job in self._queue and self._running == 0
-                if mine:
-                    self._queue.remove(job)
+                mine = self._running == 0
             if mine:
+                with contextlib.suppress(ValueError):  # a lane ending just now took it
+                    self._queue.remove(job)
                 raise
 
     def _lane(self) -> None:
         """A pool thread: the mount's queued calls, one after another, until none is left."""
+        queue = self._queue
         while True:
-            with self._lock:
-                if not self._queue:
+            try:
+                job = queue.popleft()
+            except IndexError:
+                with self._lock:
                     self._running -= 1
-                    return
-                job = self._queue.popleft()
+                    # A call queued since the pop above by a caller that still
+                    # counted this lane is this lane's, unless a new lane started.
+                    if not queue or self._running >= self._width:
+                        return
+                    self._running += 1
+                continue
             future = job.future
             assert future is not None
             if future.done():  # its caller was cancelled, or the deadline failed it
                 continue
-            ok = False
-            value: Any
             if time.monotonic() >= self._deadline:
-                value = NotStarted()
+                job.value = NotStarted()
             else:
                 job.started = time.perf_counter()
                 try:
-                    value = calltime.run_until(self._deadline, job.fn)
-                    ok = True
+                    job.value = calltime.run_until(self._deadline, job.fn)
+                    job.ok = True
                 except BaseException as exc:  # handed to the caller, as an executor would
-                    value = exc
+                    job.value = exc
                 job.seconds = time.perf_counter() - job.started
-            self._answer(job, ok, value)
+            self._answer(job)
 
-    def _answer(self, job: Job[Any], ok: bool, value: Any) -> None:
-        with self._lock:
-            self._answers.append((job, ok, value))
-            if self._handover_due:
-                return  # the loop has yet to take the earlier answers: it takes this one too
-            self._handover_due = True
+    def _answer(self, job: Job[Any]) -> None:
+        self._answers.append(job)
+        if self._handover_due:
+            return  # a hand-over is on its way: it clears the flag first, then takes this one
+        self._handover_due = True
         loop = self._loop
         assert loop is not None
         # RuntimeError: the loop is closed (shutdown): nobody waits for an answer any more.
@@ -174,18 +183,18 @@ class Lanes:
 
     def _hand_over(self) -> None:
         """On the loop: every answer that arrived since the last hand-over, to its caller."""
-        with self._lock:
-            answers, self._answers = self._answers, []
-            self._handover_due = False
-        for job, ok, value in answers:
+        self._handover_due = False
+        answers = self._answers
+        while answers:
+            job = answers.popleft()
             future = job.future
             assert future is not None
             if future.done():  # cancelled, or failed at the deadline
                 continue
-            if ok:
-                future.set_result(value)
+            if job.ok:
+                future.set_result(job.value)
             else:
-                future.set_exception(value)
+                future.set_exception(job.value)
 
     def _expire(self) -> None:
         """On the loop, at the deadline: no caller waits for a call any longer."""
