@@ -92,12 +92,14 @@ class Lanes:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def run(self, job: Job[T]) -> T:
-        """Run blocking ``job.fn()`` on a lane and return what it returned.
+    def start(self, job: Job[T]) -> asyncio.Future[T]:
+        """Queue ``job`` for a lane (on the loop); its future holds what ``job.fn()`` returns.
 
-        Raises what ``fn`` raised, :class:`NotStarted` or :class:`Overdue` at the
-        deadline, or CancelledError (the call is then dropped if no lane has
-        started it). ``job.seconds`` says how long it ran.
+        The future fails with what ``fn`` raised, or with :class:`NotStarted` or
+        :class:`Overdue` at the deadline; cancelling it drops the call if no
+        lane has started it. Raises :class:`NotStarted` if the deadline has
+        passed already. The caller awaits the future, then calls :meth:`forget`
+        (two plain calls, not a coroutine: one frame fewer per call).
         """
         if time.monotonic() >= self._deadline:
             raise NotStarted
@@ -111,12 +113,17 @@ class Lanes:
         self._waiting.add(job)
         try:
             self._enqueue(job)
-            return await future
-        finally:
-            self._waiting.discard(job)
-            if not self._waiting and self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        except BaseException:
+            self.forget(job)
+            raise
+        return future
+
+    def forget(self, job: Job[Any]) -> None:
+        """``job``'s caller no longer waits (answered, failed or cancelled)."""
+        self._waiting.discard(job)
+        if not self._waiting and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _enqueue(self, job: Job[Any]) -> None:
         self._queue.append(job)

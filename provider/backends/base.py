@@ -175,8 +175,13 @@ class FetchContext:
         """One try of a call on the mount's lanes, timed and counted (if it reached a thread)."""
         job = Job(target)
         outcome = "ok"
+        lanes = self._lanes
         try:
-            return await self._lanes.run(job)
+            future = lanes.start(job)
+            try:
+                return await future
+            finally:
+                lanes.forget(job)
         except NotStarted:
             outcome = ""  # never reached the backend: not a request
             raise DeadlineExceeded(
