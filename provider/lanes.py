@@ -47,10 +47,6 @@ class NotStarted(Exception):
 class Overdue(Exception):
     """The deadline came while the call ran: the caller stops waiting for it."""
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__()
-        self.seconds = seconds  # how long it had run
-
 
 class Job(Generic[T]):
     """One call: ``fn``, its outcome (loop side) and its running time (set by the lane)."""
@@ -211,5 +207,5 @@ class Lanes:
             assert future is not None
             if not future.done():
                 future.set_exception(
-                    Overdue(job.elapsed()) if job.started else NotStarted()
+                    Overdue() if job.started else NotStarted()
                 )
