@@ -9,10 +9,11 @@ pipeline, so a new backend plugs in without changing it.
 
 Blocking SDK calls go through :meth:`FetchContext.call`, which runs them on the
 backend's thread pool, ends them at the deadline (provider.calltime), bounds
-the parallelism of one mount (provider.lanes), retries transient faults inside the deadline and
-is the single place where backend requests are timed and counted. Cached
-credentials go through :meth:`FetchContext.shared` and objects through
-:meth:`FetchContext.cached_object` (single flight; a hit is no backend request).
+the parallelism of one mount (provider.lanes), retries transient faults
+inside the deadline and is the single place where backend requests are timed
+and counted. Cached credentials go through :meth:`FetchContext.shared` and
+objects through :meth:`FetchContext.cached_object` (single flight; a hit is
+no backend request).
 """
 
 from __future__ import annotations
