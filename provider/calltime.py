@@ -60,10 +60,12 @@ class _Registry:
             if self.watchdog is None or not self.watchdog.is_alive():
                 self.watchdog = threading.Thread(target=self.watch, name="calltime", daemon=True)
                 self.watchdog.start()
-            # Wake it only when it sleeps towards a later deadline: the calls of
-            # one mount share a deadline, and waking the watchdog for each of
-            # them cost more CPU than the calls' own HTTP work (issue 16).
-            wake = call.deadline < self.next_wake
+            # Wake it only when it would otherwise cut this call more than a
+            # TICK late: the calls of one mount share a deadline, and waking
+            # the watchdog for each of them cost more CPU than the calls' own
+            # HTTP work (issue 16). (It sleeps until just past the earliest
+            # deadline, so comparing the deadline itself woke it every time.)
+            wake = call.deadline + TICK < self.next_wake
         if wake:
             self.wake.set()
         self.local.call = call

@@ -104,8 +104,22 @@ class ObjectCache:
                 value: T = found.value
                 return value
         window = self.policy.window(refresh)
-        if window <= 0 and lifetime is None:
-            return await load()  # refreshInterval 0: read every time
+        if window <= 0 or fresh:
+            # Straight to the backend, no flight to join (no closures either:
+            # this is every object of a class with refreshInterval 0).
+            value = await load()
+            left = lifetime(value) if lifetime is not None else None
+            if left is None:
+                if window > 0:
+                    # A read that had to reach the backend (it proves a new
+                    # credential); what it read still serves the next mounts.
+                    self.shared.put((identity, request), _Stored(value, size(value), window, None))
+                return value  # refreshInterval 0: read every time, never stored
+            renew_in = max(0.0, left) * DYNAMIC_FRACTION
+            if pod and renew_in > 0:  # a lease or a certificate: this pod's, until renewed
+                self.dynamic.put((pod, identity, request),
+                                 _Stored(value, size(value), 0.0, renew_in), ttl=renew_in)
+            return value
         mine = False
 
         async def fetch() -> _Stored[T]:
@@ -115,19 +129,9 @@ class ObjectCache:
             left = lifetime(fetched) if lifetime is not None else None
             if left is not None:
                 return _Stored(fetched, size(fetched), 0.0, max(0.0, left) * DYNAMIC_FRACTION)
-            # Sized only when kept: a refreshInterval-0 read is never stored.
-            return _Stored(fetched, size(fetched) if window > 0 else 0, window, None)
+            return _Stored(fetched, size(fetched), window, None)
 
-        if window > 0 and fresh:
-            # A read that must reach the backend (it proves a new credential); what
-            # it reads still serves the next mounts.
-            stored = await fetch()
-            if stored.share_for > 0:
-                self.shared.put((identity, request), stored)
-        elif window > 0:
-            stored = await self._shared_read(ctx, (identity, request), fetch)
-        else:
-            stored = await fetch()
+        stored = await self._shared_read(ctx, (identity, request), fetch)
         if stored.renew_in is not None:
             if not mine:
                 stored = await fetch()  # another pod's lease or certificate: issue our own

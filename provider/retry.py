@@ -90,6 +90,8 @@ class RetryPolicy:
 
 
 OnRetry = Callable[[Unavailable, int], None]
+# Why a call was not even tried: less than a useful attempt's time was left.
+NO_TIME_LEFT = "the mount deadline ran out before the backend answered"
 
 
 async def with_retries(
@@ -98,38 +100,47 @@ async def with_retries(
     deadline: Deadline,
     policy: RetryPolicy,
     on_retry: OnRetry | None = None,
+    failed: Unavailable | None = None,
 ) -> T:
-    """Run ``call`` until it succeeds, fails for good, or time runs out."""
+    """Run ``call`` until it succeeds, fails for good, or time runs out.
+
+    ``failed``: the caller already made the first attempt (its fast path, no
+    loop) and it failed with this; the loop goes on from there as if it had
+    made that attempt itself.
+    """
     attempt = 1
     # The transient fault that made us retry. When a retry is then cut short by
     # the deadline, this is the fault to report: it names the real cause, and
     # UNAVAILABLE is the code the driver itself retries.
     last: Unavailable | None = None
     while True:
-        if deadline.remaining() < policy.min_attempt_time:
-            if last is not None:
-                raise last
-            raise DeadlineExceeded("the mount deadline ran out before the backend answered")
-        try:
-            return await call()
-        except DeadlineExceeded:
-            if last is not None:
-                raise last from None
-            raise
-        except Unavailable as exc:
-            last = exc
-            if attempt >= policy.attempts:
+        if failed is None:
+            if deadline.remaining() < policy.min_attempt_time:
+                if last is not None:
+                    raise last
+                raise DeadlineExceeded(NO_TIME_LEFT)
+            try:
+                return await call()
+            except DeadlineExceeded:
+                if last is not None:
+                    raise last from None
                 raise
-            wait = policy.delay(attempt, exc.retry_after)
-            if deadline.remaining() - wait < policy.min_attempt_time:
-                raise  # no time for another attempt: report the real fault
-            if on_retry is not None:
-                on_retry(exc, attempt)
-            if log.isEnabledFor(logging.DEBUG):
-                # The code and the wait, never the message (it names objects, not values,
-                # but a debug line needs no more to say why the mount is slower).
-                log.debug("retrying", extra={"code": exc.code, "attempt": attempt,
-                                             "wait_ms": round(wait * 1000, 1),
-                                             "server_asked": exc.retry_after is not None})
-            await asyncio.sleep(wait)
-            attempt += 1
+            except Unavailable as exc:
+                failed = exc
+        fault = last = failed
+        failed = None
+        if attempt >= policy.attempts:
+            raise fault
+        wait = policy.delay(attempt, fault.retry_after)
+        if deadline.remaining() - wait < policy.min_attempt_time:
+            raise fault  # no time for another attempt: report the real fault
+        if on_retry is not None:
+            on_retry(fault, attempt)
+        if log.isEnabledFor(logging.DEBUG):
+            # The code and the wait, never the message (it names objects, not values,
+            # but a debug line needs no more to say why the mount is slower).
+            log.debug("retrying", extra={"code": fault.code, "attempt": attempt,
+                                         "wait_ms": round(wait * 1000, 1),
+                                         "server_asked": fault.retry_after is not None})
+        await asyncio.sleep(wait)
+        attempt += 1

@@ -71,9 +71,25 @@ def test_retry_cut_by_deadline_reports_the_transient_fault() -> None:
 
 def test_no_time_for_a_retry_reports_the_fault() -> None:
     slow = RetryPolicy(attempts=4, base_delay=10, max_delay=10, min_attempt_time=0.01)
-    flaky = Flaky([Unavailable("down")])
+    # The server's Retry-After, not the jittered backoff: a jittered wait below
+    # the deadline (1 time in 20) made this test retry and fail.
+    flaky = Flaky([Unavailable("down", retry_after=10)])
     with pytest.raises(Unavailable, match="down"):
         run(flaky, seconds=0.5, policy=slow)
+    assert flaky.calls == 1
+
+
+def test_a_first_attempt_made_by_the_caller_counts_as_an_attempt() -> None:
+    """``failed``: the caller's own first try (FetchContext.call's fast path) failed."""
+    flaky = Flaky([Unavailable("again")])
+    policy = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.002, min_attempt_time=0.01)
+    with pytest.raises(Unavailable, match="again"):
+        asyncio.run(with_retries(flaky, deadline=Deadline.after(5), policy=policy,
+                                 failed=Unavailable("first")))
+    assert flaky.calls == 1  # attempt 2 of 2
+    flaky = Flaky([])
+    assert asyncio.run(with_retries(flaky, deadline=Deadline.after(5), policy=FAST,
+                                    failed=Unavailable("first"))) == "ok"
     assert flaky.calls == 1
 
 

@@ -17,12 +17,12 @@ import grpc
 import pytest
 
 from provider.backends import BackendRegistry
-from provider.backends.base import BackendServices
+from provider.backends.base import BackendServices, FetchResult, ObjectVersion, OutputFile
 from provider.errors import NotFound
 from provider.metrics import Metrics
 from provider.pipeline import MountPipeline
 from provider.pools import BackendPools
-from provider.server import ProviderServer
+from provider.server import ProviderServer, to_response
 from provider.v1alpha1 import service_pb2, service_pb2_grpc
 from tests.support import fakebackend
 from tests.support.fakebackend import FakeSettings
@@ -117,3 +117,28 @@ def test_status_log_line_and_metrics_of_each_mount(caplog: pytest.LogCaptureFixt
     # Counted by the backend's calls themselves (FetchContext.call), not by the server.
     labels = {"backend": "fake", "operation": "Read", "failover": "false", "code": "ObjectNotFound"}
     assert sample("polysecret_backend_requests_total", labels) == 1
+
+
+def test_the_response_holds_every_file_and_version_in_order() -> None:
+    result = FetchResult(
+        files=tuple(
+            OutputFile(path=f"d/o{i}", mode=0o600 + i, contents=bytes([i]) * i, source=f"o{i}")
+            for i in range(5)
+        ),
+        versions=tuple(ObjectVersion(id=f"o{i}", version=str(i)) for i in range(5)),
+    )
+    response = to_response(result)
+    assert [(f.path, f.mode, f.contents) for f in response.files] == [
+        (f"d/o{i}", 0o600 + i, bytes([i]) * i) for i in range(5)
+    ]
+    assert [(v.id, v.version) for v in response.object_version] == [
+        (f"o{i}", str(i)) for i in range(5)
+    ]
+    # What the driver reads: the same bytes as the message built in one go.
+    whole = service_pb2.MountResponse(
+        object_version=[service_pb2.ObjectVersion(id=v.id, version=v.version)
+                        for v in result.versions],
+        files=[service_pb2.File(path=f.path, mode=f.mode, contents=f.contents)
+               for f in result.files],
+    )
+    assert response.SerializeToString() == whole.SerializeToString()
