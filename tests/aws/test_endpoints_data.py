@@ -1,4 +1,4 @@
-"""The lean boto3 session resolves our services exactly as botocore's default does.
+"""The lean botocore session resolves our services exactly as botocore's default does.
 
 provider.backends.aws.endpoints keeps only Secrets Manager, SSM and STS in
 botocore's endpoint data: for every region of every partition, and with FIPS
@@ -11,15 +11,15 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import boto3.session
 import botocore.config
+import botocore.session
 import pytest
 
 from provider.backends.aws.endpoints import SERVICES, lean_session
 
 
 def _regions(session: Any) -> list[str]:
-    resolver = session._session._get_internal_component("endpoint_resolver")
+    resolver = session._get_internal_component("endpoint_resolver")
     return sorted(
         {r for p in resolver._endpoint_data["partitions"] for r in p["regions"]}
     )
@@ -32,7 +32,7 @@ def _resolved(client: Any) -> tuple[str, str, str]:
 
 @pytest.mark.parametrize("variant", ["plain", "fips", "dualstack"])
 def test_same_endpoints_as_botocore_default(variant: str) -> None:
-    lean, full = lean_session(), boto3.session.Session()
+    lean, full = lean_session(), botocore.session.get_session()
     config = botocore.config.Config(
         use_fips_endpoint=variant == "fips", use_dualstack_endpoint=variant == "dualstack"
     )
@@ -43,7 +43,7 @@ def test_same_endpoints_as_botocore_default(variant: str) -> None:
         results = []
         for session in (lean, full):
             try:
-                client = session.client(
+                client = session.create_client(
                     service, region_name=region, config=config,
                     aws_access_key_id="x", aws_secret_access_key="x",
                 )
@@ -56,6 +56,6 @@ def test_same_endpoints_as_botocore_default(variant: str) -> None:
 
 
 def test_only_our_services_are_kept() -> None:
-    resolver = lean_session()._session._get_internal_component("endpoint_resolver")
+    resolver = lean_session()._get_internal_component("endpoint_resolver")
     kept = {s for p in resolver._endpoint_data["partitions"] for s in p["services"]}
     assert kept == SERVICES

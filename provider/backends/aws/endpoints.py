@@ -1,4 +1,4 @@
-"""A boto3 Session that keeps botocore's endpoint data for our services only.
+"""A botocore session that keeps botocore's data for our services only.
 
 botocore resolves a client's endpoint with its bundled ``endpoints.json``,
 which lists every AWS service in every partition: parsed, it holds ~7 MiB of
@@ -12,18 +12,26 @@ botocore's default applies unchanged.
 
 The endpoint resolver is a private botocore component: when its registration
 point is missing (another botocore), the session is left as botocore makes it.
+
+The service models are trimmed to the operations we call (models.py). The
+session is botocore's own, not boto3's: boto3 adds resources and S3 helpers
+(2.3 MiB of imports) that clients do not use. Clients are made with the same
+arguments boto3's ``Session.client`` passes on, and send boto3's User-Agent
+(IAM policies and CloudTrail queries may match on ``Boto3/``).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 
-import boto3.session
 import botocore
 import botocore.loaders
 import botocore.regions
 import botocore.session
+
+from provider.backends.aws import models
 
 # Every service a client is made for (provider.backends.aws.backend).
 SERVICES = frozenset({"secretsmanager", "ssm", "sts"})
@@ -52,8 +60,23 @@ def _builtin_endpoints(loader: botocore.loaders.Loader) -> str | None:
     return None
 
 
-def lean_session() -> boto3.session.Session:
+def _as_boto3(core: botocore.session.Session) -> None:
+    """The User-Agent boto3's Session sets: ``Boto3/<version> ... Botocore/<version>``."""
+    try:
+        version = importlib.metadata.version("boto3")
+    except importlib.metadata.PackageNotFoundError:
+        return  # botocore alone: its own User-Agent
+    botocore_info = f"Botocore/{core.user_agent_version}"
+    extra = core.user_agent_extra
+    core.user_agent_extra = f"{extra} {botocore_info}" if extra else botocore_info
+    core.user_agent_name = "Boto3"
+    core.user_agent_version = version
+
+
+def lean_session() -> botocore.session.Session:
     core = botocore.session.get_session()
+    _as_boto3(core)
+    core.register_component("data_loader", models.loader(core.get_config_variable("data_path")))
     components = getattr(core, "_internal_components", None)
     register = getattr(components, "lazy_register_component", None)
     if register is not None:
@@ -67,4 +90,4 @@ def lean_session() -> boto3.session.Session:
                 return botocore.regions.EndpointResolver(data, uses_builtin_data=True)
 
             register("endpoint_resolver", resolver)
-    return boto3.session.Session(botocore_session=core)
+    return core
