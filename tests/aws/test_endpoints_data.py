@@ -9,13 +9,16 @@ sign for the same region and service name as with the full data.
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 from typing import Any
 
+import botocore
 import botocore.config
 import botocore.session
 import pytest
 
-from provider.backends.aws.endpoints import SERVICES, lean_session
+from provider.backends.aws.endpoints import SERVICES, lean_session, read_endpoints
 
 
 def _regions(session: Any) -> list[str]:
@@ -59,3 +62,23 @@ def test_only_our_services_are_kept() -> None:
     resolver = lean_session()._get_internal_component("endpoint_resolver")
     kept = {s for p in resolver._endpoint_data["partitions"] for s in p["services"]}
     assert kept == SERVICES
+
+
+def test_read_endpoints_is_json_with_only_our_services() -> None:
+    path = Path(botocore.__file__).parent / "data" / "endpoints.json"
+    text = path.read_text(encoding="utf-8")
+    full = json.loads(text)
+    for partition in full["partitions"]:
+        partition["services"] = {
+            k: v for k, v in partition["services"].items() if k in SERVICES
+        }
+    assert read_endpoints(text) == full
+    assert read_endpoints(' {"partitions" : [ ] , "version":3 }\n') == {
+        "partitions": [], "version": 3
+    }
+    small = '{"partitions":[{"services":{"ec2":{"a":[1]},"sts":{}},"x":1},{"services":{}}]}'
+    assert read_endpoints(small) == {"partitions": [{"services": {"sts": {}}, "x": 1},
+                                                    {"services": {}}]}
+    for broken in ('{"partitions":[', '{"partitions":[]} x', '{"a" 1}', "[]"):
+        with pytest.raises((ValueError, IndexError)):
+            read_endpoints(broken)

@@ -3,9 +3,9 @@
 botocore resolves a client's endpoint with its bundled ``endpoints.json``,
 which lists every AWS service in every partition: parsed, it holds ~7 MiB of
 the provider's memory (a third of the AWS backend's after-load growth) for
-the three services the provider calls. Here that file is read as botocore
-reads it, but each partition keeps only Secrets Manager, SSM and STS (the
-partition's regions, DNS suffixes and defaults stay whole), so those three
+the three services the provider calls. Here that file is read one service
+entry at a time, and each partition keeps only Secrets Manager, SSM and STS
+(the partition's regions, DNS suffixes and defaults stay whole), so those three
 resolve exactly as before: same URLs, same signing regions. When the user
 supplies their own endpoints data (``AWS_DATA_PATH``, ``~/.aws/models``),
 botocore's default applies unchanged.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+from collections.abc import Callable
 
 import botocore
 import botocore.loaders
@@ -37,15 +38,87 @@ from provider.backends.aws import models
 SERVICES = frozenset({"secretsmanager", "ssm", "sts"})
 
 
-def _only_our_services(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """json object hook: a partition's ``services`` map keeps only SERVICES.
+_DECODER = json.JSONDecoder()
+_SKIP = object()
+Read = Callable[[str, str, int], tuple[object, int]]
 
-    Applied while parsing, so the other services' entries are freed as they
-    are read (the map is the only object keyed by service names).
+
+def _ws(text: str, at: int) -> int:
+    """Past the JSON whitespace at ``text[at]``."""
+    while at < len(text) and text[at] in " \t\n\r":
+        at += 1
+    return at
+
+
+def _value(_key: str, text: str, at: int) -> tuple[object, int]:
+    value, end = _DECODER.raw_decode(text, at)
+    return value, end
+
+
+def _object(text: str, at: int, read: Read) -> tuple[dict[str, object], int]:
+    """The JSON object at ``text[at]``, each member's value read by ``read(key, text, at)``."""
+    found: dict[str, object] = {}
+    if text[at] != "{":
+        raise ValueError(f"an object expected at {at}")
+    at = _ws(text, at + 1)
+    if text[at] == "}":
+        return found, at + 1
+    while True:
+        key, at = _DECODER.raw_decode(text, at)
+        at = _ws(text, at)
+        if not isinstance(key, str) or text[at] != ":":
+            raise ValueError(f"a member expected at {at}")
+        at = _ws(text, at + 1)
+        value, at = read(key, text, at)
+        if value is not _SKIP:
+            found[key] = value
+        at = _ws(text, at)
+        if text[at] == "}":
+            return found, at + 1
+        if text[at] != ",":
+            raise ValueError(f"',' or '}}' expected at {at}")
+        at = _ws(text, at + 1)
+
+
+def _service(key: str, text: str, at: int) -> tuple[object, int]:
+    """A service's entry: read, and kept only for SERVICES (one entry alive at a time)."""
+    value, end = _DECODER.raw_decode(text, at)
+    return (value if key in SERVICES else _SKIP), end
+
+
+def _partition(key: str, text: str, at: int) -> tuple[object, int]:
+    return _object(text, at, _service) if key == "services" else _value(key, text, at)
+
+
+def _partitions(key: str, text: str, at: int) -> tuple[object, int]:
+    if key != "partitions":
+        return _value(key, text, at)
+    found: list[object] = []
+    if text[at] != "[":
+        raise ValueError(f"a list expected at {at}")
+    at = _ws(text, at + 1)
+    while text[at] != "]":
+        partition, at = _object(text, at, _partition)
+        found.append(partition)
+        at = _ws(text, at)
+        if text[at] == ",":
+            at = _ws(text, at + 1)
+    return found, at + 1
+
+
+def read_endpoints(text: str) -> dict[str, object]:
+    """endpoints.json with each partition's ``services`` holding SERVICES only.
+
+    The other services are read one at a time with json's own scanner and
+    dropped at once: parsing the whole file first (or with an object hook, which
+    sees a ``services`` map only once all its entries are built) peaks at ~5 MiB
+    for 0.1 MiB kept, and the interpreter keeps such a peak as RSS.
     """
-    if any(key in SERVICES for key, _ in pairs) and all(isinstance(v, dict) for _, v in pairs):
-        return {key: value for key, value in pairs if key in SERVICES}
-    return dict(pairs)
+    start = _ws(text, 0)
+    data, end = _object(text, start, _partitions)
+    if _ws(text, end) != len(text):
+        raise ValueError(f"extra data at {end}")
+    return data
 
 
 def _builtin_endpoints(loader: botocore.loaders.Loader) -> str | None:
@@ -85,8 +158,12 @@ def lean_session() -> botocore.session.Session:
         if path is not None:
 
             def resolver() -> botocore.regions.EndpointResolver:
-                with open(path, "rb") as fh:
-                    data = json.load(fh, object_pairs_hook=_only_our_services)
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
+                try:
+                    data = read_endpoints(text)
+                except (ValueError, IndexError):
+                    data = json.loads(text)  # not as expected: botocore's reading, all kept
                 return botocore.regions.EndpointResolver(data, uses_builtin_data=True)
 
             register("endpoint_resolver", resolver)
