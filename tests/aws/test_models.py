@@ -9,7 +9,7 @@ parameters, know the same modeled errors, and a model without our operations
 
 from __future__ import annotations
 
-import copy
+import json
 from typing import Any
 
 import boto3.session
@@ -21,7 +21,7 @@ import botocore.session
 import pytest
 
 from provider.backends.aws.endpoints import lean_session
-from provider.backends.aws.models import OPERATIONS, TrimmedLoader, trim
+from provider.backends.aws.models import OPERATIONS, TrimmedLoader, read_model
 
 # Parameters touching every member of each operation's input (and nested shapes).
 PARAMS: dict[str, dict[str, Any]] = {
@@ -111,11 +111,34 @@ def test_a_model_without_our_operations_stays_whole() -> None:
         "operations": {"GetParameters": {"input": {"shape": "In"}}, "Other": {}},
         "shapes": {"In": {"type": "structure", "members": {}}, "Unused": {"type": "string"}},
     }
-    kept = copy.deepcopy(model)
-    trim("ssm", model)  # GetParametersByPath is missing: a user's own model
-    assert model == kept
-    trim("ec2", model)  # not ours
-    assert model == kept
+    # GetParametersByPath is missing: a user's own model
+    assert read_model("ssm", json.dumps(model)) == model
+
+
+def test_shapes_reached_through_lists_maps_and_errors_are_kept() -> None:
+    ops = {"GetParameters": {"input": {"shape": "In"}, "errors": [{"shape": "Bad"}],
+                             "documentation": "d"},
+           "GetParametersByPath": {"output": {"shape": "Out"}}, "Other": {"input": {"shape": "X"}}}
+    shapes = {
+        "In": {"type": "structure", "members": {"L": {"shape": "L"}}, "documentation": "d"},
+        "L": {"type": "list", "member": {"shape": "M"}},
+        "M": {"type": "map", "key": {"shape": "S"}, "value": {"shape": "In"}},
+        "S": {"type": "string"}, "Out": {"type": "string"},
+        "Bad": {"type": "structure", "members": {}, "exception": True},
+        "X": {"type": "structure", "members": {"s": {"shape": "S"}}},
+    }
+    text = json.dumps({"version": "2.0", "documentation": "d", "operations": ops,
+                       "shapes": shapes})
+    model = read_model("ssm", text)
+    assert model == {
+        "version": "2.0",
+        "operations": {"GetParameters": {"input": {"shape": "In"}, "errors": [{"shape": "Bad"}]},
+                       "GetParametersByPath": {"output": {"shape": "Out"}}},
+        "shapes": {
+            "In": {"type": "structure", "members": {"L": {"shape": "L"}}},
+            **{k: shapes[k] for k in ("L", "M", "S", "Out", "Bad")},
+        },
+    }
 
 
 def test_clients_send_boto3_s_user_agent() -> None:

@@ -25,100 +25,45 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-from collections.abc import Callable
 
 import botocore
 import botocore.loaders
 import botocore.regions
 import botocore.session
 
-from provider.backends.aws import models
+from provider.backends.aws import jsonwalk, models
 
 # Every service a client is made for (provider.backends.aws.backend).
 SERVICES = frozenset({"secretsmanager", "ssm", "sts"})
 
 
-_DECODER = json.JSONDecoder()
-_SKIP = object()
-Read = Callable[[str, str, int], tuple[object, int]]
-
-
-def _ws(text: str, at: int) -> int:
-    """Past the JSON whitespace at ``text[at]``."""
-    while at < len(text) and text[at] in " \t\n\r":
-        at += 1
-    return at
-
-
-def _value(_key: str, text: str, at: int) -> tuple[object, int]:
-    value, end = _DECODER.raw_decode(text, at)
-    return value, end
-
-
-def _object(text: str, at: int, read: Read) -> tuple[dict[str, object], int]:
-    """The JSON object at ``text[at]``, each member's value read by ``read(key, text, at)``."""
-    found: dict[str, object] = {}
-    if text[at] != "{":
-        raise ValueError(f"an object expected at {at}")
-    at = _ws(text, at + 1)
-    if text[at] == "}":
-        return found, at + 1
-    while True:
-        key, at = _DECODER.raw_decode(text, at)
-        at = _ws(text, at)
-        if not isinstance(key, str) or text[at] != ":":
-            raise ValueError(f"a member expected at {at}")
-        at = _ws(text, at + 1)
-        value, at = read(key, text, at)
-        if value is not _SKIP:
-            found[key] = value
-        at = _ws(text, at)
-        if text[at] == "}":
-            return found, at + 1
-        if text[at] != ",":
-            raise ValueError(f"',' or '}}' expected at {at}")
-        at = _ws(text, at + 1)
-
-
 def _service(key: str, text: str, at: int) -> tuple[object, int]:
-    """A service's entry: read, and kept only for SERVICES (one entry alive at a time)."""
-    value, end = _DECODER.raw_decode(text, at)
-    return (value if key in SERVICES else _SKIP), end
+    """A service's entry: kept for SERVICES only (one entry alive at a time)."""
+    entry, end = jsonwalk.DECODER.raw_decode(text, at)
+    return (entry if key in SERVICES else jsonwalk.SKIP), end
 
 
 def _partition(key: str, text: str, at: int) -> tuple[object, int]:
-    return _object(text, at, _service) if key == "services" else _value(key, text, at)
+    if key == "services":
+        return jsonwalk.walk_object(text, at, _service)
+    return jsonwalk.value(key, text, at)
 
 
 def _partitions(key: str, text: str, at: int) -> tuple[object, int]:
-    if key != "partitions":
-        return _value(key, text, at)
-    found: list[object] = []
-    if text[at] != "[":
-        raise ValueError(f"a list expected at {at}")
-    at = _ws(text, at + 1)
-    while text[at] != "]":
-        partition, at = _object(text, at, _partition)
-        found.append(partition)
-        at = _ws(text, at)
-        if text[at] == ",":
-            at = _ws(text, at + 1)
-    return found, at + 1
+    if key == "partitions":
+        return jsonwalk.walk_list(text, at, lambda _k, t, i: jsonwalk.walk_object(t, i, _partition))
+    return jsonwalk.value(key, text, at)
 
 
 def read_endpoints(text: str) -> dict[str, object]:
     """endpoints.json with each partition's ``services`` holding SERVICES only.
 
-    The other services are read one at a time with json's own scanner and
-    dropped at once: parsing the whole file first (or with an object hook, which
-    sees a ``services`` map only once all its entries are built) peaks at ~5 MiB
-    for 0.1 MiB kept, and the interpreter keeps such a peak as RSS.
+    The other services are read one at a time and dropped at once (jsonwalk):
+    parsing the whole file first (or with an object hook, which sees a
+    ``services`` map only once all its entries are built) peaks at ~5 MiB for
+    0.1 MiB kept. Raises ValueError or IndexError where the text is not JSON.
     """
-    start = _ws(text, 0)
-    data, end = _object(text, start, _partitions)
-    if _ws(text, end) != len(text):
-        raise ValueError(f"extra data at {end}")
-    return data
+    return jsonwalk.walk(text, _partitions)
 
 
 def _builtin_endpoints(loader: botocore.loaders.Loader) -> str | None:
