@@ -8,6 +8,7 @@ sign for the same region and service name as with the full data.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import json
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Any
 import botocore
 import botocore.config
 import botocore.session
+import botocore.utils
 import pytest
 
-from provider.backends.aws.endpoints import SERVICES, lean_session, read_endpoints
+from provider.backends.aws.endpoints import SERVICES, lean_session, read_endpoints, utc_timestamp
 
 
 def _regions(session: Any) -> list[str]:
@@ -82,3 +84,29 @@ def test_read_endpoints_is_json_with_only_our_services() -> None:
     for broken in ('{"partitions":[', '{"partitions":[]} x', '{"a" 1}', "[]"):
         with pytest.raises((ValueError, IndexError)):
             read_endpoints(broken)
+
+
+@pytest.mark.parametrize("value", [1700000000, 1700000000.123, 0, "2026-12-05T14:00:00Z",
+                                   "Sat, 05 Dec 2026 14:00:00 GMT"])
+def test_timestamps_are_the_same_instants_as_botocore_s(value: str | float) -> None:
+    ours = utc_timestamp(value)
+    theirs = botocore.utils.parse_timestamp(value)
+    assert ours == theirs and ours.timestamp() == theirs.timestamp()
+    if not isinstance(value, str):
+        assert ours.tzinfo is datetime.UTC
+
+
+def test_an_epoch_out_of_range_fails_as_in_botocore() -> None:
+    with pytest.raises(RuntimeError, match="timezone offset"):
+        botocore.utils.parse_timestamp(1e20)
+    with pytest.raises(RuntimeError, match="timezone offset"):
+        utc_timestamp(1e20)
+
+
+def test_clients_parse_epochs_as_utc() -> None:
+    client = lean_session().create_client(
+        "secretsmanager", region_name="us-east-1", aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    parser = client._endpoint._response_parser_factory.create_parser("json")
+    assert parser._timestamp_parser is utc_timestamp
