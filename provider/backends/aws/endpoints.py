@@ -19,10 +19,11 @@ session is botocore's own, not boto3's: boto3 adds resources and S3 helpers
 arguments boto3's ``Session.client`` passes on, and send boto3's User-Agent
 (IAM policies and CloudTrail queries may match on ``Boto3/``).
 
-Answers' epoch timestamps (Secrets Manager's and SSM's JSON) become UTC
-datetimes: botocore's default makes local-time ones through dateutil's
-tzlocal, ~3 % of a cold mount's CPU; the instants are the same (only
-``timestamp()`` is read). Other forms (STS's ISO dates) are botocore's.
+Answers' epoch timestamps (Secrets Manager's and SSM's JSON: one per secret
+or parameter) become UTC datetimes in ~1 us: botocore's default makes
+local-time ones through dateutil's tzlocal in ~17 us, ~1 % of a cold mount's
+CPU. The instants are the same (only ``timestamp()`` is read). Other forms
+(STS's ISO dates) are botocore's.
 """
 
 from __future__ import annotations
