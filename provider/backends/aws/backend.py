@@ -75,12 +75,12 @@ class AwsBackend(Backend[AwsPlan]):
         self._settings = settings
         self._services = services
         # One Session for the process: a new Session costs ~60 ms of CPU, a
-        # client made from a shared one ~2 ms. Session.client is not thread-safe.
+        # client made from a shared one ~2 ms. create_client is not thread-safe.
         # With botocore's endpoint data for our three services only (see endpoints).
         self._session = lean_session()
         # Every client of the session: a 429/5xx that botocore cannot read keeps
         # its status and Retry-After (see UnreadableErrorAnswer).
-        self._session.events.register("before-parse", errors.keep_unreadable_error_status)
+        self._session.register("before-parse", errors.keep_unreadable_error_status)
         self._session_lock = threading.Lock()
         # Our retry loop (provider.retry) honours the mount deadline; botocore's
         # would not, so it makes one attempt. `total_max_attempts` counts the
@@ -114,7 +114,7 @@ class AwsBackend(Backend[AwsPlan]):
 
     def _new_client(self, service: str, region: str, creds: Credentials | None) -> AwsClient:
         # botocore builds its clients at run time: AwsClient names what we call on them.
-        client = cast(Callable[..., AwsClient], self._session.client)
+        client = cast(Callable[..., AwsClient], self._session.create_client)
         with self._session_lock:
             if creds is None:
                 return client(

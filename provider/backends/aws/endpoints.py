@@ -1,43 +1,77 @@
-"""A boto3 Session that keeps botocore's endpoint data for our services only.
+"""A botocore session that keeps botocore's data for our services only.
 
 botocore resolves a client's endpoint with its bundled ``endpoints.json``,
 which lists every AWS service in every partition: parsed, it holds ~7 MiB of
 the provider's memory (a third of the AWS backend's after-load growth) for
-the three services the provider calls. Here that file is read as botocore
-reads it, but each partition keeps only Secrets Manager, SSM and STS (the
-partition's regions, DNS suffixes and defaults stay whole), so those three
+the three services the provider calls. Here that file is read one service
+entry at a time, and each partition keeps only Secrets Manager, SSM and STS
+(the partition's regions, DNS suffixes and defaults stay whole), so those three
 resolve exactly as before: same URLs, same signing regions. When the user
 supplies their own endpoints data (``AWS_DATA_PATH``, ``~/.aws/models``),
 botocore's default applies unchanged.
 
 The endpoint resolver is a private botocore component: when its registration
 point is missing (another botocore), the session is left as botocore makes it.
+
+The service models are trimmed to the operations we call (models.py). The
+session is botocore's own, not boto3's: boto3 adds resources and S3 helpers
+(2.3 MiB of imports) that clients do not use. Clients are made with the same
+arguments boto3's ``Session.client`` passes on, and send boto3's User-Agent
+(IAM policies and CloudTrail queries may match on ``Boto3/``).
+
+Answers' epoch timestamps (Secrets Manager's and SSM's JSON: one per secret
+or parameter) become UTC datetimes in ~1 us: botocore's default makes
+local-time ones through dateutil's tzlocal in ~17 us, ~1 % of a cold mount's
+CPU. The instants are the same (only ``timestamp()`` is read). Other forms
+(STS's ISO dates) are botocore's.
 """
 
 from __future__ import annotations
 
+import datetime
+import importlib.metadata
 import json
 import os
 
-import boto3.session
 import botocore
 import botocore.loaders
 import botocore.regions
 import botocore.session
+import botocore.utils
+
+from provider.backends.aws import jsonwalk, models
 
 # Every service a client is made for (provider.backends.aws.backend).
 SERVICES = frozenset({"secretsmanager", "ssm", "sts"})
 
 
-def _only_our_services(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """json object hook: a partition's ``services`` map keeps only SERVICES.
+def _service(key: str, text: str, at: int) -> tuple[object, int]:
+    """A service's entry: kept for SERVICES only (one entry alive at a time)."""
+    entry, end = jsonwalk.DECODER.raw_decode(text, at)
+    return (entry if key in SERVICES else jsonwalk.SKIP), end
 
-    Applied while parsing, so the other services' entries are freed as they
-    are read (the map is the only object keyed by service names).
+
+def _partition(key: str, text: str, at: int) -> tuple[object, int]:
+    if key == "services":
+        return jsonwalk.walk_object(text, at, _service)
+    return jsonwalk.value(key, text, at)
+
+
+def _partitions(key: str, text: str, at: int) -> tuple[object, int]:
+    if key == "partitions":
+        return jsonwalk.walk_list(text, at, lambda _k, t, i: jsonwalk.walk_object(t, i, _partition))
+    return jsonwalk.value(key, text, at)
+
+
+def read_endpoints(text: str) -> dict[str, object]:
+    """endpoints.json with each partition's ``services`` holding SERVICES only.
+
+    The other services are read one at a time and dropped at once (jsonwalk):
+    parsing the whole file first (or with an object hook, which sees a
+    ``services`` map only once all its entries are built) peaks at ~5 MiB for
+    0.1 MiB kept. Raises ValueError or IndexError where the text is not JSON.
     """
-    if any(key in SERVICES for key, _ in pairs) and all(isinstance(v, dict) for _, v in pairs):
-        return {key: value for key, value in pairs if key in SERVICES}
-    return dict(pairs)
+    return jsonwalk.walk(text, _partitions)
 
 
 def _builtin_endpoints(loader: botocore.loaders.Loader) -> str | None:
@@ -52,8 +86,38 @@ def _builtin_endpoints(loader: botocore.loaders.Loader) -> str | None:
     return None
 
 
-def lean_session() -> boto3.session.Session:
+def _as_boto3(core: botocore.session.Session) -> None:
+    """The User-Agent boto3's Session sets: ``Boto3/<version> ... Botocore/<version>``."""
+    try:
+        version = importlib.metadata.version("boto3")
+    except importlib.metadata.PackageNotFoundError:
+        return  # botocore alone: its own User-Agent
+    botocore_info = f"Botocore/{core.user_agent_version}"
+    extra = core.user_agent_extra
+    core.user_agent_extra = f"{extra} {botocore_info}" if extra else botocore_info
+    core.user_agent_name = "Boto3"
+    core.user_agent_version = version
+
+
+def utc_timestamp(value: str | float) -> datetime.datetime:
+    """An answer's timestamp: an epoch as a UTC datetime, anything else as botocore parses it."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.datetime.fromtimestamp(value, datetime.UTC)
+        except (OverflowError, OSError, ValueError):
+            pass  # out of the platform's range: botocore's fallbacks
+    # botocore parses epochs too (its docstring); its stubs name str only.
+    parsed: datetime.datetime = botocore.utils.parse_timestamp(value)  # type: ignore[arg-type]
+    return parsed
+
+
+def lean_session() -> botocore.session.Session:
     core = botocore.session.get_session()
+    _as_boto3(core)
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=utc_timestamp
+    )
+    core.register_component("data_loader", models.loader(core.get_config_variable("data_path")))
     components = getattr(core, "_internal_components", None)
     register = getattr(components, "lazy_register_component", None)
     if register is not None:
@@ -62,9 +126,13 @@ def lean_session() -> boto3.session.Session:
         if path is not None:
 
             def resolver() -> botocore.regions.EndpointResolver:
-                with open(path, "rb") as fh:
-                    data = json.load(fh, object_pairs_hook=_only_our_services)
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
+                try:
+                    data = read_endpoints(text)
+                except (ValueError, IndexError):
+                    data = json.loads(text)  # not as expected: botocore's reading, all kept
                 return botocore.regions.EndpointResolver(data, uses_builtin_data=True)
 
             register("endpoint_resolver", resolver)
-    return boto3.session.Session(botocore_session=core)
+    return core
