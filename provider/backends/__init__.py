@@ -61,10 +61,20 @@ def all_packages() -> dict[str, BackendPackage]:
 
 def installed(package: BackendPackage) -> bool:
     """Whether the backend's SDK is installed (found, not imported: that costs memory)."""
-    try:
-        return all(importlib.util.find_spec(sdk) is not None for sdk in package.SDK)
-    except ImportError:  # a missing parent package of a dotted name
-        return False
+    return not missing_sdk(package)
+
+
+def missing_sdk(package: BackendPackage) -> list[str]:
+    """The modules of the backend's extra that cannot be found."""
+    missing = []
+    for sdk in package.SDK:
+        try:
+            found = importlib.util.find_spec(sdk) is not None
+        except ImportError:  # a missing parent package of a dotted name
+            found = False
+        if not found:
+            missing.append(sdk)
+    return missing
 
 
 def add_all_flags(parser: argparse.ArgumentParser) -> None:
@@ -115,20 +125,31 @@ class BackendRegistry:
 
     def _create(self, name: str) -> Backend[Any]:
         package = self.packages[name]
+        # Checked first, not only on an ImportError: a backend may import part
+        # of its extra lazily (AWS reads boto3's version, Azure imports
+        # azure-identity for one flow only), so create() alone can succeed
+        # on an install that lacks the extra.
+        absent = missing_sdk(package)
+        if absent:
+            raise _not_installed(name, absent[0].partition(".")[0])
         try:
             return package.create(self._settings.get(name), self._services)
         except ModuleNotFoundError as exc:
             missing = (exc.name or "").partition(".")[0]
             if missing not in {sdk.partition(".")[0] for sdk in package.SDK}:
                 raise  # not the extra: a broken installation, INTERNAL
-            raise InvalidRequest(
-                f"the {name} backend is not installed in this provider ({missing} is "
-                f"missing): install it with pip install 'polysecret[{name}]' or use an "
-                "image that has it",
-                code=ErrorCode.BackendNotInstalled,
-            ) from None
+            raise _not_installed(name, missing) from None
 
     def close(self) -> None:
         for backend in self._backends.values():
             backend.close()
         self._backends.clear()
+
+
+def _not_installed(name: str, missing: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"the {name} backend is not installed in this provider ({missing} is "
+        f"missing): install it with pip install 'polysecret[{name}]' or use an "
+        "image that has it",
+        code=ErrorCode.BackendNotInstalled,
+    )

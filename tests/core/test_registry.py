@@ -66,7 +66,7 @@ class _Broken:
     """A backend package whose own code fails to import: a bug, not a missing extra."""
 
     DIALECT = "broken"
-    SDK = ("somesdk",)
+    SDK = ("json",)  # installed: what is missing is the package's own module
 
     @staticmethod
     def create(settings: Any, services: Any) -> Any:
