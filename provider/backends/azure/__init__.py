@@ -61,9 +61,6 @@ class AzureSettings:
     construct_pem_chain: bool = True
     # Its --write-cert-and-key-in-separate-files: <file>.crt and <file>.key too.
     separate_cert_and_key: bool = False
-    # The provider's --max-objects (BackendServices.max_objects): the most a
-    # ``select`` may match; the backend sets it from its services.
-    max_objects: int = 1000
 
     def __post_init__(self) -> None:
         # azure-identity refuses a plain-http authority when a credential is

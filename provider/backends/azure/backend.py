@@ -68,7 +68,8 @@ class AzureBackend(Backend[AzurePlan]):
 
     def __init__(self, settings: AzureSettings, services: BackendServices) -> None:
         # A selection may match at most the provider's --max-objects.
-        self._settings = replace(settings, max_objects=services.max_objects)
+        self._settings = settings
+        self._max_objects = services.max_objects
         self._services = services
         # Key Vault reads and Azure AD's token requests: one urllib3 pool per
         # host, and each vault's challenge (scope and tenant), shared by every identity.
@@ -95,7 +96,7 @@ class AzureBackend(Backend[AzurePlan]):
     def plan(self, request: MountRequest) -> AzurePlan:
         return parse_plan(
             request.attributes, default_mode=request.default_mode, settings=self._settings,
-            secrets=request.secrets,
+            secrets=request.secrets, max_objects=self._max_objects,
         )
 
     # -- identity and clients -------------------------------------------------

@@ -165,6 +165,7 @@ def parse_plan(
     default_mode: int,
     settings: AzureSettings,
     secrets: Mapping[str, str] | None = None,
+    max_objects: int = 1000,  # the provider's default --max-objects
 ) -> AzurePlan:
     """Validate the Azure dialect; raises InvalidParameters listing every problem.
 
@@ -176,7 +177,7 @@ def parse_plan(
     vault = _vault_name(params, problems)
     cloud = _cloud(params, problems)
     auth = _auth(params, secrets, problems)
-    objects = parse_objects(params, default_mode, settings, problems)
+    objects = parse_objects(params, default_mode, settings, problems, provider_max=max_objects)
     refresh = refresh_interval(params, problems)
     problems.raise_if_any()
     return AzurePlan(

@@ -175,15 +175,16 @@ def _vault(o: Mapping[str, Any], where: str, problems: Problems) -> str:
     return vault
 
 
-def _object(
-    raw: Any, index: int, default_mode: int, settings: AzureSettings, problems: Problems
+def _object(  # noqa: PLR0917 - the parse state, passed down as the other helpers take it
+    raw: Any, index: int, default_mode: int, settings: AzureSettings, provider_max: int,
+    problems: Problems,
 ) -> AzureObject | None:
     where = f"objects array[{index}]"
     o = _mapping(raw, where, problems)
     if o is None:
         return None
     if o.get("select") is not None:
-        return _selection(o, where, default_mode, settings, problems)
+        return _selection(o, where, default_mode, settings, provider_max, problems)
     name = as_text(o.get("objectName")).strip()
     if not name:
         problems.add(f"{where}: parameter 'objectName' is required (or 'select')")
@@ -268,9 +269,9 @@ _NOT_WITH_SELECT = (
 )
 
 
-def _selection(
+def _selection(  # noqa: PLR0917 - the parse state, passed down as the other helpers take it
     o: Mapping[str, Any], where: str, default_mode: int, settings: AzureSettings,
-    problems: Problems,
+    provider_max: int, problems: Problems,
 ) -> AzureObject | None:
     """An object with ``select``: every enabled secret by name prefix and tags."""
     obj_type = _type(o, where, problems)
@@ -281,7 +282,7 @@ def _selection(
         return None
     select = listing.parse(
         o["select"], where, problems,
-        provider_max=settings.max_objects, recursive=False, tags=True,
+        provider_max=provider_max, recursive=False, tags=True,
     )
     if select is None:
         return None
@@ -304,13 +305,18 @@ def _selection(
 
 
 def parse_objects(
-    params: Mapping[str, str], default_mode: int, settings: AzureSettings, problems: Problems
+    params: Mapping[str, str],
+    default_mode: int,
+    settings: AzureSettings,
+    problems: Problems,
+    *,
+    provider_max: int,
 ) -> tuple[AzureObject, ...]:
     objects: list[AzureObject] = []
     owners: dict[str, str] = {}
     items = dialect.object_list(params, problems, array=True, text_scalars=True)
     for index, raw in enumerate(items):
-        obj = _object(raw, index, default_mode, settings, problems)
+        obj = _object(raw, index, default_mode, settings, provider_max, problems)
         if obj is None:
             continue
         objects.append(obj)
