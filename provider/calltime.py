@@ -5,8 +5,10 @@ The SDKs bound each socket operation, not a request: botocore's
 that sends one byte a second keeps a thread forever, and the mount deadline
 (``asyncio.wait_for``) abandons the future but not the thread.
 
-All three SDKs (botocore, hvac and msal/azure-core through requests) check
-connections out of urllib3's ``HTTPConnectionPool`` and return them there. So
+Every backend request checks a connection out of urllib3's
+``HTTPConnectionPool`` and returns it there: botocore's, the Vault and Key
+Vault transports' own, and azure-core's (through requests) for the VM managed
+identity. So
 while :func:`run_until` runs a blocking call in a worker thread, every
 connection that thread checks out is recorded with the call's deadline, and a
 watchdog thread shuts down the sockets of calls still running at their

@@ -13,8 +13,9 @@ package ``__init__`` is cheap (no SDK) and exposes the hooks of
 * ``SDK``: the modules its ``pip install 'polysecret[<name>]'`` extra brings;
 * ``create(settings, services) -> Backend``: imports the SDK and builds it.
 
-So the SDK of a backend (boto3, azure, hvac: 30-50 MiB each) is imported only
-when the first mount that needs it arrives.
+So a backend's SDK (botocore ~18 MiB with its first clients; Azure and Vault
+speak HTTP over urllib3 and load far less) is imported only when the first
+mount that needs it arrives.
 """
 
 from __future__ import annotations
