@@ -1,7 +1,8 @@
 """A requests Session that does per host what requests redoes per request.
 
 azure-core sends every request of azure-identity's VM managed identity
-credential (the one flow still on the SDK) through ``requests.Session.request``. For each one, requests merges cookie jars (a
+credential (the one flow still on the SDK) through
+``requests.Session.request``. For each one, requests merges cookie jars (a
 new jar and a deep copy of the session's), merges headers through generic
 key/value list conversions, and, with ``trust_env``, reads the proxy
 variables, evaluates NO_PROXY and looks for a ~/.netrc. On loopback that was
