@@ -206,3 +206,14 @@ def file_mode(
     except ValueError as exc:
         problems.add(f"{where}: parameter 'filePermission': {exc}")
         return default
+
+
+def entry_mode(fields: Mapping[str, Any], where: str, problems: Problems) -> int | None:
+    """A ``keysAsFiles`` / ``templates`` entry's ``mode`` (octal string); None when not given."""
+    if "mode" not in fields:
+        return None
+    try:
+        return parse_octal_mode(fields["mode"])
+    except ValueError as exc:
+        problems.add(f"{where}: 'mode' {exc}")
+        return None

@@ -26,9 +26,8 @@ from typing import Any
 
 from provider.backends.base import OutputFile
 from provider.codes import ErrorCode
-from provider.dialect import as_text, parse_bool, yaml_entries
+from provider.dialect import as_text, entry_mode, parse_bool, yaml_entries
 from provider.errors import InvalidParameters, InvalidRequest, Problems
-from provider.modes import parse_octal_mode
 from provider.paths import path_problem
 
 KEYS_PARAMETER = "keysAsFiles"
@@ -79,12 +78,7 @@ def parse_keys(text: str, problems: Problems) -> list[KeysRule]:
                 problems.add(f"{where}: 'keys' must be a list of key names")
             else:
                 keys = tuple(dict.fromkeys(raw))
-        mode: int | None = None
-        if "mode" in fields:
-            try:
-                mode = parse_octal_mode(fields["mode"])
-            except ValueError as exc:
-                problems.add(f"{where}: 'mode' {exc}")
+        mode = entry_mode(fields, where, problems)
         keep = parse_bool(
             {"keepFile": as_text(fields.get("keepFile", "true"))},
             "keepFile",

@@ -36,9 +36,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from provider.backends.base import OutputFile
 from provider.codes import ErrorCode
-from provider.dialect import as_text, yaml_entries
+from provider.dialect import as_text, entry_mode, yaml_entries
 from provider.errors import InvalidParameters, InvalidRequest, Problems
-from provider.modes import parse_octal_mode
 from provider.paths import path_problem
 
 TEMPLATES_PARAMETER = "templates"
@@ -276,12 +275,7 @@ def parse_templates(text: str, problems: Problems) -> list[TemplateRule]:
         if len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
             problems.add(f"{where}: the template is over {MAX_SOURCE_BYTES} bytes")
             continue
-        mode: int | None = None
-        if "mode" in fields:
-            try:
-                mode = parse_octal_mode(fields["mode"])
-            except ValueError as exc:
-                problems.add(f"{where}: 'mode' {exc}")
+        mode = entry_mode(fields, where, problems)
         try:
             tree = env.parse(source)
             structure = _structure_problems(tree)
