@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=32,
                        help="threads for backend calls, per backend")
     serve.add_argument("--max-objects", type=int, default=1000,
-                       help="objects one SecretProviderClass may mount")
+                       help="objects one SecretProviderClass may mount, and the most "
+                            "one 'select' may match")
     serve.add_argument("--max-mounts", type=int, default=0,
                        help="mounts fetched at once per backend; more wait or are shed with "
                             "UNAVAILABLE (0: 2 x workers / max-parallel)")
