@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import urllib3.exceptions as ux
 
+from provider.backends.jsonanswer import UnusableAnswer
 from provider.backends.vault import VaultSettings, VaultTls, add_flags, load_settings
 from provider.backends.vault.config import VaultConnection, api_path, parse_plan
-from provider.backends.vault.errors import LOGIN, NoToken, UnusableAnswer, VaultStatus, translate
+from provider.backends.vault.errors import LOGIN, NoToken, VaultStatus, translate
 from provider.backends.vault.render import go_json, whole_response
 from provider.backends.vault.transport import VaultTransport
 from provider.errors import (

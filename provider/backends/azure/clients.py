@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import json
 import os
 import platform
 import urllib.parse
@@ -35,9 +34,10 @@ from typing import Any, Protocol
 
 from provider.backends.azure import challenge
 from provider.backends.azure.challenge import Challenge, ChallengeMismatch, Challenges
-from provider.backends.azure.errors import AzureStatus, InsecureVault, UnusableAnswer
+from provider.backends.azure.errors import AzureStatus, InsecureVault
 from provider.backends.azure.objects import ObjectType
 from provider.backends.azure.transport import Answer, Pools
+from provider.backends.jsonanswer import json_object
 
 # Per kind: the REST collection, the SDK package whose user agent is sent, and
 # the API version that package's clients default to (azure-keyvault-secrets
@@ -128,13 +128,7 @@ class VaultClient:
         answer = self._send(url)
         if answer.status != 200:
             raise AzureStatus.of("Key Vault", answer)
-        try:
-            parsed = json.loads(answer.data)
-        except (ValueError, RecursionError):
-            raise UnusableAnswer("is not JSON") from None
-        if not isinstance(parsed, dict):
-            raise UnusableAnswer("is not a JSON object")
-        return parsed
+        return json_object(answer.data)
 
     # -- the challenge handshake ----------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any
 import urllib3.exceptions
 
 from provider.backends.azure.challenge import ChallengeMismatch
+from provider.backends.jsonanswer import UnusableAnswer
 from provider.codes import ErrorCode
 from provider.errors import (
     InvalidParameters,
@@ -67,10 +68,6 @@ class AzureStatus(Exception):
         first = said.splitlines()[0] if said.strip() else ""
         return cls(service, answer.status, code, first,
                    parse_retry_after(answer.headers.get("Retry-After")))
-
-
-class UnusableAnswer(Exception):
-    """A 200 whose body is not a JSON object: something in between answered, or it was cut."""
 
 
 class NoToken(Exception):

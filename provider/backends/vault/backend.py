@@ -23,6 +23,7 @@ from dataclasses import replace
 
 from provider import listing
 from provider.backends.base import Backend, BackendServices, FetchContext, FetchResult
+from provider.backends.jsonanswer import UnusableAnswer
 from provider.backends.vault import VaultSettings, errors
 from provider.backends.vault.config import (
     ReadKey,
@@ -253,7 +254,7 @@ def list_keys(answer: Answer | None) -> list[str]:
     data = answer.get("data") if answer else None
     keys = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise errors.UnusableAnswer("to the LIST has no 'data.keys' list of names")
+        raise UnusableAnswer("to the LIST has no 'data.keys' list of names")
     return keys
 
 

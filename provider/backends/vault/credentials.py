@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from provider.backends.jsonanswer import UnusableAnswer
 from provider.backends.vault import VaultTls
-from provider.backends.vault.errors import NoToken, UnusableAnswer
+from provider.backends.vault.errors import NoToken
 from provider.backends.vault.transport import VaultTransport
 from provider.cache import Cache
 

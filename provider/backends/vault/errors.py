@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import urllib3.exceptions as ux
 
+from provider.backends.jsonanswer import UnusableAnswer
 from provider.codes import ErrorCode
 from provider.errors import (
     InvalidParameters,
@@ -70,17 +71,6 @@ class VaultStatus(Exception):
         self.path = path
         self.errors = errors
         self.retry_after = retry_after
-
-
-class UnusableAnswer(Exception):
-    """A 2xx answer that is not what Vault sends (not JSON, not an object, no data).
-
-    The reason names the shape only, never the body.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class NoToken(Exception):

@@ -32,9 +32,10 @@ from urllib.parse import quote, urlencode, urlsplit
 import urllib3
 import urllib3.connectionpool
 
+from provider.backends.jsonanswer import json_object
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.backends.vault.config import VaultConnection
-from provider.backends.vault.errors import UnusableAnswer, VaultStatus
+from provider.backends.vault.errors import VaultStatus
 from provider.cache import Cache
 from provider.codes import ErrorCode
 from provider.errors import InvalidRequest
@@ -220,13 +221,7 @@ class VaultTransport:
         if status >= 400:
             raise VaultStatus(status, method, path, _errors(response.data),
                               parse_retry_after(response.headers.get("Retry-After")))
-        try:
-            answer = json.loads(response.data)
-        except (ValueError, RecursionError):
-            raise UnusableAnswer("is not JSON") from None
-        if not isinstance(answer, dict):
-            raise UnusableAnswer("is not a JSON object")
-        return answer
+        return json_object(response.data)
 
     def close(self) -> None:
         self._pools.clear()
