@@ -10,9 +10,7 @@ one is left to the generic fallback). msal reports failures as answers that
 azure-identity raises as ``ClientAuthenticationError``, and its own few
 exceptions derive from ``ValueError``/``RuntimeError``, mapped here too.
 
-Key Vault's and Azure AD's messages are quoted (shortened): they name the
-object, the operation or the AADSTS code the user needs, never a secret value;
-the boundary redacts tokens and nodePublishSecretRef values once more.
+Messages are quoted as ``errors`` quotes them (shortened, redacted).
 """
 
 from __future__ import annotations
