@@ -11,7 +11,9 @@ Blocking SDK calls go through :meth:`FetchContext.call`, which runs them on the
 backend's thread pool, ends them at the deadline (provider.calltime), bounds
 the parallelism of one mount (provider.lanes), retries transient faults
 inside the deadline and is the single place where backend requests are timed
-and counted. Cached credentials go through :meth:`FetchContext.shared` and
+and counted. An asyncio-native client's calls go through
+:meth:`FetchContext.call_async`: on the loop, with the same guarantees.
+Cached credentials go through :meth:`FetchContext.shared` and
 objects through :meth:`FetchContext.cached_object` (single flight; a hit is
 no backend request).
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from concurrent.futures import Executor
@@ -123,6 +126,8 @@ class FetchContext:
         self.deadline = deadline
         self.backend = backend
         self._lanes = Lanes(executor, max_parallel, deadline.at)
+        self._max_parallel = max(1, max_parallel)
+        self._width: asyncio.Semaphore | None = None  # call_async's bound, made on first use
         self._retry = retry or RetryPolicy()
         self._observer: RequestObserver = observer or NullObserver()
 
@@ -202,15 +207,105 @@ class FetchContext:
             raise
         finally:
             if outcome:
-                seconds = job.elapsed()
-                self._observer.backend_request(self.backend, operation, outcome, seconds)
-                if log.isEnabledFor(logging.DEBUG):
-                    # Names only: the operation and the object, never a value.
-                    log.debug("backend request", extra={
-                        "backend": self.backend, "operation": operation,
-                        "subject": subject, "outcome": str(outcome),
-                        "ms": round(seconds * 1000, 1),
-                    })
+                self._report(operation, subject, outcome, job.elapsed())
+
+    async def call_async(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        operation: str,
+        subject: str = "",
+        retry: bool = True,
+        **kwargs: Any,
+    ) -> T:
+        """``await fn(*args, **kwargs)`` on the loop: bounded, timed, retried if transient.
+
+        :meth:`call` for a backend whose client is asyncio-native (Vault's,
+        provider.backends.http1): no thread, the same guarantees. At most
+        ``max_parallel`` of one mount's calls run at once; a call still
+        running at the mount deadline is cancelled (its connection closed)
+        and is DeadlineExceeded; what ``fn`` raises is translated once by
+        the backend's ``errors.translate``; transient faults are retried
+        inside the deadline; each attempt is timed and counted.
+        """
+        if not retry:
+            return await self._attempt_async(fn, args, kwargs, operation, subject)
+        policy = self._retry
+        if self.deadline.remaining() < policy.min_attempt_time:
+            raise DeadlineExceeded(NO_TIME_LEFT)
+        try:
+            return await self._attempt_async(fn, args, kwargs, operation, subject)
+        except Unavailable as exc:
+            failed = exc
+
+        def on_retry(exc: Unavailable, _attempt: int) -> None:
+            self._observer.backend_retry(self.backend, operation, exc.code)
+
+        return await with_retries(
+            functools.partial(self._attempt_async, fn, args, kwargs, operation, subject),
+            deadline=self.deadline, policy=policy, on_retry=on_retry, failed=failed,
+        )
+
+    async def _attempt_async(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        operation: str,
+        subject: str,
+    ) -> T:
+        """One try of an asyncio-native call, under the mount deadline, timed and counted."""
+        if time.monotonic() >= self.deadline.at:
+            raise DeadlineExceeded(f"the mount deadline ran out before {operation} could start")
+        width = self._width
+        if width is None:
+            width = self._width = asyncio.Semaphore(self._max_parallel)
+        async with width:
+            started = time.perf_counter()
+            outcome = "ok"
+            timeout = asyncio.timeout_at(self.deadline.at)
+            try:
+                async with timeout:
+                    return await fn(*args, **kwargs)
+            except ProviderError as exc:
+                outcome = exc.code
+                raise
+            except TimeoutError:
+                if timeout.expired():
+                    outcome = "DeadlineExceeded"
+                    raise DeadlineExceeded(
+                        f"the backend did not answer {operation} before the mount deadline"
+                    ) from None
+                outcome, error = self._translated(TimeoutError(), operation, subject)
+                raise error from None
+            except Exception as exc:  # translate decides; anything it does not know is Internal
+                outcome, error = self._translated(exc, operation, subject)
+                raise error from None
+            except BaseException:  # cancelled: the caller no longer waits
+                outcome = "Internal"
+                raise
+            finally:
+                self._report(operation, subject, outcome, time.perf_counter() - started)
+
+    def _translated(
+        self, exc: Exception, operation: str, subject: str
+    ) -> tuple[str, BaseException]:
+        """The outcome and the error to raise for ``exc`` (untranslated without a translator)."""
+        if self._translate is None:
+            return "Internal", exc
+        error = self._translate(exc, subject=subject or operation, operation=operation)
+        return error.code, error
+
+    def _report(self, operation: str, subject: str, outcome: str, seconds: float) -> None:
+        """One backend request: the metrics hook, and a debug record (names only)."""
+        self._observer.backend_request(self.backend, operation, outcome, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            # Names only: the operation and the object, never a value.
+            log.debug("backend request", extra={
+                "backend": self.backend, "operation": operation,
+                "subject": subject, "outcome": str(outcome),
+                "ms": round(seconds * 1000, 1),
+            })
 
     async def shared(
         self,
@@ -230,6 +325,36 @@ class FetchContext:
         deadline has passed, so a hung login never locks an identity out.
         A hit is no backend request.
         """
+        return await self._shared(
+            cache, key, lambda: self.call(load, operation=operation, subject=subject),
+            operation=operation, ttl=ttl,
+        )
+
+    async def shared_async(
+        self,
+        cache: Cache[K, T],
+        key: K,
+        load: Callable[[], Awaitable[T]],
+        *,
+        operation: str,
+        subject: str = "",
+        ttl: float | None = None,
+    ) -> T:
+        """:meth:`shared` for an asyncio-native ``load`` (run through :meth:`call_async`)."""
+        return await self._shared(
+            cache, key, lambda: self.call_async(load, operation=operation, subject=subject),
+            operation=operation, ttl=ttl,
+        )
+
+    async def _shared(
+        self,
+        cache: Cache[K, T],
+        key: K,
+        flight: Callable[[], Awaitable[T]],
+        *,
+        operation: str,
+        ttl: float | None,
+    ) -> T:
         while True:
             mine = False
 
@@ -240,7 +365,7 @@ class FetchContext:
                     # A login or a credential refresh: the cache had none for this key.
                     log.debug("refreshing", extra={"backend": self.backend,
                                                    "operation": operation})
-                return self.call(load, operation=operation, subject=subject)
+                return flight()
 
             try:
                 return await cache.get(key, start, timeout=self.deadline.remaining(), ttl=ttl)

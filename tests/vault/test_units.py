@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import inspect
 import json
+import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import urllib3.exceptions as ux
 
+from provider.backends import http1
 from provider.backends.jsonanswer import UnusableAnswer
 from provider.backends.vault import VaultSettings, VaultTls, add_flags, load_settings
 from provider.backends.vault.config import VaultConnection, api_path, parse_plan
@@ -41,8 +43,6 @@ def _instance(cls: type[BaseException]) -> BaseException:
     """An instance of ``cls`` without its constructor (each takes other arguments)."""
     exc = cls.__new__(cls)
     exc.args = ("boom",)
-    if issubclass(cls, ux.MaxRetryError):
-        exc.reason = None  # type: ignore[attr-defined]
     return exc
 
 
@@ -53,8 +53,11 @@ OURS = [VaultStatus(status, "GET", "x", ("boom",), None)
 
 @pytest.mark.parametrize(
     "exc",
-    [*[_instance(c) for c in _classes(ux, ux.HTTPError)], *OURS, UnusableAnswer("is not JSON"),
-     NoToken(), ssl.SSLError("EOF"), ConnectionResetError(), TimeoutError(), OSError("no file")],
+    [*[_instance(c) for c in _classes(http1, Exception)], *OURS, UnusableAnswer("is not JSON"),
+     NoToken(), ssl.SSLError("EOF"), ssl.SSLCertVerificationError("certificate verify failed"),
+     ConnectionResetError(), ConnectionRefusedError(), TimeoutError(), OSError("no route"),
+     socket.gaierror(-2, "Name or service not known"), ValueError("line break"),
+     UnicodeEncodeError("latin-1", "\u20ac", 0, 1, "ordinal not in range")],
     ids=lambda e: f"{type(e).__name__}{getattr(e, 'status', '')}",
 )
 @pytest.mark.parametrize("login", [False, True], ids=["read", "login"])
@@ -89,14 +92,22 @@ def _status(status: int, errors: tuple[str, ...] = ("boom",)) -> VaultStatus:
         pytest.param(_status(503, ("Vault is sealed",)), False, Unavailable,
                      "BackendUnavailable", id="sealed"),
         pytest.param(_status(429), False, Unavailable, "Throttled", id="429"),
-        pytest.param(ux.NewConnectionError(None, "refused"), False, Unavailable,  # type: ignore[arg-type]
+        pytest.param(ConnectionRefusedError(111, "refused"), False, Unavailable,
                      "BackendUnavailable", id="refused"),
-        pytest.param(ux.SSLError("certificate verify failed"), False, InvalidRequest,
-                     "TLSFailed", id="tls-verify"),
-        pytest.param(ux.SSLError("EOF occurred in violation of protocol"), False, Unavailable,
+        pytest.param(ssl.SSLCertVerificationError("certificate verify failed"), False,
+                     InvalidRequest, "TLSFailed", id="tls-verify"),
+        pytest.param(ssl.SSLEOFError("EOF occurred in violation of protocol"), False, Unavailable,
                      "BackendUnavailable", id="tls-transient"),
-        pytest.param(ux.LocationParseError("x"), False, InvalidParameters, "InvalidParameters",
+        pytest.param(ValueError("x"), False, InvalidParameters, "InvalidParameters",
                      id="bad-url"),
+        pytest.param(http1.RemoteClosed(received=True), False, Unavailable,
+                     "BackendUnavailable", id="cut"),
+        pytest.param(http1.BadAnswer("not HTTP"), False, Unavailable, "BackendUnavailable",
+                     id="not-http"),
+        pytest.param(http1.AnswerTooLarge(16), False, InvalidRequest, "BackendRejected",
+                     id="too-large"),
+        pytest.param(http1.TooManyRedirects("loop"), False, Unavailable, "BackendUnavailable",
+                     id="redirect-loop"),
         pytest.param(NoToken(), True, PermissionDenied, "AuthFailed", id="no-token"),
     ],
 )
@@ -235,7 +246,7 @@ def test_status_reaches_the_mapping_with_vaults_words(status: int, transient: bo
     transport = VaultTransport(VaultConnection(address, "", VaultTls()), VaultSettings())
     try:
         with pytest.raises(VaultStatus) as caught:
-            transport.request("GET", f"status/{status}")
+            asyncio.run(transport.request("GET", f"status/{status}"))
     finally:
         transport.close()
         server.shutdown()
@@ -285,7 +296,7 @@ def test_a_redirect_from_a_standby_is_followed_with_the_token() -> None:
     address = f"http://127.0.0.1:{standby.server_address[1]}"
     transport = VaultTransport(VaultConnection(address, "", VaultTls()), VaultSettings())
     try:
-        answer = transport.request("GET", "secret/data/app", token="t0ken")
+        answer = asyncio.run(transport.request("GET", "secret/data/app", token="t0ken"))
     finally:
         transport.close()
         for server in (active, standby):

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from provider.backends.vault.config import VaultPlan
 
 # What `pip install 'polysecret[vault]'` brings (provider.backends.installed):
-# Vault's JSON API is spoken over urllib3 directly (see transport).
-SDK = ("urllib3",)
+# Vault's JSON API is spoken directly, parsed by httptools (see http1, transport).
+SDK = ("httptools",)
 # The dialect's marks, for the message when no backend claims a class.
 DIALECT = "roleName or vaultAddress"
 

@@ -7,8 +7,9 @@ distinct request once (path + query + method + args), all in parallel; then
 render one file per object. A ``select`` first LISTs its path (level by level
 when recursive, bounded before any value is read), then reads every match
 like an object. A 403 makes us log in once more and retry that request: the
-cached token may have been revoked. Every request goes through ``ctx.call``,
-whose translator is ``errors.translate``.
+cached token may have been revoked. Every request goes through
+``ctx.call_async`` (the transport is asyncio-native), whose translator is
+``errors.translate``.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class _Reader:
 
     async def log_in(self) -> VaultToken:
         """The identity's Vault token: cached, or one login shared by every waiter."""
-        self._token = await self._ctx.shared(
+        self._token = await self._ctx.shared_async(
             self._backend.tokens, self._key, self._login,
             operation=errors.LOGIN, subject=self._login_subject,
         )
@@ -164,7 +165,7 @@ class _Reader:
         token = self._token or await self.log_in()
         for attempt in (1, 2):
             try:
-                return await self._ctx.call(
+                return await self._ctx.call_async(
                     read_checked, self._transport, read, objects, token,
                     operation=f"vault.{read.method}", subject=_subject(objects, self._plan.role),
                 )
@@ -258,11 +259,11 @@ def list_keys(answer: Answer | None) -> list[str]:
     return keys
 
 
-def read_checked(
+async def read_checked(
     transport: VaultTransport, read: ReadKey, objects: list[VaultObject], token: VaultToken
 ) -> Answer | None:
     """One request, its answer checked here so that an unusable one is retried."""
-    answer = transport.request(
+    answer = await transport.request(
         read.method, read.path, token=token.token, query=read.query, body=objects[0].args
     )
     if read.method == "LIST" and objects[0].select is not None:

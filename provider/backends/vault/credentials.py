@@ -65,14 +65,14 @@ def token_from_login(answer: object) -> VaultToken | None:
     return VaultToken(str(auth["client_token"]), int(auth.get("lease_duration") or 0))
 
 
-def login(transport: VaultTransport, auth_mount: str, role: str, jwt: str) -> VaultToken:
+async def login(transport: VaultTransport, auth_mount: str, role: str, jwt: str) -> VaultToken:
     """Log in with the pod's service-account token (kubernetes and jwt auth alike).
 
-    Runs inside ``ctx.call`` (operation ``errors.LOGIN``): what Vault refuses
+    Runs inside ``ctx.call_async`` (operation ``errors.LOGIN``): what Vault refuses
     is translated there, and so are an answer without an ``auth`` object (not
     Vault's: retried) and one whose ``auth`` holds no token (a refusal).
     """
-    answer = transport.request(
+    answer = await transport.request(
         "POST", f"auth/{auth_mount}/login", body={"role": role, "jwt": jwt}
     )
     if answer is None or not isinstance(answer.get("auth"), dict):

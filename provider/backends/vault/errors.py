@@ -2,8 +2,9 @@
 
 The transport (``transport``) only reports what happened: Vault's answer with
 its HTTP status (:class:`VaultStatus`), a 2xx answer that is not a JSON
-object (:class:`UnusableAnswer`), or urllib3's and ssl's own exceptions. What
-each means is decided here, once:
+object (:class:`UnusableAnswer`), or what ``provider.backends.http1`` and
+the standard library raise (connections, timeouts, TLS). What each means is
+decided here, once:
 
     HTTP status                       a read                  the login (auth/<mount>/login)
     400, 413, 415, other 4xx          InvalidRequest          PermissionDenied (AuthFailed)
@@ -18,26 +19,29 @@ each means is decided here, once:
     408, 412 (a standby not caught    Unavailable (retried; honours Retry-After)
     up), 425, 5xx (sealed, standby)
     a 2xx that is not a JSON object   Unavailable (something in between answered)
+    an answer over 16 MiB             InvalidRequest (BackendRejected): not read
     a login answer without a token    PermissionDenied (AuthFailed)
     TLS: certificate, hostname        InvalidRequest (TLSFailed): fix the TLS parameters
     TLS: closed during the handshake  Unavailable (or a client certificate is missing)
-    connection, timeout, cut body     Unavailable (cannot reach Vault)
-    an address urllib3 cannot use     InvalidParameters ('vaultAddress')
+    connection, timeout, cut body,    Unavailable (cannot reach Vault)
+    not HTTP, a proxy's refusal,
+    a redirect loop
+    an address that is not usable     InvalidParameters ('vaultAddress')
     unreadable TLS files (OSError)    InvalidRequest (TLSFailed)
 
-A test walks ``urllib3.exceptions`` and fails if a class reaches the
-catch-all. Vault's own error strings are quoted (they name paths and policies,
+A test walks ``provider.backends.http1``'s exceptions and fails if a class
+reaches the catch-all. Vault's own error strings are quoted (they name paths and policies,
 what the user needs), never request bodies, responses or tokens.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import urllib3.exceptions as ux
-
+from provider.backends.http1 import AnswerTooLarge, BadAnswer, TooManyRedirects
 from provider.backends.jsonanswer import UnusableAnswer
 from provider.codes import ErrorCode
 from provider.errors import (
@@ -188,27 +192,30 @@ def _not_vault(exc: BaseException, subject: str) -> ProviderError:
     return Unavailable(f"{subject}: Vault's answer cannot be decoded ({type(exc).__name__})")
 
 
-def _tls_files(exc: BaseException, subject: str) -> ProviderError:
-    # Unreadable CA or client certificate file, raised while connecting.
+def _too_large(exc: BaseException, subject: str) -> ProviderError:
+    # Far beyond what the driver accepts for a whole volume (4 MiB): not read.
+    limit = getattr(exc, "limit", None)
+    size = f"{limit} bytes" if isinstance(limit, int) else "the provider reads"
     return InvalidRequest(
-        f"{subject}: cannot use the TLS files ({type(exc).__name__}); check the certificate "
-        "parameters",
-        code=ErrorCode.TLSFailed,
+        f"{subject}: Vault's answer is longer than {size}; it was not read",
+        code=ErrorCode.BackendRejected,
     )
 
 
 Mapper = Callable[[BaseException, str], ProviderError]
 # In order: the first row whose classes match decides (subclasses before bases).
 TRANSPORT_RULES: tuple[tuple[tuple[type[BaseException], ...], Mapper], ...] = (
-    ((ux.SSLError, ssl.SSLError, ssl.CertificateError), _tls),
-    ((ux.LocationValueError, ux.ProxySchemeUnsupported, ux.HostChangedError, ux.InvalidHeader),
-     _bad_address),
-    ((ux.DecodeError, ux.ResponseNotChunked, ux.BodyNotHttplibCompatible, ux.HeaderParsingError,
-      UnusableAnswer, ValueError), _not_vault),
-    # Connecting, timeouts, a cut or reset connection, a proxy that failed, a
-    # redirect loop: the network or the server had a bad moment.
-    ((ux.HTTPError, ConnectionError, TimeoutError), _unreachable),
-    ((OSError,), _tls_files),
+    ((ssl.SSLError, ssl.CertificateError), _tls),
+    ((AnswerTooLarge,), _too_large),
+    ((BadAnswer, UnusableAnswer), _not_vault),
+    # Connecting (refused, no route, a name that does not resolve), timeouts,
+    # a cut or reset connection, a proxy that refused, a redirect loop: the
+    # network or the server had a bad moment.
+    ((ConnectionError, TimeoutError, socket.gaierror, TooManyRedirects), _unreachable),
+    # A header value or address the request cannot carry (a line break, a
+    # character outside Latin-1, a port out of range).
+    ((ValueError,), _bad_address),
+    ((OSError,), _unreachable),
 )
 
 
@@ -221,8 +228,6 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
     """
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(exc, ux.MaxRetryError) and exc.reason is not None:
-        exc = exc.reason  # what went wrong, under urllib3's retry bookkeeping
     if isinstance(exc, VaultStatus):
         return _from_status(exc, subject, operation == LOGIN)
     if isinstance(exc, UnusableAnswer):

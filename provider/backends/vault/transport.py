@@ -1,12 +1,11 @@
-"""One reusable HTTP connection pool per Vault connection (address, namespace, TLS).
+"""One reusable set of keep-alive connections per Vault connection (address, namespace, TLS).
 
 Vault's API is a handful of JSON requests (a login, reads, lists), so the
-provider speaks it over urllib3 directly: hvac and requests added ~0.3 ms of
-CPU per read on top of urllib3's own work (header and cookie merging, proxy and
-.netrc lookups, URL requoting, hvac's adapter per token), which was most of a
-cold mount's cost (issue 16, bench/cost.py). What this module does is only
-transport; what an answer means (statuses, broken bodies, TLS failures) is
-decided in ``errors``.
+provider speaks it directly, on the event loop, through the small HTTP/1.1
+client in ``provider.backends.http1`` (why not hvac, requests or urllib3 on
+threads: the figures are there and in bench/README.md). What this module does
+is only transport; what an answer means (statuses, broken bodies, TLS
+failures) is decided in ``errors``.
 
 TLS handshakes cost more than the reads themselves, so every mount that talks
 to the same Vault with the same TLS settings shares one pool and its
@@ -14,10 +13,11 @@ keep-alive connections, whatever pod it mounts for. Tokens are never stored
 on the pool: each request carries its own, so sharing never shares an
 identity. The TLS context is built here because the Vault dialect needs a CA
 *directory* of plain PEM files (as Vault's client reads it, no hashed names)
-and a TLS server name that differs from the address. urllib3's retries are
-off: the provider's retry loop honours the mount deadline. Redirects (a
-standby sending the client to the active node) are followed, as Vault's
-clients do; proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``).
+and a TLS server name that differs from the address. Nothing is retried here:
+the provider's retry loop honours the mount deadline. Redirects (a standby
+sending the client to the active node) are followed, as Vault's clients do,
+but never from https to http; proxies come from the environment
+(``HTTPS_PROXY``, ``NO_PROXY``).
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ import ssl
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
-import urllib3
-import urllib3.connectionpool
-
+from provider.backends import http1
+from provider.backends.http1 import Origin, Pool, Proxy, TooManyRedirects
 from provider.backends.jsonanswer import json_object
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.backends.vault.config import VaultConnection
@@ -110,15 +109,6 @@ def _load_ca_directory(ctx: ssl.SSLContext, directory: str) -> None:
         )
 
 
-class _QuietHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    """For skip-verify only: the user chose it; a warning per request would flood logs."""
-
-    def _validate_conn(self, conn: Any) -> None:
-        urllib3.connectionpool.HTTPConnectionPool._validate_conn(self, conn)
-        if conn.is_closed:
-            conn.connect()
-
-
 def _proxy_for(address: str) -> str | None:
     """The proxy the environment names for ``address`` (None: direct), as requests chose it."""
     proxies = urllib.request.getproxies_environment()
@@ -129,56 +119,50 @@ def _proxy_for(address: str) -> str | None:
     return proxies.get(scheme) or proxies.get("all")
 
 
-# Redirects followed; nothing else is retried here (see the module docstring).
-_RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5,
-                         respect_retry_after_header=False)
 # Characters kept as they are in a path, as requests' requote_uri keeps them.
 _PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
+# Redirects followed for one request (a standby sends the client to the active node).
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Other origins a transport keeps connections to (where standbys redirect).
+MAX_REDIRECT_ORIGINS = 4
 
 
 class VaultTransport:
-    """A keep-alive pool for one VaultConnection; each request carries its own token."""
+    """Keep-alive connections for one VaultConnection; each request carries its own token."""
 
     def __init__(self, connection: VaultConnection, settings: VaultSettings) -> None:
         self.connection = connection
         tls = connection.tls
-        options: dict[str, Any] = {
-            "maxsize": settings.max_connections,
-            "timeout": urllib3.Timeout(connect=settings.connect_timeout,
-                                       read=settings.read_timeout),
-            "retries": _RETRIES,
-        }
-        https = urlsplit(connection.address).scheme == "https"
+        origin = Origin.of(connection.address)  # ValueError: an unusable vaultAddress
         # The TLS files are read (and checked) whenever given; but a plain-HTTP
         # address does not load the system's CA store (~0.8 MiB a pool).
         given = tls.ca_cert or tls.ca_directory or tls.client_cert
-        ctx = build_ssl_context(tls) if https or given else None
-        if https:
-            options["ssl_context"] = ctx
-            if tls.server_name:
-                # SNI and certificate verification use this name instead of the address's.
-                options["server_hostname"] = tls.server_name
+        self._ssl = build_ssl_context(tls) if origin.scheme == "https" or given else None
         proxy = _proxy_for(connection.address)
-        self._pools: urllib3.PoolManager = (
-            urllib3.ProxyManager(proxy, num_pools=4, **options) if proxy
-            else urllib3.PoolManager(num_pools=4, **options)
-        )
-        if tls.skip_verify:
-            self._pools.pool_classes_by_scheme = {
-                "http": urllib3.connectionpool.HTTPConnectionPool,
-                "https": _QuietHTTPSPool,
-            }
-        self._base = connection.address.rstrip("/") + "/v1/"
-        # Without a proxy, requests go straight to the address's pool (the
-        # manager's per-request URL parsing and pool lookup were ~5% of a
-        # read's CPU); the manager follows redirects and speaks to proxies.
-        self._direct = None if proxy else self._pools.connection_from_url(self._base)
-        self._prefix = urlsplit(self._base).path
+        self._proxy = Proxy.of(proxy) if proxy else None
+        self._settings = settings
+        self._pool = self._new_pool(origin)
+        # Pools of the origins a standby redirected to, least recently used first.
+        self._others: dict[Origin, Pool] = {}
+        self._prefix = urlsplit(connection.address).path.rstrip("/") + "/v1/"
         self._headers = {"X-Vault-Request": "true", "Accept": "application/json"}
         if connection.namespace:
             self._headers["X-Vault-Namespace"] = connection.namespace
 
-    def request(
+    def _new_pool(self, origin: Origin) -> Pool:
+        settings = self._settings
+        return Pool(
+            origin,
+            ssl_context=self._ssl,
+            server_hostname=self.connection.tls.server_name,  # SNI and verification, if set
+            proxy=self._proxy,
+            max_connections=settings.max_connections,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+
+    async def request(
         self,
         method: str,
         path: str,
@@ -202,29 +186,62 @@ class VaultTransport:
             headers["Content-Type"] = "application/json"
         while "//" in path:  # Vault reads a double slash as one; so did hvac
             path = path.replace("//", "/")
-        url = quote(path, safe=_PATH_SAFE)
+        target = self._prefix + quote(path, safe=_PATH_SAFE)
         if query:
-            url += "?" + urlencode(query)
-        response: urllib3.BaseHTTPResponse | None = None
-        if self._direct is not None:
-            response = self._direct.urlopen(
-                method, self._prefix + url, body=payload, headers=headers, retries=False,
-                redirect=False, preload_content=True,
-            )
-        if response is None or response.get_redirect_location():
-            # Through a proxy, or redirected by a standby: the manager follows.
-            response = self._pools.urlopen(method, self._base + url, body=payload,
-                                           headers=headers, preload_content=True)
+            target += "?" + urlencode(query)
+        response = await self._pool.request(method, target, headers, payload)
+        if response.status in _REDIRECTS:
+            response = await self._follow(response, method, target, headers, payload)
         status = response.status
         if status == 204:
             return None
         if status >= 400:
-            raise VaultStatus(status, method, path, _errors(response.data),
-                              parse_retry_after(response.headers.get("Retry-After")))
-        return json_object(response.data)
+            raise VaultStatus(status, method, path, _errors(response.body),
+                              parse_retry_after(response.headers.get("retry-after")))
+        return json_object(response.body)
+
+    async def _follow(
+        self, response: http1.Answer, method: str, target: str, headers: dict[str, str],
+        payload: bytes | None,
+    ) -> http1.Answer:
+        """Follow a standby's redirects to the active node (token and body kept, as
+        Vault's clients do; a 303 becomes a GET without a body)."""
+        origin = self._pool.origin
+        url = f"{origin.scheme}://{origin.netloc}{target}"
+        for _ in range(MAX_REDIRECTS):
+            location = response.headers.get("location")
+            if response.status not in _REDIRECTS or not location:
+                return response
+            url = urljoin(url, location)
+            origin = Origin.of(url)
+            if origin.scheme == "http" and self._pool.origin.scheme == "https":
+                raise TooManyRedirects("a redirect from https to http")  # the token would leak
+            if response.status == 303:
+                method, payload = "GET", None
+            parts = urlsplit(url)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            response = await self._pool_for(origin).request(method, target, headers, payload)
+        if response.status in _REDIRECTS and response.headers.get("location"):
+            raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
+        return response
+
+    def _pool_for(self, origin: Origin) -> Pool:
+        if origin == self._pool.origin:
+            return self._pool
+        pool = self._others.pop(origin, None)
+        if pool is None:
+            pool = self._new_pool(origin)
+            if len(self._others) >= MAX_REDIRECT_ORIGINS:
+                self._others.pop(next(iter(self._others))).close()
+        self._others[origin] = pool  # most recently used last
+        return pool
 
     def close(self) -> None:
-        self._pools.clear()
+        """Close the connections (idle ones now, busy ones when their answer is in)."""
+        self._pool.close()
+        for pool in self._others.values():
+            pool.close()
+        self._others.clear()
 
 
 def _errors(data: bytes) -> tuple[str, ...]:

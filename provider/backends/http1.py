@@ -1,0 +1,460 @@
+"""A small asyncio HTTP/1.1 client: keep-alive connections to one origin, on the event loop.
+
+Why not urllib3 on the backend's threads, as before: for a 50-object Vault
+mount, each read cost ~450 us of CPU that way (bench/http_cost.py): http.client
+parsing headers through the email package, urllib3's bookkeeping, and eight
+threads taking turns at the GIL to do it. Here a request is one write, and the
+answer is parsed by httptools (Node's llhttp in C, the parser uvicorn uses) as
+it arrives, on the loop itself: ~70 us. aiohttp, the asyncio client library,
+cost ~165 us per read on the same run, which alone would have kept a 50-object
+mount above the Go peer's CPU (issue 16).
+
+What this module does is only HTTP: it frames a request, keeps at most
+``max_connections`` connections per origin and reuses them, times out a
+connect and an answer, speaks to a proxy (absolute-form requests for http,
+a CONNECT tunnel for https) and reads an answer up to ``max_answer`` bytes. It
+follows no redirect and decides nothing about statuses: the caller does
+(``provider.backends.vault.transport``). What it raises is the standard
+library's (``ConnectionError``, ``TimeoutError``, ``ssl.SSLError``, ``OSError``)
+or one of the classes below, so a backend's ``errors.translate`` maps them.
+
+Every connection belongs to the event loop it was opened on; a pool used from
+another loop (tests run one loop per provider) opens new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+import httptools
+
+
+class RemoteClosed(ConnectionError):
+    """The server (or something in between) closed the connection before a full answer."""
+
+    def __init__(self, *, received: bool) -> None:
+        super().__init__("the connection closed before a complete answer")
+        self.received = received  # some of the answer had arrived
+
+
+class BadAnswer(ConnectionError):
+    """The bytes that came back are not an HTTP/1.1 answer (httptools refused them)."""
+
+
+class AnswerTooLarge(Exception):
+    """The answer is longer than the pool's ``max_answer`` bytes: it was not read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is longer than {limit} bytes")
+        self.limit = limit
+
+
+class ProxyRefused(ConnectionError):
+    """The proxy answered a CONNECT with something other than 2xx."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the proxy refused the tunnel ({status})")
+
+
+class TooManyRedirects(Exception):
+    """For callers that follow redirects: a loop, or a redirect from https to http."""
+
+
+class Origin(NamedTuple):
+    """Where requests go: scheme, host and port (``netloc`` as the Host header says it)."""
+
+    scheme: str
+    host: str
+    port: int
+    netloc: str
+
+    @classmethod
+    def of(cls, url: str) -> Origin:
+        """The origin of ``url``; ValueError if it has no usable host or port."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http(s) URL with a host")
+        port = parts.port or (443 if parts.scheme == "https" else 80)  # ValueError if bad
+        host = parts.hostname
+        netloc = f"[{host}]" if ":" in host else host
+        default = 443 if parts.scheme == "https" else 80
+        return cls(parts.scheme, host, port, netloc if port == default else f"{netloc}:{port}")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer: its status, its headers (names lower-cased) and its body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class Proxy:
+    """An HTTP proxy to go through (its ``Proxy-Authorization`` from the URL's user info)."""
+
+    origin: Origin
+    authorization: str = ""
+
+    @classmethod
+    def of(cls, url: str) -> Proxy:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+        if parts.scheme != "http":
+            raise ValueError("only http:// proxies are supported")
+        authorization = ""
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        return cls(origin=Origin.of(parts._replace(path="", query="").geturl()),
+                   authorization=authorization)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: one request at a time, its answer parsed as it arrives."""
+
+    def __init__(self, max_answer: int) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._max_answer = max_answer
+        self._parser: Any = None
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._headers: dict[str, str] = {}
+        self._name = ""
+        self._body: list[bytes] = []
+        self._size = 0
+        self._received = False
+        self._headers_done = False
+        self._complete = False
+        self._tunnel: bytearray | None = None  # collecting a CONNECT answer
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel += data
+            if b"\r\n\r\n" in self._tunnel:
+                self._done(Answer(0, {}, bytes(self._tunnel)))
+            return
+        if self._waiter is None or self._waiter.done():
+            self._drop()  # bytes nobody asked for: the connection cannot be trusted
+            return
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            # on_body refused: the answer is too long (the waiter holds why).
+            self._drop()
+        except httptools.HttpParserError as exc:
+            self._fail(BadAnswer(f"not an HTTP answer ({type(exc).__name__})"))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: connection_lost decides
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._headers_done and self._until_close():
+            self._complete_answer()  # an answer delimited by closing the connection
+        elif isinstance(exc, ssl.SSLError | OSError) and not isinstance(exc, ConnectionError):
+            waiter.set_exception(exc)
+        else:
+            waiter.set_exception(RemoteClosed(received=self._received))
+
+    # -- httptools callbacks ------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._name = name.decode("latin-1").lower()
+        self._headers[self._name] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        length = self._headers.get("content-length", "")
+        if length.isdigit() and int(length) > self._max_answer:
+            self._too_large()
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > self._max_answer:
+            self._too_large()
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._complete = True
+        self._complete_answer()
+
+    # -- the pool's side ----------------------------------------------------
+
+    async def exchange(self, request: bytes) -> Answer:
+        """Send ``request`` and wait for its whole answer."""
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            raise RemoteClosed(received=False)
+        self._reset()
+        self._parser = httptools.HttpResponseParser(self)
+        waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        transport.write(request)
+        return await waiter
+
+    async def tunnel(self, request: bytes) -> bytes:
+        """Send a CONNECT ``request`` to the proxy; the proxy's answer head."""
+        assert self.transport is not None
+        self._reset()
+        self._tunnel = bytearray()
+        waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        self.transport.write(request)
+        try:
+            return (await waiter).body
+        finally:
+            self._tunnel = None
+
+    @property
+    def reusable(self) -> bool:
+        """The last answer was read whole and the server keeps the connection open."""
+        return (
+            self._complete and not self.closed and self.transport is not None
+            and not self.transport.is_closing() and bool(self._parser.should_keep_alive())
+        )
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed already
+                self.transport.close()
+
+    def _drop(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            with contextlib.suppress(RuntimeError):
+                self.transport.abort()
+
+    # -- internals ----------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._headers = {}
+        self._body = []
+        self._size = 0
+        self._received = False
+        self._headers_done = False
+        self._complete = False
+
+    def _until_close(self) -> bool:
+        return ("content-length" not in self._headers
+                and "chunked" not in self._headers.get("transfer-encoding", "").lower())
+
+    def _complete_answer(self) -> None:
+        self._done(Answer(self._parser.get_status_code(), self._headers, b"".join(self._body)))
+
+    def _done(self, answer: Answer) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(answer)
+
+    def _fail(self, exc: BaseException) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self._drop()
+
+    def _too_large(self) -> None:
+        self._fail(AnswerTooLarge(self._max_answer))
+        raise ValueError("answer too large")  # stops the parser (HttpParserCallbackError)
+
+
+# Methods sent again on a fresh connection when a kept one turns out closed
+# before any answer came (the server closed it while idle): they change nothing.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "LIST", "OPTIONS"})
+
+
+class Pool:
+    """Keep-alive connections to one origin: at most ``max_connections`` open at once."""
+
+    def __init__(
+        self,
+        origin: Origin,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        server_hostname: str = "",
+        proxy: Proxy | None = None,
+        max_connections: int = 32,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        max_answer: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.origin = origin
+        self._ssl = ssl_context if origin.scheme == "https" else None
+        self._server_hostname = server_hostname or origin.host
+        self._proxy = proxy
+        self._max = max(1, max_connections)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_answer = max_answer
+        self._idle: list[_Connection] = []
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        # Through a proxy, a plain-http request names the whole URL.
+        absolute = proxy is not None and origin.scheme == "http"
+        self._target_prefix = f"http://{origin.netloc}" if absolute else ""
+        self._fixed_headers = f"Host: {origin.netloc}\r\n"
+        if absolute and proxy is not None and proxy.authorization:
+            self._fixed_headers += f"Proxy-Authorization: {proxy.authorization}\r\n"
+
+    async def request(
+        self, method: str, target: str, headers: dict[str, str], body: bytes | None = None,
+    ) -> Answer:
+        """``method target`` (an origin-form path and query) with ``headers``; its answer.
+
+        At most ``read_timeout`` seconds for the answer (TimeoutError). A
+        connection whose request failed or was cancelled is closed, never reused.
+        """
+        head = self._head(method, target, headers, body)
+        data = head + body if body else head
+        for attempt in (1, 2):
+            connection, reused = await self._checkout()
+            ok = False
+            try:
+                async with asyncio.timeout(self._read_timeout):
+                    answer = await connection.exchange(data)
+                ok = True
+                return answer
+            except RemoteClosed as exc:
+                if not (reused and attempt == 1 and not exc.received and method in _IDEMPOTENT):
+                    raise
+            finally:
+                self._checkin(connection, keep=ok and connection.reusable)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close every idle connection now, and every busy one when its answer is in."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    # -- connections --------------------------------------------------------
+
+    def _head(self, method: str, target: str, headers: dict[str, str], body: bytes | None) -> bytes:
+        lines = [f"{method} {self._target_prefix}{target} HTTP/1.1\r\n", self._fixed_headers]
+        lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body or b'')}\r\n")
+        lines.append("\r\n")
+        text = "".join(lines)
+        # Every line break is one this method put there: a value holding one
+        # would smuggle a header or a second request.
+        breaks = len(lines) + self._fixed_headers.count("\n") - 1
+        if text.count("\n") != breaks or text.count("\r") != breaks:
+            raise ValueError("a header or the target holds a line break")
+        return text.encode("latin-1")
+
+    async def _checkout(self) -> tuple[_Connection, bool]:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # Connections of another (finished) loop cannot be used on this one.
+            self._idle.clear()
+            self._open = 0
+            self._waiters.clear()
+            self._loop = loop
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed and connection.transport is not None \
+                    and not connection.transport.is_closing():
+                return connection, True
+            self._open -= 1
+        while self._open >= self._max:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # it was our turn: pass it on
+                raise
+            if self._idle:
+                return self._idle.pop(), True
+        self._open += 1
+        try:
+            return await self._connect(loop), False
+        except BaseException:
+            self._open -= 1
+            self._wake()
+            raise
+
+    def _checkin(self, connection: _Connection, *, keep: bool) -> None:
+        if keep and not self._closed:
+            self._idle.append(connection)
+        else:
+            if connection.reusable:
+                connection.close()  # the pool is closed: a clean goodbye
+            else:
+                connection._drop()  # mid-answer, failed or cancelled: never reused
+            self._open -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        max_answer = self._max_answer
+        async with asyncio.timeout(self._connect_timeout):
+            if self._proxy is None:
+                _t, connection = await loop.create_connection(
+                    lambda: _Connection(max_answer), self.origin.host, self.origin.port,
+                    ssl=self._ssl, server_hostname=self._server_hostname if self._ssl else None,
+                )
+                return connection
+            proxy = self._proxy.origin
+            _t, connection = await loop.create_connection(
+                lambda: _Connection(max_answer), proxy.host, proxy.port,
+            )
+            if self._ssl is None:
+                return connection
+            try:
+                await self._open_tunnel(loop, connection)
+            except BaseException:
+                connection._drop()
+                raise
+            return connection
+
+    async def _open_tunnel(self, loop: asyncio.AbstractEventLoop, connection: _Connection) -> None:
+        """CONNECT through the proxy, then TLS with the origin inside the tunnel."""
+        assert self._proxy is not None and self._ssl is not None
+        if ":" in self.origin.host:
+            target = f"[{self.origin.host}]:{self.origin.port}"
+        else:
+            target = f"{self.origin.host}:{self.origin.port}"
+        head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+        if self._proxy.authorization:
+            head += f"Proxy-Authorization: {self._proxy.authorization}\r\n"
+        said = await connection.tunnel((head + "\r\n").encode("latin-1"))
+        status = said.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+        parts = status.split()
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].startswith("2"):
+            raise ProxyRefused(" ".join(parts[1:3])[:40] or "no status")
+        assert connection.transport is not None
+        tls = await loop.start_tls(
+            connection.transport, connection, self._ssl, server_hostname=self._server_hostname,
+        )
+        assert isinstance(tls, asyncio.Transport)
+        connection.transport = tls
