@@ -133,6 +133,7 @@ class _Connection(asyncio.Protocol):
         self._received = False
         self._headers_done = False
         self._complete = False
+        self._keep_alive = False
         self._tunnel: bytearray | None = None  # collecting a CONNECT answer
 
     # -- asyncio.Protocol ---------------------------------------------------
@@ -193,6 +194,8 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        # llhttp answers should_keep_alive() only until the message is done.
+        self._keep_alive = bool(self._parser.should_keep_alive())
         self._complete = True
         self._complete_answer()
 
@@ -228,7 +231,7 @@ class _Connection(asyncio.Protocol):
         """The last answer was read whole and the server keeps the connection open."""
         return (
             self._complete and not self.closed and self.transport is not None
-            and not self.transport.is_closing() and bool(self._parser.should_keep_alive())
+            and not self.transport.is_closing() and self._keep_alive
         )
 
     def close(self) -> None:
@@ -252,6 +255,7 @@ class _Connection(asyncio.Protocol):
         self._received = False
         self._headers_done = False
         self._complete = False
+        self._keep_alive = False
 
     def _until_close(self) -> bool:
         return ("content-length" not in self._headers
