@@ -152,3 +152,55 @@ def test_clients_send_boto3_s_user_agent() -> None:
     ]
     assert agents[0] == agents[1]
     assert agents[0].startswith(f"Boto3/{boto3.__version__} ")
+
+
+def _sent_user_agents(client: Any, calls: int) -> list[str]:
+    """The User-Agent headers ``client`` puts on ``calls`` GetParameters (never sent)."""
+    seen: list[str] = []
+
+    def capture(request: Any, **_: Any) -> Any:
+        seen.append(request.headers["User-Agent"].decode())
+        # An answer of our own: nothing leaves the process.
+        import botocore.awsrequest
+
+        return botocore.awsrequest.AWSResponse(
+            request.url, 200, {}, _Raw(b'{"Parameters": [], "InvalidParameters": []}')
+        )
+
+    client.meta.events.register("before-send", capture)
+    for _ in range(calls):
+        client.get_parameters(Names=["/a"])
+    return seen
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+
+def test_a_kept_user_agent_is_what_botocore_builds_per_request() -> None:
+    from provider.backends.aws.endpoints import _KeptUserAgent, keep_user_agent
+
+    config = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    clients = [
+        lean_session().create_client(
+            "ssm", region_name="us-east-1", config=config,
+            aws_access_key_id="x", aws_secret_access_key="x",
+        )
+        for _ in range(2)
+    ]
+    keep_user_agent(clients[1])
+    assert isinstance(clients[1]._user_agent_creator, _KeptUserAgent)
+    plain, kept = (_sent_user_agents(c, 3) for c in clients)
+    assert len(set(plain)) == 1 and plain[0].startswith("Boto3/")
+    assert " m/" in plain[0]  # the per-request feature marks are part of it
+    # The same marks, whatever order botocore's set put them in.
+    def marks(agent: str) -> tuple[str, set[str]]:
+        rest = [p for p in agent.split() if not p.startswith("m/")]
+        found = {m for p in agent.split() if p.startswith("m/") for m in p[2:].split(",")}
+        return " ".join(rest), found
+
+    assert [marks(a) for a in kept] == [marks(plain[0])] * 3

@@ -25,7 +25,7 @@ from provider import listing
 from provider.backends.aws import AwsSettings, errors, pages
 from provider.backends.aws.config import AwsPlan, parse_plan
 from provider.backends.aws.credentials import AwsClient, AwsIdentity, Credentials, Logins
-from provider.backends.aws.endpoints import lean_session
+from provider.backends.aws.endpoints import keep_user_agent, lean_session
 from provider.backends.aws.objects import AwsObject, ObjectType, Selector, check_arn_region
 from provider.backends.aws.render import (
     Fetched,
@@ -117,21 +117,24 @@ class AwsBackend(Backend[AwsPlan]):
         client = cast(Callable[..., AwsClient], self._session.create_client)
         with self._session_lock:
             if creds is None:
-                return client(
+                made = client(
                     service,
                     region_name=region,
                     endpoint_url=self._settings.endpoint_url or None,
                     config=self._sts_config,
                 )
-            return client(
-                service,
-                region_name=region,
-                endpoint_url=self._settings.endpoint_url or None,
-                aws_access_key_id=creds.access_key,
-                aws_secret_access_key=creds.secret_key,
-                aws_session_token=creds.session_token,
-                config=self._config,
-            )
+            else:
+                made = client(
+                    service,
+                    region_name=region,
+                    endpoint_url=self._settings.endpoint_url or None,
+                    aws_access_key_id=creds.access_key,
+                    aws_secret_access_key=creds.secret_key,
+                    aws_session_token=creds.session_token,
+                    config=self._config,
+                )
+        keep_user_agent(made)
+        return made
 
     async def _sdk(self, m: _Mount, service: str, region: str) -> AwsClient:
         """The identity's client for ``service`` in ``region``, built off the event loop."""
