@@ -31,6 +31,7 @@ NOT_AT_IDLE = (
     "hvac",
     "requests",
     "urllib3",
+    "httptools",  # provider.backends.http1: first Vault mount
     "azure.core",
     "azure.identity",
     "msal",
