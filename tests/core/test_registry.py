@@ -44,7 +44,7 @@ def _without_sdk(monkeypatch: pytest.MonkeyPatch, sdk: str, backend: str) -> Non
 
 
 @pytest.mark.parametrize(
-    ("name", "sdk"), [("aws", "boto3"), ("vault", "urllib3"), ("azure", "azure.identity")]
+    ("name", "sdk"), [("aws", "boto3"), ("vault", "httptools"), ("azure", "azure.identity")]
 )
 def test_a_backend_without_its_extra_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, name: str, sdk: str
