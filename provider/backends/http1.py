@@ -284,7 +284,8 @@ class _Connection(asyncio.Protocol):
 
 # Methods sent again on a fresh connection when a kept one turns out closed
 # before any answer came (the server closed it while idle): they change nothing.
-_IDEMPOTENT = frozenset({"GET", "HEAD", "LIST", "OPTIONS"})
+# (No HEAD: the parser, not told the method, would wait for a body.)
+_IDEMPOTENT = frozenset({"GET", "LIST", "OPTIONS"})
 
 
 class Pool:
