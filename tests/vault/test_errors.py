@@ -172,6 +172,12 @@ INVALID = [
     ("bad-path-escape", {"objects": "- {objectName: ../a, secretPath: x}"}, ["'../a'"]),
     ("absolute-object-name", {"objects": "- {objectName: /etc/a, secretPath: x}"},
      ["'/etc/a'"]),
+    # Sent as the X-Vault-Namespace header: a line break would add headers of its own.
+    ("namespace-line-break", {"vaultNamespace": "team1\r\nX-Vault-Token: stolen"},
+     ["'vaultNamespace'", "printable ASCII"]),
+    ("object-namespace-non-ascii",
+     {"objects": "- {objectName: a, secretPath: x, vaultNamespace: \"\u00e9quipe\"}"},
+     ["object 'a'", "'vaultNamespace'"]),
 ]
 
 

@@ -274,7 +274,7 @@ def _object(
         problems.add(f"{where}: parameter 'metadataFile' does not go with 'select'")
     namespace: str | None = None
     if "vaultNamespace" in o:
-        namespace = as_text(o.get("vaultNamespace")).strip().strip("/")
+        namespace = _namespace(as_text(o.get("vaultNamespace")), where, problems)
     if len(problems) > before:
         return None
     canonical = _canonical(
@@ -334,6 +334,16 @@ def _objects(
     return objects
 
 
+def _namespace(value: str, where: str, problems: Problems) -> str:
+    """A Vault namespace as it goes in the X-Vault-Namespace header: printable ASCII only."""
+    namespace = value.strip().strip("/")
+    if not all(" " <= c <= "~" for c in namespace):
+        prefix = f"{where}: " if where else ""
+        problems.add(f"{prefix}parameter 'vaultNamespace' may hold printable ASCII characters "
+                     "only (it is sent as an HTTP header)")
+    return namespace
+
+
 def parse_plan(
     params: Mapping[str, str],
     *,
@@ -354,7 +364,7 @@ def parse_plan(
     if not role:
         problems.add("parameter 'roleName' is required (the Vault role to log in with)")
     address = _address(params.get("vaultAddress", "").strip() or settings.address, problems)
-    namespace = params.get("vaultNamespace", "").strip().strip("/") or settings.namespace
+    namespace = _namespace(params.get("vaultNamespace", ""), "", problems) or settings.namespace
     auth_mount = _auth_mount(params, settings.auth_mount, problems)
     audience = params.get("audience", "").strip() or DEFAULT_AUDIENCE
     tls = _tls(params, settings.tls, problems)
