@@ -1,0 +1,115 @@
+"""Key Vault and Azure AD on the event loop (provider.backends.azure.transport over http1): what
+the connections do, seen from a proxy in front of each stand-in that counts them.
+
+Why: the reads are no longer threads cut by the call watchdog but tasks cancelled at the mount
+deadline; a cancelled read must close its connection (a half-read one reused would hand the
+next mount the stalled answer), and the pools are shared by every identity and by the token
+requests, so a mount of another pod opens no new connection.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.azure.conftest import SP_SECRET, Seeded, objects, wi_attrs
+from tests.support.azure_standin import SP_CLIENT, TENANT
+from tests.support.faultproxy import Fault, FaultProxy
+from tests.support.running import RunningProvider, files_of, pod_attributes, settings_for
+
+pytestmark = pytest.mark.azure
+
+FOUR = ("plain", "b64", "hexed", "json")
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].rstrip("/"))
+
+
+@pytest.fixture
+def proxied(
+    seeded: Seeded, tmp_path: Path
+) -> Iterator[Callable[..., tuple[RunningProvider, FaultProxy, FaultProxy]]]:
+    """A provider reaching Azure AD and Key Vault through TLS-terminating proxies (their
+    certificate names 127.0.0.1, verified with the stand-in's CA)."""
+    world = seeded.world
+    made: list[FaultProxy] = []
+    running: list[RunningProvider] = []
+
+    def make(**server: object) -> tuple[RunningProvider, FaultProxy, FaultProxy]:
+        upstream = ssl.create_default_context(cafile=str(world.pki.ca_file))
+        tokens, vault = (
+            FaultProxy(_port(url), server_ssl=world.pki.server_context(), upstream_ssl=upstream)
+            for url in (world.tokens.url, world.vault.url)
+        )
+        made.extend((tokens, vault))
+        settings = world.settings(authority_host=tokens.url(), keyvault_endpoint=vault.url() + "/")
+        provider = RunningProvider(settings_for(tmp_path, {"azure": settings}, **server))
+        running.append(provider.__enter__())
+        return provider, tokens, vault
+
+    yield make
+    for provider in running:
+        provider.stop()
+    for proxy in made:
+        proxy.close()
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 3.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_read_cut_at_the_deadline_closes_its_connection_and_the_next_mount_reads(
+    proxied: Callable[..., tuple[RunningProvider, FaultProxy, FaultProxy]],
+) -> None:
+    provider, _tokens, vault = proxied(mount_timeout=1.5)
+    attrs = wi_attrs("objectName: plain\nobjectType: secret")
+    assert files_of(provider.mount(attrs))["plain"][1] == b"three"  # token and challenge kept
+    assert vault.connections == 1  # the 401 and the GET on one kept-alive connection
+    vault.set(Fault.stalled(times=1))
+    started = time.monotonic()
+    error = provider.mount_error(attrs)
+    assert time.monotonic() - started < 1.5 + 1.0
+    assert error.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+    assert vault.count("stalled") == 1
+    # The provider closed the stalled connection (the proxy saw its end): nothing waits on it.
+    assert _eventually(lambda: vault.open_connections == 0), vault.open_connections
+    # The next mount is served at once, on one new connection: the cut one was not reused.
+    assert files_of(provider.mount(attrs))["plain"][1] == b"three"
+    assert vault.connections == 2
+    assert vault.count("forwarded") == 3
+
+
+def test_token_requests_and_reads_of_every_identity_share_the_kept_connections(
+    proxied: Callable[..., tuple[RunningProvider, FaultProxy, FaultProxy]],
+) -> None:
+    """One pool per host for every identity and for Azure AD's token requests: a second pod
+    (another identity, its own token request) opens no connection; each request carries its
+    own token."""
+    provider, tokens, vault = proxied()
+    items = [f"objectName: {n}\nobjectType: secret" for n in FOUR]
+    assert len(files_of(provider.mount(wi_attrs(*items, service_account="reuse")))) == 4
+    assert (tokens.connections, tokens.count("forwarded")) == (1, 1)
+    opened = vault.connections
+    assert 1 <= opened <= len(FOUR)  # the first read alone, then the rest in parallel
+    sp = pod_attributes(
+        {"keyvaultName": "polyvault", "tenantID": TENANT, "objects": objects(*items)},
+        service_account="sp-pools",
+    )
+    files = files_of(provider.mount(sp, secrets={"clientid": SP_CLIENT, "clientsecret": SP_SECRET}))
+    assert len(files) == 4
+    # Another identity: its own token request, on the connection the first one kept.
+    assert (tokens.connections, tokens.count("forwarded")) == (1, 2)
+    assert vault.connections == opened
+    # The vault's challenge is kept for every identity: one 401 in all, then 4 GETs a mount.
+    assert vault.count("forwarded") == 1 + 2 * len(FOUR)
