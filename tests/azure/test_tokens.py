@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from tests.support.azure_standin import SP_CLIENT, TENANT, WI_CLIENT, AzureWorld
 pytestmark = pytest.mark.azure
 
 SCOPE = "https://vault.azure.net/.default"
-Run = Callable[[Awaitable[Any]], Any]
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
 CP1 = {"access_token": {"xms_cc": {"values": ["CP1"]}}}
 
 

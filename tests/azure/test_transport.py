@@ -9,6 +9,8 @@ requests, so a mount of another pod opens no new connection.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +19,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from provider.backends.azure.transport import ssl_context
+from provider.backends.http1 import Origin, Pool
 from tests.azure.conftest import SP_SECRET, Seeded, objects, wi_attrs
 from tests.support.azure_standin import SP_CLIENT, TENANT
 from tests.support.faultproxy import Fault, FaultProxy
@@ -113,3 +117,25 @@ def test_token_requests_and_reads_of_every_identity_share_the_kept_connections(
     assert vault.connections == opened
     # The vault's challenge is kept for every identity: one 401 in all, then 4 GETs a mount.
     assert vault.count("forwarded") == 1 + 2 * len(FOUR)
+
+
+def test_a_closed_pool_closes_its_idle_tls_connections_at_once(seeded: Seeded) -> None:
+    """At shutdown the loop stops right after the backends close: a TLS close that waited for
+    the server's close_notify left the socket open (a ResourceWarning, an fd kept). Closing
+    an idle connection aborts it: the socket is closed on the loop's next turn."""
+    world = seeded.world
+    pool = Pool(Origin.of(world.vault.url), ssl_context=ssl_context(str(world.pki.ca_file)))
+
+    async def read() -> tuple[int, socket.socket]:
+        answer = await pool.request("GET", "/secrets/plain/?api-version=7.6", {})
+        return answer.status, pool._idle[0].transport.get_extra_info("socket")  # type: ignore[union-attr]
+
+    async def close() -> None:
+        pool.close()
+        await asyncio.sleep(0)
+
+    with asyncio.Runner() as runner:
+        status, sock = runner.run(read())
+        assert status == 401 and sock.fileno() >= 0  # the challenge: a whole answer, kept
+        runner.run(close())
+        assert sock.fileno() == -1
