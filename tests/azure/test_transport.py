@@ -14,6 +14,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -22,7 +23,7 @@ import pytest
 from provider.backends.azure.transport import ssl_context
 from provider.backends.http1 import Origin, Pool
 from tests.azure.conftest import SP_SECRET, Seeded, objects, wi_attrs
-from tests.support.azure_standin import SP_CLIENT, TENANT
+from tests.support.azure_standin import MI_CLIENT, SP_CLIENT, TENANT
 from tests.support.faultproxy import Fault, FaultProxy
 from tests.support.running import RunningProvider, files_of, pod_attributes, settings_for
 
@@ -139,3 +140,32 @@ def test_a_closed_pool_closes_its_idle_tls_connections_at_once(seeded: Seeded) -
         assert status == 401 and sock.fileno() >= 0  # the challenge: a whole answer, kept
         runner.run(close())
         assert sock.fileno() == -1
+
+
+def test_a_slow_managed_identity_token_never_holds_the_event_loop(
+    proxied: Callable[..., tuple[RunningProvider, FaultProxy, FaultProxy]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """azure-identity's token request blocks: it runs on a thread, so while IMDS takes a
+    second to answer, the loop every mount shares goes on turning."""
+    provider, tokens, _vault = proxied()
+    # azure-identity's own variable for the IMDS host; the node's would be 169.254.169.254.
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", tokens.url())
+    tokens.set(Fault.delay(1.0, match=lambda r: r.target.startswith("/metadata/identity")))
+    attrs = pod_attributes(
+        {"keyvaultName": "polyvault", "useVMManagedIdentity": "true",
+         "userAssignedIdentityID": MI_CLIENT,
+         "objects": objects("objectName: plain\nobjectType: secret")},
+        service_account="mi-slow",
+    )
+    turns: list[float] = []
+    with ThreadPoolExecutor(1) as pool:
+        mounted = pool.submit(provider.mount, attrs)
+        while not mounted.done():
+            started = time.monotonic()
+            provider.run(asyncio.sleep(0))
+            turns.append(time.monotonic() - started)
+            time.sleep(0.05)
+        assert files_of(mounted.result())["plain"][1] == b"three"
+    assert tokens.count(match=lambda r: r.target.startswith("/metadata/identity")) == 1
+    assert len(turns) >= 10 and max(turns) < 0.5, turns
