@@ -6,12 +6,15 @@ One process, the Key Vault stand-in on loopback TLS, the same secret read by:
 * ``sdk-default``: SecretClient with the SDK's 13-policy pipeline (the provider before);
 * ``sdk-lean``: SecretClient with only the user-agent and challenge policies;
 * ``provider``: the provider's read (provider.backends.azure.clients.VaultClient and
-  answers.read: the shared urllib3 pool, the challenge's cached scope, the token kept by
-  tokens.EntraTokens, the JSON read by us);
-* ``urllib3`` and ``http.client``: a bearer GET and ``json.loads``, nothing else.
+  answers.read, awaited on an event loop in this thread: the shared http1 pool, the
+  challenge's cached scope, the token kept by tokens.EntraTokens, the JSON read by us);
+* ``urllib3`` and ``http.client``: a bearer GET and ``json.loads``, nothing else (urllib3
+  was the provider's transport before http1).
 
 The figure is the calling thread's CPU time (``time.thread_time``) per GET, so the
-stand-in's threads are not counted. Prints medians of ``--rounds`` interleaved rounds.
+stand-in's threads are not counted; the provider's reads run one after the other, as the
+others do (a mount's parallel reads add the core's per-call work: bench/cost.py). Prints
+medians of ``--rounds`` interleaved rounds.
 
     python bench/azure_get.py [--gets 500] [--rounds 5]
 """
@@ -19,6 +22,7 @@ stand-in's threads are not counted. Prints medians of ``--rounds`` interleaved r
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import ssl
@@ -97,8 +101,20 @@ def main(argv: list[str] | None = None) -> int:
         pool = urllib3.HTTPSConnectionPool(split.hostname, split.port, ssl_context=tls)
         conn = http.client.HTTPSConnection(str(split.hostname), split.port, context=tls)
 
-        def via_provider(name: str) -> None:
-            assert answers.read(ours, objects[name], "").data
+        runner = asyncio.Runner()
+
+        async def provider_reads(count: int) -> None:
+            for i in range(count):
+                assert (await answers.read(ours, objects[names[i % len(names)]], "")).data
+
+        def via_provider(count: int) -> None:
+            runner.run(provider_reads(count))
+
+        def each(get: Callable[[str], object]) -> Callable[[int], None]:
+            def run(count: int) -> None:
+                for i in range(count):
+                    get(names[i % len(names)])
+            return run
 
         def via_urllib3(name: str) -> None:
             answer = pool.request("GET", f"/secrets/{name}/?api-version=7.6", headers=headers)
@@ -108,27 +124,27 @@ def main(argv: list[str] | None = None) -> int:
             conn.request("GET", f"/secrets/{name}/?api-version=7.6", headers=headers)
             assert json.loads(conn.getresponse().read())["value"]
 
-        ways: dict[str, Callable[[str], object]] = {
-            "sdk-default": default.get_secret,
-            "sdk-lean": lean.get_secret,
+        ways: dict[str, Callable[[int], None]] = {
+            "sdk-default": each(default.get_secret),
+            "sdk-lean": each(lean.get_secret),
             "provider": via_provider,
-            "urllib3": via_urllib3,
-            "http.client": via_http_client,
+            "urllib3": each(via_urllib3),
+            "http.client": each(via_http_client),
         }
         figures: dict[str, list[float]] = {way: [] for way in ways}
-        for get in ways.values():  # warm: token, challenge, connections
-            for name in names:
-                get(name)
+        for run in ways.values():  # warm: token, challenge, connections
+            run(len(names))
         for _ in range(args.rounds):
-            for way, get in ways.items():
+            for way, run in ways.items():
                 started = time.thread_time()
-                for i in range(args.gets):
-                    get(names[i % len(names)])
+                run(args.gets)
                 figures[way].append((time.thread_time() - started) / args.gets * 1000)
         print(f"CPU ms per Key Vault GET (calling thread), median of {args.rounds} rounds")
         for way, values in figures.items():
             print(f"  {way:12} {statistics.median(values):6.3f}")
         backend.close()
+        runner.run(asyncio.sleep(0))  # the pools' connections close on their loop
+        runner.close()
     return 0
 
 

@@ -14,7 +14,7 @@ package ``__init__`` is cheap (no SDK) and exposes the hooks of
 * ``create(settings, services) -> Backend``: imports the SDK and builds it.
 
 So a backend's SDK (botocore ~18 MiB with its first clients; Azure and Vault
-speak HTTP over urllib3 and load far less) is imported only when the first
+speak HTTP themselves on the event loop and load far less) is imported only when the first
 mount that needs it arrives.
 """
 

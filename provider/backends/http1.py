@@ -237,10 +237,16 @@ class _Connection(asyncio.Protocol):
         )
 
     def close(self) -> None:
+        """Close an idle connection (nothing is left to write or to read on it).
+
+        Aborted rather than closed: a TLS transport's close() waits for the
+        server's close_notify, a round trip that a loop stopping right after
+        (the provider's shutdown) never runs, leaving the socket open.
+        """
         self.closed = True
         if self.transport is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed already
-                self.transport.close()
+                self.transport.abort()
 
     def _drop(self) -> None:
         self.closed = True

@@ -1,6 +1,6 @@
 """A backend's 2xx answer body as the JSON object its API promises, or ``UnusableAnswer``.
 
-The Vault and Key Vault transports speak HTTP themselves (urllib3); both get
+The Vault and Key Vault transports speak HTTP themselves (http1); both get
 bodies that must be JSON objects, and a body that is not (a proxy's HTML page,
 an answer cut short) is a transient fault to retry, never an empty file. One
 check and one exception class, so both backends' ``errors.translate`` map the

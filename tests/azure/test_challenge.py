@@ -3,6 +3,7 @@ parsed as the Key Vault SDK's HttpChallenge parses the same headers."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -92,14 +93,15 @@ def test_no_token_goes_to_a_vault_over_plain_http() -> None:
     asked: list[str] = []
 
     class Tokens:
-        def token(self, scope: str, tenant: str | None, claims: str | None = None) -> str:
+        async def token(self, scope: str, tenant: str | None, claims: str | None = None) -> str:
             asked.append(scope)
             return "t"
 
     client = VaultClient(ObjectType.SECRET, "http://kv.example", Tokens(), pools=pools,
                          challenges=Challenges(), verify_challenge_resource=False)
     with pytest.raises(Exception) as caught:
-        client._token("http://kv.example/secrets/x", Challenge("https://v.net/.default", None))
+        asyncio.run(client._token("http://kv.example/secrets/x",
+                                  Challenge("https://v.net/.default", None)))
     assert asked == []
     err = translate(caught.value, subject="object 'x'", operation="GetSecret")
     assert isinstance(err, InvalidRequest) and err.code == ErrorCode.ProviderMisconfigured

@@ -1,8 +1,11 @@
-"""Every azure-core and azure-identity exception maps to a specific provider error."""
+"""Every azure-core and azure-identity exception, and every way the provider's own HTTP exchange
+fails (provider.backends.http1 and the standard library), maps to a specific provider error."""
 
 from __future__ import annotations
 
 import inspect
+import socket
+import ssl
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -11,9 +14,13 @@ import azure.core.exceptions as ax
 import azure.identity as ai
 import pytest
 
+from provider.backends import http1
 from provider.backends.azure.errors import translate
+from provider.backends.jsonanswer import UnusableAnswer
+from provider.codes import ErrorCode
 from provider.errors import (
     InvalidParameters,
+    InvalidRequest,
     NotFound,
     PermissionDenied,
     ProviderError,
@@ -49,6 +56,59 @@ CLASSES = _exception_classes(ax) + _exception_classes(ai)
 def test_every_sdk_exception_is_mapped(cls: type[BaseException]) -> None:
     err = translate(_instance(cls), subject="object 'x'", operation="GetSecret")
     assert_mapped(err, cls, "object 'x'")
+
+
+def _bare(cls: type[BaseException]) -> BaseException:
+    """An instance of ``cls`` without its constructor (each takes other arguments)."""
+    exc = cls.__new__(cls)
+    exc.args = ("boom",)
+    return exc
+
+
+HTTP1 = [c for _, c in inspect.getmembers(http1, inspect.isclass)
+         if issubclass(c, Exception) and c.__module__ == http1.__name__]
+EXCHANGE = [
+    *[_bare(c) for c in HTTP1], UnusableAnswer("is not JSON"), ssl.SSLError("EOF"),
+    ssl.SSLEOFError("EOF occurred in violation of protocol"),
+    ssl.SSLCertVerificationError("certificate verify failed"), ConnectionResetError(),
+    ConnectionRefusedError(), TimeoutError(), OSError("no route"),
+    socket.gaierror(-2, "Name or service not known"), ValueError("a line break"),
+    UnicodeEncodeError("latin-1", "\u20ac", 0, 1, "ordinal not in range"),
+]
+
+
+@pytest.mark.parametrize("exc", EXCHANGE, ids=lambda e: type(e).__name__)
+def test_every_failure_of_the_exchange_is_mapped(exc: BaseException) -> None:
+    err = translate(exc, subject="object 'x'", operation="GetSecret")
+    assert_mapped(err, type(exc), "object 'x'")
+
+
+def test_walk_found_http1s_classes() -> None:
+    assert {"RemoteClosed", "BadAnswer", "AnswerTooLarge", "ProxyRefused",
+            "TooManyRedirects"} <= {c.__name__ for c in HTTP1}
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "code"),
+    [
+        (http1.RemoteClosed(received=True), Unavailable, ErrorCode.BackendUnavailable),
+        (http1.BadAnswer("not HTTP"), Unavailable, ErrorCode.BackendUnavailable),
+        (http1.ProxyRefused("407"), Unavailable, ErrorCode.BackendUnavailable),
+        (http1.AnswerTooLarge(16), InvalidRequest, ErrorCode.BackendRejected),
+        (ssl.SSLCertVerificationError("certificate verify failed"), Unavailable,
+         ErrorCode.BackendUnavailable),
+        (socket.gaierror(-2, "Name or service not known"), Unavailable,
+         ErrorCode.BackendUnavailable),
+        (ValueError("a header or the target holds a line break"), InvalidParameters,
+         ErrorCode.InvalidParameters),
+    ],
+    ids=["cut", "not-http", "proxy-refused", "too-large", "tls-verify", "no-such-host",
+         "bad-header"],
+)
+def test_exchange_failures(exc: BaseException, kind: type[ProviderError], code: str) -> None:
+    err = translate(exc, subject="object 'x'", operation="GetSecret")
+    assert type(err) is kind and err.code == code, err
+    assert str(err).startswith(f"{code}: object 'x': GetSecret")
 
 
 def test_walk_found_the_classes_that_matter() -> None:

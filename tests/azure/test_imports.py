@@ -1,6 +1,6 @@
-"""Workload identity and service principal mounts load neither azure-identity, msal, requests
-nor azure-core: their tokens and reads go over urllib3 (issue 16: ~20 MiB of RSS); a mount of
-plain secrets does not load cryptography either (~8 MiB).
+"""Workload identity and service principal mounts load neither azure-identity, msal, requests,
+azure-core nor urllib3: their tokens and reads go over provider.backends.http1 on the event loop
+(issue 16: ~20 MiB of RSS); a mount of plain secrets does not load cryptography either (~8 MiB).
 
 The provider runs in its own interpreter (as tests/ops/test_idle_imports.py runs
 ``serve``), mounts from the session's Key Vault and Azure AD stand-ins as both
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.azure
 REPO = Path(__file__).resolve().parents[2]
 # What only the VM managed identity (azure-identity's credential), or certificates and keys
 # (cryptography), may still load.
-NOT_LOADED = ("azure", "msal", "requests", "charset_normalizer", "cryptography")
+NOT_LOADED = ("azure", "msal", "requests", "charset_normalizer", "cryptography", "urllib3")
 # Namespace packages without code: provider.backends.installed's find_spec of the
 # extra's modules creates them.
 NAMESPACES = {"azure", "azure.keyvault"}
@@ -85,7 +85,7 @@ def test_workload_identity_and_service_principal_mounts_load_no_azure_sdk(
         f"POST /{world.tokens.tenant}/oauth2/v2.0/token"
     ] * 2
     modules = set(report["modules"])
-    assert {"urllib3", "provider.backends.azure.tokens"} <= modules
+    assert {"httptools", "provider.backends.http1", "provider.backends.azure.tokens"} <= modules
     loaded = sorted(
         m for m in modules - NAMESPACES for lazy in NOT_LOADED
         if m == lazy or m.startswith(lazy + ".")

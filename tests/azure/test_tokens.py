@@ -3,8 +3,9 @@ what each request carries, how long a token is kept, and what each answer become
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from tests.support.azure_standin import SP_CLIENT, TENANT, WI_CLIENT, AzureWorld
 pytestmark = pytest.mark.azure
 
 SCOPE = "https://vault.azure.net/.default"
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
 CP1 = {"access_token": {"xms_cc": {"values": ["CP1"]}}}
 
 
@@ -38,12 +40,28 @@ def pools(world: AzureWorld) -> Iterator[Pools]:
     made.close()
 
 
+@pytest.fixture
+def run(pools: Pools) -> Iterator[Run]:
+    """One event loop for the whole test (the pools' connections belong to it), closed after
+    the pools' connections are."""
+    with asyncio.Runner() as runner:
+        yield runner.run
+
+        async def close() -> None:
+            pools.close()
+            await asyncio.sleep(0.05)  # the connections' goodbyes, on this loop
+
+        runner.run(close())
+
+
 def wi(pools: Pools, world: AzureWorld, assertion: str = POD_TOKEN) -> EntraTokens:
     return EntraTokens(pools, world.tokens.url, TENANT, WI_CLIENT, assertion=lambda: assertion)
 
 
-def test_workload_identity_asks_with_the_pods_token(pools: Pools, world: AzureWorld) -> None:
-    token = wi(pools, world).token(SCOPE, None)
+def test_workload_identity_asks_with_the_pods_token(
+    pools: Pools, world: AzureWorld, run: Run
+) -> None:
+    token = run(wi(pools, world).token(SCOPE, None))
     assert world.tokens.client_of(token) == WI_CLIENT
     assert world.tokens.requests[-1] == f"POST /{TENANT}/oauth2/v2.0/token"
     form = world.tokens.forms[-1]
@@ -57,26 +75,27 @@ def test_workload_identity_asks_with_the_pods_token(pools: Pools, world: AzureWo
     }
 
 
-def test_service_principal_asks_with_its_secret(pools: Pools, world: AzureWorld) -> None:
+def test_service_principal_asks_with_its_secret(pools: Pools, world: AzureWorld, run: Run) -> None:
     tokens = EntraTokens(pools, world.tokens.url, TENANT, SP_CLIENT, secret=SP_SECRET)
-    assert world.tokens.client_of(tokens.token(SCOPE, TENANT)) == SP_CLIENT
+    assert world.tokens.client_of(run(tokens.token(SCOPE, TENANT))) == SP_CLIENT
     form = world.tokens.forms[-1]
     assert form["client_secret"] == SP_SECRET and "client_assertion" not in form
     assert SP_SECRET not in repr(tokens)
 
 
 def test_a_token_is_kept_until_shortly_before_it_expires(
-    pools: Pools, world: AzureWorld
+    pools: Pools, world: AzureWorld, run: Run
 ) -> None:
     tokens = wi(pools, world)
     before = len(world.tokens.forms)
-    first = tokens.token(SCOPE, None)
-    assert tokens.token(SCOPE, None) == first and tokens.token(SCOPE, TENANT) != ""
+    first = run(tokens.token(SCOPE, None))
+    assert run(tokens.token(SCOPE, None)) == first
+    assert run(tokens.token(SCOPE, TENANT)) != ""
     assert len(world.tokens.forms) - before == 2  # (scope, None) and (scope, TENANT)
     world.tokens.expires_in = 200  # inside the five-minute margin: asked for every time
     short = wi(pools, world)
     before = len(world.tokens.forms)
-    assert short.token(SCOPE, None) != short.token(SCOPE, None)
+    assert run(short.token(SCOPE, None)) != run(short.token(SCOPE, None))
     assert len(world.tokens.forms) - before == 2
     assert first not in repr(tokens)
 
@@ -91,21 +110,23 @@ def test_refresh_time_as_msal_sets_it() -> None:
 
 
 def test_a_claims_challenge_gets_a_new_token_with_the_claims(
-    pools: Pools, world: AzureWorld
+    pools: Pools, world: AzureWorld, run: Run
 ) -> None:
     tokens = wi(pools, world)
-    first = tokens.token(SCOPE, None)
+    first = run(tokens.token(SCOPE, None))
     claims = '{"access_token":{"nbf":{"essential":true,"value":"1726000000"}}}'
-    assert tokens.token(SCOPE, None, claims) != first
+    assert run(tokens.token(SCOPE, None, claims)) != first
     sent = json.loads(world.tokens.forms[-1]["claims"])
     assert sent == {"access_token": {"nbf": {"essential": True, "value": "1726000000"},
                                      "xms_cc": {"values": ["CP1"]}}}
 
 
-def test_another_tenant_is_refused_without_a_request(pools: Pools, world: AzureWorld) -> None:
+def test_another_tenant_is_refused_without_a_request(
+    pools: Pools, world: AzureWorld, run: Run
+) -> None:
     before = len(world.tokens.forms)
     with pytest.raises(Exception) as caught:
-        wi(pools, world).token(SCOPE, "another-tenant")
+        run(wi(pools, world).token(SCOPE, "another-tenant"))
     assert len(world.tokens.forms) == before
     err = translate(caught.value, subject="object 'x'", operation="GetSecret")
     assert isinstance(err, PermissionDenied) and err.code == ErrorCode.AuthFailed
@@ -119,12 +140,17 @@ def test_a_tenant_that_cannot_be_one_is_a_parameter_problem(
         EntraTokens(pools, world.tokens.url, "../common", WI_CLIENT, assertion=lambda: "t")
 
 
-def _fails_with(pools: Pools, world: AzureWorld, status: int, body: Any,
-                headers: dict[str, str] | None = None) -> Any:
-    world.tokens.fail_next(status, body, headers)
-    with pytest.raises(Exception) as caught:
-        wi(pools, world).token(SCOPE, None)
-    return translate(caught.value, subject="object 'x'", operation="GetSecret")
+@pytest.fixture
+def fails_with(pools: Pools, world: AzureWorld, run: Run) -> Callable[..., Any]:
+    """Azure AD answers ``status``/``body`` once: what the token request's failure becomes."""
+
+    def fail(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+        world.tokens.fail_next(status, body, headers)
+        with pytest.raises(Exception) as caught:
+            run(wi(pools, world).token(SCOPE, None))
+        return translate(caught.value, subject="object 'x'", operation="GetSecret")
+
+    return fail
 
 
 @pytest.mark.parametrize(
@@ -141,9 +167,9 @@ def _fails_with(pools: Pools, world: AzureWorld, status: int, body: Any,
          "502-html"],
 )
 def test_neither_a_token_nor_an_error_is_transient_and_never_quoted(
-    pools: Pools, world: AzureWorld, status: int, body: Any
+    fails_with: Callable[..., Any], status: int, body: Any
 ) -> None:
-    err = _fails_with(pools, world, status, body)
+    err = fails_with(status, body)
     assert isinstance(err, Unavailable) and err.code == ErrorCode.BackendUnavailable, err
     assert "neither a token nor an error" in str(err) and "tok-9f8e7d" not in str(err)
 
@@ -158,11 +184,11 @@ def test_neither_a_token_nor_an_error_is_transient_and_never_quoted(
     ],
 )
 def test_azure_ad_refusals_are_denials_quoting_the_aadsts_code(
-    pools: Pools, world: AzureWorld, status: int, error: str, number: int
+    fails_with: Callable[..., Any], status: int, error: str, number: int
 ) -> None:
     body = {"error": error, "error_description": f"AADSTS{number}: refused.\r\nTrace ID: 1",
             "error_codes": [number]}
-    err = _fails_with(pools, world, status, body)
+    err = fails_with(status, body)
     assert isinstance(err, PermissionDenied) and err.code == ErrorCode.AuthFailed
     assert f"AADSTS{number}" in str(err) and error in str(err) and "Trace ID" not in str(err)
 
@@ -171,9 +197,9 @@ def test_azure_ad_refusals_are_denials_quoting_the_aadsts_code(
     ("status", "code"), [(429, ErrorCode.Throttled), (503, ErrorCode.BackendUnavailable)]
 )
 def test_throttled_or_failing_azure_ad_is_transient_with_its_retry_after(
-    pools: Pools, world: AzureWorld, status: int, code: str
+    fails_with: Callable[..., Any], status: int, code: str
 ) -> None:
     body = {"error": "temporarily_unavailable", "error_description": "AADSTS50196: slow down."}
-    err = _fails_with(pools, world, status, body, {"Retry-After": "7"})
+    err = fails_with(status, body, {"Retry-After": "7"})
     assert isinstance(err, Unavailable) and err.code == code and err.retry_after == 7.0
     assert "AADSTS50196" in str(err)

@@ -44,15 +44,21 @@ def _without_sdk(monkeypatch: pytest.MonkeyPatch, sdk: str, backend: str) -> Non
 
 
 @pytest.mark.parametrize(
-    ("name", "sdk"), [("aws", "boto3"), ("vault", "httptools"), ("azure", "azure.identity")]
+    ("name", "sdk", "out"),
+    [
+        ("aws", "boto3", {"aws"}),
+        # Vault and Azure both speak HTTP through provider.backends.http1.
+        ("vault", "httptools", {"vault", "azure"}),
+        ("azure", "azure.identity", {"azure"}),
+    ],
 )
 def test_a_backend_without_its_extra_says_how_to_install_it(
-    monkeypatch: pytest.MonkeyPatch, name: str, sdk: str
+    monkeypatch: pytest.MonkeyPatch, name: str, sdk: str, out: set[str]
 ) -> None:
     _without_sdk(monkeypatch, sdk, name)
     registry = BackendRegistry({}, BackendServices())
     assert name not in registry.available()
-    assert set(registry.available()) == set(BACKEND_NAMES) - {name}
+    assert set(registry.available()) == set(BACKEND_NAMES) - out
     with pytest.raises(InvalidRequest) as info:
         asyncio.run(registry.get(name))
     assert info.value.code == "BackendNotInstalled"

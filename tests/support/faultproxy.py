@@ -254,6 +254,13 @@ class FaultProxy:
         with self._lock:
             return self._counts.get("forwarded", 0)
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections open right now (a stalled one stays open until its client
+        closes it)."""
+        with self._lock:
+            return len(self._tasks)
+
     def count(
         self, action: str | None = None, match: Match | None = None, *,
         faulted: bool | None = None,

@@ -1,6 +1,6 @@
 """Azure Key Vault backend: flags and settings (cheap); the SDK is imported by ``create``.
 
-The Azure backend's imports (urllib3, cryptography; azure-identity for a VM
+The Azure backend's imports (httptools, cryptography; azure-identity for a VM
 managed identity only) cost memory, so nothing here imports them: a node that
 only mounts AWS or Vault objects never pays for Azure.
 
@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from provider.backends.base import BackendServices
 
 # What `pip install 'polysecret[azure]'` brings (provider.backends.installed).
-# Each is imported only when a mount needs it (cryptography: certificates and
-# keys; azure-identity: a VM managed identity), so ``create`` checks they are
-# all there. urllib3 (Key Vault, Azure AD) comes with the extra and with
-# azure-identity; it is not listed, being also the Vault backend's.
-SDK = ("azure.identity", "cryptography")
+# Each is imported only when a mount needs it (httptools: Key Vault and Azure
+# AD's answers, parsed on the event loop by provider.backends.http1;
+# cryptography: certificates and keys; azure-identity: a VM managed identity),
+# so ``create`` checks they are all there.
+SDK = ("httptools", "azure.identity", "cryptography")
 # The dialect's marks, for the message when no backend claims a class.
 DIALECT = "keyvaultName"
 

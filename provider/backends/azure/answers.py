@@ -1,6 +1,6 @@
 """Key Vault's JSON answers -> what a mount uses: rendered bytes, version ids, names, metadata.
 
-Each function runs on the pool through ``FetchContext.call`` (one blocking
+Each function runs on the event loop through ``FetchContext.call_async`` (one
 read and its checks), so an answer without what the REST API promises (no
 ``value``, no ``id``, a key without ``kty``, a list item without attributes)
 is Unavailable and retried like any transient fault: never an empty file or
@@ -18,7 +18,8 @@ from __future__ import annotations
 import base64
 import binascii
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import UTC, datetime
 
 from provider.backends.azure.clients import ForeignLink, Json, VaultClient
@@ -36,9 +37,9 @@ _JWK_FIELDS = ("kty", "n", "e", "crv", "x", "y")
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def read(client: VaultClient, obj: AzureObject, version: str) -> Rendered:
+async def read(client: VaultClient, obj: AzureObject, version: str) -> Rendered:
     """One GET of ``obj`` (``version``, or its current one) and its rendering."""
-    bundle = client.get(obj.name, version)
+    bundle = await client.get(obj.name, version)
     if obj.type is ObjectType.SECRET:
         value = bundle.get("value")
         if not isinstance(value, str):
@@ -75,17 +76,18 @@ def read(client: VaultClient, obj: AzureObject, version: str) -> Rendered:
     return Rendered(render_cert(obj, der), version, _metadata(obj, bundle))
 
 
-def history(client: VaultClient, obj: AzureObject) -> list[str]:
+async def history(client: VaultClient, obj: AzureObject) -> list[str]:
     """Versions to mount, newest first: enabled only, by creation time, up to N.
 
     With objectVersion, the history starts at that version (it and older ones).
     """
     enabled: list[tuple[datetime, str]] = []
-    for item in _pages(obj, client.versions(obj.name)):
-        attributes = _attributes(obj, item)
-        version = _version_or_none(item.get("id") or item.get("kid"))
-        if attributes.get("enabled") and version:
-            enabled.append((_time(attributes.get("created")) or _EPOCH, version))
+    async with aclosing(_pages(obj, client.versions(obj.name))) as items:
+        async for item in items:
+            attributes = _attributes(obj, item)
+            version = _version_or_none(item.get("id") or item.get("kid"))
+            if attributes.get("enabled") and version:
+                enabled.append((_time(attributes.get("created")) or _EPOCH, version))
     enabled.sort(key=lambda pair: pair[0], reverse=True)
     ids = [version for _, version in enabled]
     if obj.version:
@@ -95,7 +97,9 @@ def history(client: VaultClient, obj: AzureObject) -> list[str]:
     return ids[: obj.history]
 
 
-def list_secrets(client: VaultClient, obj: AzureObject, select: Select) -> tuple[str, ...]:
+async def list_secrets(
+    client: VaultClient, obj: AzureObject, select: Select
+) -> tuple[str, ...]:
     """Names of the enabled secrets ``select`` matches (GET {vault}/secrets, every page).
 
     Key Vault filters nothing server-side: prefix and tags are matched here,
@@ -103,25 +107,28 @@ def list_secrets(client: VaultClient, obj: AzureObject, select: Select) -> tuple
     that many already fail the mount, so the rest need not be paged through.
     """
     found: list[str] = []
-    for item in _pages(obj, client.items()):
-        attributes = _attributes(obj, item)
-        name = _name(item.get("id"))
-        if not name or not isinstance(attributes.get("enabled"), bool):
-            raise _unusable(obj, "a list item without a name or attributes")
-        tags = _tags(obj, item)
-        if not (attributes["enabled"] and name.startswith(select.path)) or any(
-            tags.get(key) != value for key, value in select.tags
-        ):
-            continue
-        found.append(name)
-        if len(found) > select.max:
-            break
+    async with aclosing(_pages(obj, client.items())) as items:
+        async for item in items:
+            attributes = _attributes(obj, item)
+            name = _name(item.get("id"))
+            if not name or not isinstance(attributes.get("enabled"), bool):
+                raise _unusable(obj, "a list item without a name or attributes")
+            tags = _tags(obj, item)
+            if not (attributes["enabled"] and name.startswith(select.path)) or any(
+                tags.get(key) != value for key, value in select.tags
+            ):
+                continue
+            found.append(name)
+            if len(found) > select.max:
+                break
     return tuple(sorted(found))
 
 
-def _pages(obj: AzureObject, items: Iterator[Json]) -> Iterator[Json]:
+async def _pages(obj: AzureObject, items: AsyncGenerator[Json, None]) -> AsyncGenerator[Json, None]:
     try:
-        yield from items
+        async with aclosing(items):  # closed at once when the listing stops early
+            async for item in items:
+                yield item
     except ForeignLink as exc:
         raise _unusable(obj, f"a nextLink to another host ({str(exc)[:80]!r})") from None
 

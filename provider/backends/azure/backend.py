@@ -2,23 +2,29 @@
 
 Objects are read in parallel, one GET each (``objectVersionHistory`` adds one
 list call and one GET per version, ``select`` one listing and one GET per
-match), over urllib3 (``clients``, ``transport``) with JSON answers read and
-checked in ``answers``. Clients and credentials are reused per identity and
-vault (see ``credentials``); all of them share one pool per host, so a vault's
-TLS connections are reused across identities (the bearer token travels per
-request, never with the connection). ``FetchContext.call`` retries transient
-faults inside the mount deadline, honours Key Vault's Retry-After, and
-translates failures once (``errors.translate``).
+match), on the event loop (``clients``, ``transport``: no thread per read)
+with JSON answers read and checked in ``answers``. Clients and credentials are
+reused per identity and vault (see ``credentials``); all of them share one
+pool per host, so a vault's TLS connections are reused across identities (the
+bearer token travels per request, never with the connection).
+``FetchContext.call_async`` bounds a mount's parallel reads, cancels a read
+still running at the mount deadline (its connection is closed), retries
+transient faults inside the deadline, honours Key Vault's Retry-After, and
+translates failures once (``errors.translate``). Only a VM managed identity's
+token requests (azure-identity, blocking) run on threads (``_blocking``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from provider import listing
+from provider import calltime, listing
 from provider.backends.azure import AzureSettings, answers, errors
 from provider.backends.azure.challenge import Challenges
 from provider.backends.azure.clients import VaultClient
@@ -34,6 +40,7 @@ from provider.backends.azure.credentials import (
 )
 from provider.backends.azure.objects import AzureObject, ObjectType
 from provider.backends.azure.render import Fetched, Rendered, render
+from provider.backends.azure.tokens import Held
 from provider.backends.azure.transport import Pools
 from provider.backends.base import (
     Backend,
@@ -55,6 +62,8 @@ _OPERATIONS = {
     ObjectType.CERT: ("GetCertificate", "ListCertificateVersions"),
 }
 
+# Threads for a VM managed identity's token requests (one at a time per identity).
+MAX_TOKEN_THREADS = 4
 # What one object of the class was read as: itself, or each secret its selection matched.
 Parts = list[tuple[AzureObject, Fetched]]
 
@@ -71,8 +80,8 @@ class AzureBackend(Backend[AzurePlan]):
         self._settings = settings
         self._max_objects = services.max_objects
         self._services = services
-        # Key Vault reads and Azure AD's token requests: one urllib3 pool per
-        # host, and each vault's challenge (scope and tenant), shared by every identity.
+        # Key Vault reads and Azure AD's token requests: one pool per host (on
+        # the event loop), and each vault's challenge (scope and tenant), shared by every identity.
         self._pools = Pools(
             ca_file=settings.ca_file, connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout, max_connections=settings.max_connections,
@@ -82,6 +91,7 @@ class AzureBackend(Backend[AzurePlan]):
         self._transport: RequestsTransport | None = None
         self._session: Any = None
         self._transport_lock = threading.Lock()
+        self._token_threads: ThreadPoolExecutor | None = None  # made on first use
         self.identities = IdentityCache()
         # Single flight of a new credential's first read per identity (nothing is
         # kept here: the credential keeps its token).
@@ -115,7 +125,24 @@ class AzureBackend(Backend[AzurePlan]):
 
     def _sign_in(self, plan: AzurePlan) -> SignIn:
         authority = (self._settings.authority_host or plan.cloud.authority_host).rstrip("/")
-        return SignIn(authority, self._pools, self._services.hmac_key, self._sdk_transport)
+        return SignIn(authority, self._pools, self._services.hmac_key, self._sdk_transport,
+                      self._blocking)
+
+    async def _blocking(self, fn: Callable[[], Held]) -> Held:
+        """``fn()`` (a VM managed identity's token request) on a thread, off the event loop.
+
+        Its sockets are shut after the connect and read timeouts
+        (``provider.calltime``): a stalled IMDS never keeps a thread, even when
+        the mount that asked has given up at its deadline.
+        """
+        if self._token_threads is None:
+            self._token_threads = ThreadPoolExecutor(
+                MAX_TOKEN_THREADS, thread_name_prefix="azure-token"
+            )
+        bound = time.monotonic() + self._settings.connect_timeout + self._settings.read_timeout
+        return await asyncio.get_running_loop().run_in_executor(
+            self._token_threads, calltime.run_until, bound, fn
+        )
 
     def _sdk_transport(self) -> RequestsTransport:
         """azure-core's transport for azure-identity (the VM managed identity), made once.
@@ -200,6 +227,8 @@ class AzureBackend(Backend[AzurePlan]):
     def close(self) -> None:
         self.identities.clear()
         self._pools.close()
+        if self._token_threads is not None:
+            self._token_threads.shutdown(wait=False, cancel_futures=True)
         if self._session is not None:
             self._session.close()
 
@@ -242,7 +271,7 @@ class _Reader:
         async def get(version: str) -> Rendered:
             return await ctx.cached_object(
                 identity, (obj, version),
-                lambda: ctx.call(
+                lambda: ctx.call_async(
                     answers.read, client, obj, version, operation=get_op, subject=subject
                 ),
                 refresh=refresh, size=lambda r: len(r[0]), fresh=fresh,
@@ -252,7 +281,9 @@ class _Reader:
             return [(obj, Fetched((await get(obj.version),)))]
         chosen = await ctx.cached_object(
             identity, (obj, "versions"),
-            lambda: ctx.call(answers.history, client, obj, operation=list_op, subject=subject),
+            lambda: ctx.call_async(
+                answers.history, client, obj, operation=list_op, subject=subject
+            ),
             refresh=refresh, size=lambda vs: sum(len(v) for v in vs), fresh=fresh,
         )
         if not chosen:
@@ -271,7 +302,7 @@ class _Reader:
         ctx = self._ctx
         names = await ctx.cached_object(
             identity, (obj, "list"),
-            lambda: ctx.call(
+            lambda: ctx.call_async(
                 answers.list_secrets, client, obj, select, operation="ListSecrets",
                 subject=subject,
             ),

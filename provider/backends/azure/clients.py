@@ -1,11 +1,12 @@
-"""Key Vault reads over the shared urllib3 pools, with the SDKs' challenge handshake.
+"""Key Vault reads over the shared pools, on the event loop, with the SDKs' challenge handshake.
 
 A Key Vault SDK client runs each GET through azure-core's pipeline (13
-policies, a generated operation, models): 1.3 ms of CPU per GET here, and
-still 0.7 ms with only the two policies that matter, against 0.25 for the HTTP
-exchange itself (bench/azure_get.py). A mount's reads are three GETs and two
-listings of a stable REST API, so they are sent here directly
-(``transport.Pools``), with what the SDK's pipeline did that matters:
+policies, a generated operation, models): 1.3-1.8 ms of CPU per GET here, and
+still 0.7-1.5 with only the two policies that matter, against 0.13 for a read
+here with its JSON and rendering, over ``provider.backends.http1`` on the loop
+(0.25 over urllib3 before; bench/azure_get.py). A mount's reads are three GETs and two listings
+of a stable REST API, so they are sent here directly (``transport.Pools``,
+every step awaited: no thread), with what the SDK's pipeline did that matters:
 
 * the bearer challenge (``challenge``): the first request to a vault goes
   without a token, the 401 names the scope and tenant, and the request is sent
@@ -16,7 +17,7 @@ listings of a stable REST API, so they are sent here directly
   AZURE_HTTP_USER_AGENT appended as azure-core appends it;
 * the API version the SDKs default to (``--azure-api-version`` overrides it).
 
-Left out, as before: retries (``FetchContext.call`` retries inside the mount
+Left out, as before: retries (``FetchContext.call_async`` retries inside the mount
 deadline and honours Retry-After), redirects (a 3xx is an error, never a token
 sent elsewhere), request ids, logging and tracing. Answers are JSON objects
 checked by ``answers``; a status other than 200 raises ``errors.AzureStatus``.
@@ -29,7 +30,7 @@ import importlib.metadata
 import os
 import platform
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 from provider.backends.azure import challenge
@@ -54,7 +55,8 @@ Json = dict[str, Any]
 class TokenSource(Protocol):
     """An identity's access tokens (``credentials``): cached, asked per request."""
 
-    def token(self, scope: str, tenant: str | None, claims: str | None = None) -> str: ...
+    async def token(self, scope: str, tenant: str | None, claims: str | None = None) -> str:
+        ...
 
 
 @functools.cache
@@ -98,52 +100,56 @@ class VaultClient:
         self._origin = challenge.origin(self._base)
         self._headers = {"Accept": "application/json", "User-Agent": user_agent(package)}
 
-    def get(self, name: str, version: str = "") -> Json:
+    async def get(self, name: str, version: str = "") -> Json:
         """The bundle of ``name`` (its current version unless ``version``): one GET."""
         quoted = urllib.parse.quote(name, safe="")
-        return self._json(self._url(f"/{self._collection}/{quoted}/{urllib.parse.quote(version)}"))
+        path = f"/{self._collection}/{quoted}/{urllib.parse.quote(version)}"
+        return await self._json(self._url(path))
 
-    def versions(self, name: str) -> Iterator[Json]:
+    def versions(self, name: str) -> AsyncGenerator[Json, None]:
         """Every version's item of ``name`` (ids and attributes, no values), page by page."""
         quoted = urllib.parse.quote(name, safe="")
         return self._items(self._url(f"/{self._collection}/{quoted}/versions"))
 
-    def items(self) -> Iterator[Json]:
+    def items(self) -> AsyncGenerator[Json, None]:
         """Every object's item of this kind in the vault (current versions, no values)."""
         return self._items(self._url(f"/{self._collection}"))
 
     def _url(self, path: str) -> str:
         return f"{self._base}{path}?api-version={self._api_version}"
 
-    def _items(self, url: str | None) -> Iterator[Json]:
+    async def _items(self, url: str | None) -> AsyncGenerator[Json, None]:
         while url:
-            page = self._json(url)
-            yield from page["value"]
+            page = await self._json(url)
+            for item in page["value"]:
+                yield item
             url = page.get("nextLink")
             if url and challenge.origin(url) != self._origin:
                 # The bearer token must not follow a link to another host.
                 raise ForeignLink(url)
 
-    def _json(self, url: str) -> Json:
-        answer = self._send(url)
+    async def _json(self, url: str) -> Json:
+        answer = await self._send(url)
         if answer.status != 200:
             raise AzureStatus.of("Key Vault", answer)
-        return json_object(answer.data)
+        return json_object(answer.body)
 
     # -- the challenge handshake ----------------------------------------------
 
-    def _send(self, url: str) -> Answer:
+    async def _send(self, url: str) -> Answer:
         known = self._challenges.get(self._origin)
         if known is None:
             # No token yet for this vault: ask without one; the 401 says which.
-            answer = self._get(url, None)
-            return self._on_challenge(url, answer, known) if answer.status == 401 else answer
-        answer = self._get(url, self._token(url, known))
-        return self._on_challenge(url, answer, known) if answer.status == 401 else answer
+            answer = await self._get(url, None)
+        else:
+            answer = await self._get(url, await self._token(url, known))
+        if answer.status == 401:
+            return await self._on_challenge(url, answer, known)
+        return answer
 
-    def _on_challenge(self, url: str, answer: Answer, previous: Challenge | None) -> Answer:
+    async def _on_challenge(self, url: str, answer: Answer, previous: Challenge | None) -> Answer:
         """One answer to a 401: a token for what it asks, the request again; then it stands."""
-        found = challenge.parse(answer.headers.get("WWW-Authenticate"))
+        found = challenge.parse(answer.headers.get("www-authenticate"))
         if found is None:
             self._challenges.forget(self._origin)
             return answer  # no usable challenge: the 401 is the answer (AuthFailed)
@@ -151,12 +157,12 @@ class VaultClient:
             # A claims challenge (CAE) names no resource: the vault's scope stands.
             found = Challenge(previous.scope, previous.tenant, found.claims)
         self._challenges.remember(self._origin, Challenge(found.scope, found.tenant))
-        answer = self._get(url, self._token(url, found))
+        answer = await self._get(url, await self._token(url, found))
         if answer.status == 401:
             self._challenges.forget(self._origin)
         return answer
 
-    def _token(self, url: str, asked: Challenge) -> str:
+    async def _token(self, url: str, asked: Challenge) -> str:
         if not url.lower().startswith("https://"):
             raise InsecureVault(url)
         if self._verify:
@@ -169,10 +175,10 @@ class VaultClient:
         tenant = asked.tenant
         if tenant and tenant.lower().endswith("adfs"):
             tenant = None
-        return self._tokens.token(asked.scope, tenant, asked.claims)
+        return await self._tokens.token(asked.scope, tenant, asked.claims)
 
-    def _get(self, url: str, token: str | None) -> Answer:
+    async def _get(self, url: str, token: str | None) -> Answer:
         headers = self._headers
         if token is not None:
             headers = {**headers, "Authorization": f"Bearer {token}"}
-        return self._pools.send("GET", url, headers)
+        return await self._pools.send("GET", url, headers)

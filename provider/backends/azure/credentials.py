@@ -7,7 +7,9 @@ Three ways to be the pod (parameters.md, "Azure dialect"):
 * service principal: the client secret from nodePublishSecretRef (likewise);
 * VM managed identity: azure-identity's ``ManagedIdentityCredential`` (system
   or user-assigned; IMDS and its variants are its job), imported only when a
-  class uses it, with its tokens kept by ``SdkTokens``.
+  class uses it, with its tokens kept by ``SdkTokens``. Its token requests
+  block (requests under azure-core), so they run on a thread
+  (``SignIn.blocking``), never on the event loop the mounts share.
 
 The Azure provider builds a fresh credential and Key Vault client per object
 per mount: a token request, a TLS handshake and a 401 challenge every time.
@@ -21,7 +23,7 @@ across identities.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
     from provider.backends.azure.clients import TokenSource
 
 C = TypeVar("C")
+T = TypeVar("T")
+# Runs a blocking call off the event loop (on a thread) and awaits its result.
+Blocking = Callable[[Callable[[], T]], Awaitable[T]]
 # Identity cache key: the pod's identity first, then what the credential is for.
 IdentityKey = tuple[str, ...]
 
@@ -93,21 +98,29 @@ class SdkTokens(Tokens):
     """An azure-identity credential's tokens, kept as ``Tokens`` keeps them.
 
     ``enable_cae`` and the challenge's tenant and claims are passed as the Key
-    Vault SDK's challenge policy passed them.
+    Vault SDK's challenge policy passed them. The credential's request blocks:
+    ``blocking`` runs it on a thread.
     """
 
-    def __init__(self, credential: TokenCredential) -> None:
+    def __init__(self, credential: TokenCredential, blocking: Blocking[Held]) -> None:
         super().__init__()
         self.credential = credential
+        self._blocking = blocking
 
-    def _fetch(self, scope: str, tenant: str | None, claims: str | None) -> Held:
+    async def _fetch(self, scope: str, tenant: str | None, claims: str | None) -> Held:
         options: dict[str, Any] = {"enable_cae": True}
         if tenant:
             options["tenant_id"] = tenant
         if claims:
             options["claims"] = claims
-        got = self.credential.get_token_info(scope, options=options)  # type: ignore[attr-defined]
-        return Held(str(got.token), float(got.expires_on), got.refresh_on)
+
+        def fetch() -> Held:
+            got = self.credential.get_token_info(  # type: ignore[attr-defined]
+                scope, options=options
+            )
+            return Held(str(got.token), float(got.expires_on), got.refresh_on)
+
+        return await self._blocking(fetch)
 
 
 class IdentityEntry:
@@ -168,14 +181,15 @@ class IdentityCache:
 class SignIn:
     """How token sources are built: the authority, the pools, the digest key, the SDK's transport.
 
-    ``sdk_transport`` is called only for a VM managed identity (azure-identity's
-    credential needs azure-core's transport; nothing else does).
+    ``sdk_transport`` and ``blocking`` serve only a VM managed identity
+    (azure-identity's credential needs azure-core's transport, and blocks).
     """
 
     authority: str
     pools: Pools
     hmac_key: bytes
     sdk_transport: Callable[[], RequestsTransport]
+    blocking: Blocking[Held]
 
     def identity(
         self, plan: AzurePlan, request: MountRequest, cache: IdentityCache
@@ -223,7 +237,7 @@ class SignIn:
             # retry_total=0: our retry loop is the one that knows the mount deadline.
             client_id=client_id or None, transport=self.sdk_transport(), retry_total=0
         )
-        return IdentityEntry(SdkTokens(credential), None)
+        return IdentityEntry(SdkTokens(credential, self.blocking), None)
 
 
 def describe(plan: AzurePlan, request: MountRequest) -> str:

@@ -1,9 +1,12 @@
 """Key Vault's and Azure AD's answers, and failed exchanges -> the provider's error tree.
 
-The provider reads Key Vault and asks Azure AD for tokens over urllib3
-(``transport``), so most failures arrive as the exceptions defined here
-(an error status, an answer that is not JSON, a challenge for another
-domain) or as urllib3's. The VM managed identity still goes through
+The provider reads Key Vault and asks Azure AD for tokens itself, on the event
+loop (``transport``, ``provider.backends.http1``), so most failures arrive as
+the exceptions defined here (an error status, an answer that is not JSON, a
+challenge for another domain), as http1's or as the standard library's
+(connections, timeouts, TLS, names that do not resolve): ``TRANSPORT_RULES``
+says what each of those means, and a test walks http1's classes. The VM
+managed identity still goes through
 azure-identity: its exceptions (and any other azure-core or msal one) are
 mapped by ``sdkerrors``, imported only when such an exception arrives, so a
 workload-identity node never loads the SDK.
@@ -16,11 +19,13 @@ the boundary redacts tokens and nodePublishSecretRef values once more.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
+from collections.abc import Callable
 from typing import Any
 
-import urllib3.exceptions
-
 from provider.backends.azure.challenge import ChallengeMismatch
+from provider.backends.http1 import AnswerTooLarge, BadAnswer, TooManyRedirects
 from provider.backends.jsonanswer import UnusableAnswer
 from provider.codes import ErrorCode
 from provider.errors import (
@@ -53,10 +58,11 @@ class AzureStatus(Exception):
 
     @classmethod
     def of(cls, service: str, answer: Any) -> AzureStatus:
-        """From an answer (``transport.Answer``): its status, error body and Retry-After."""
+        """From an answer (``http1.Answer``, header names lower-cased): its status, error
+        body and Retry-After."""
         code = said = ""
         try:
-            body = json.loads(answer.data)
+            body = json.loads(answer.body)
         except (ValueError, RecursionError):
             body = None
         if isinstance(body, dict):
@@ -67,7 +73,7 @@ class AzureStatus(Exception):
                 code, said = error, str(body.get("error_description") or "")
         first = said.splitlines()[0] if said.strip() else ""
         return cls(service, answer.status, code, first,
-                   parse_retry_after(answer.headers.get("Retry-After")))
+                   parse_retry_after(answer.headers.get("retry-after")))
 
 
 class NoToken(Exception):
@@ -93,6 +99,47 @@ PERMISSIONS = {
     "ListSecrets": "the 'secrets/list' access policy permission (Azure RBAC data action "
     "Microsoft.KeyVault/vaults/secrets/readMetadata/action)",
 }
+
+
+# -- the exchange: http1's and the standard library's exceptions ---------------
+
+
+def _unreadable(exc: BaseException, where: str) -> ProviderError:
+    # Something other than Azure answered (a proxy's page), or the body was cut.
+    return Unavailable(f"{where}: Azure's answer could not be read ({type(exc).__name__})")
+
+
+def _too_large(exc: BaseException, where: str) -> ProviderError:
+    # Far beyond any Key Vault object (25 KiB) or token answer: not read.
+    limit = getattr(exc, "limit", None)
+    size = f"{limit} bytes" if isinstance(limit, int) else "the provider reads"
+    return InvalidRequest(f"{where}: Azure's answer is longer than {size}; it was not read",
+                          code=ErrorCode.BackendRejected)
+
+
+def _unreachable(exc: BaseException, where: str) -> ProviderError:
+    return Unavailable(f"{where}: cannot reach Azure ({type(exc).__name__})")
+
+
+def _bad_input(exc: BaseException, where: str) -> ProviderError:
+    # A vault URL or a header value a request cannot carry (no host, a port out
+    # of range, a line break, a character outside Latin-1, an https:// proxy).
+    return InvalidParameters([f"{where}: {quote_backend_message(str(exc))}"])
+
+
+Mapper = Callable[[BaseException, str], ProviderError]
+# In order: the first row whose classes match decides (subclasses before bases).
+TRANSPORT_RULES: tuple[tuple[tuple[type[BaseException], ...], Mapper], ...] = (
+    ((AnswerTooLarge,), _too_large),
+    ((BadAnswer, UnusableAnswer), _unreadable),
+    # Refused, reset, cut mid-answer, timed out, TLS failed (as before: the
+    # certificate checks are retried like any handshake failure), a name that
+    # does not resolve, a proxy that refused the tunnel: worth another try.
+    ((ssl.SSLError, ssl.CertificateError, ConnectionError, TimeoutError, socket.gaierror,
+      TooManyRedirects), _unreachable),
+    ((ValueError,), _bad_input),
+    ((OSError,), _unreachable),
+)
 
 
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
@@ -129,18 +176,13 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
             "HTTP: check the provider flag --azure-keyvault-endpoint",
             code=ErrorCode.ProviderMisconfigured,
         )
-    if isinstance(exc, UnusableAnswer | urllib3.exceptions.DecodeError):
-        return Unavailable(f"{where}: Azure's answer could not be read ({type(exc).__name__})")
-    if isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
-        # Refused, reset, timed out, TLS failed, cut by the deadline watchdog: worth another try.
-        return Unavailable(f"{where}: cannot reach Azure ({type(exc).__name__})")
-    if _from_sdk(exc):
-        from provider.backends.azure import sdkerrors
-
-        return sdkerrors.translate(exc, subject=subject, operation=operation)
-    if isinstance(exc, ValueError):
-        # Malformed input that reached a request (a URL urllib3 cannot parse).
-        return InvalidParameters([f"{where}: {quote_backend_message(str(exc))}"])
+    if type(exc).__module__.startswith(_SDKS):
+        return _sdk_translate(exc, subject, operation)
+    for classes, mapper in TRANSPORT_RULES:
+        if isinstance(exc, classes):
+            return mapper(exc, where)
+    if _raised_in_sdk(exc):
+        return _sdk_translate(exc, subject, operation)
     if isinstance(exc, AttributeError | TypeError | KeyError | IndexError):
         # An answer without the API's shape (a page without ``value``): retried.
         return Unavailable(
@@ -149,16 +191,24 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
     return ProviderError(f"{where}: unexpected error {type(exc).__name__}")
 
 
-def _from_sdk(exc: BaseException) -> bool:
-    """Whether ``exc`` is an azure-core / azure-identity / msal exception or raised in them."""
-    if type(exc).__module__.startswith(("azure.", "msal")):
-        return True
+# The VM managed identity's libraries (azure-identity, azure-core, msal).
+_SDKS = ("azure.", "msal")
+
+
+def _sdk_translate(exc: BaseException, subject: str, operation: str) -> ProviderError:
+    from provider.backends.azure import sdkerrors
+
+    return sdkerrors.translate(exc, subject=subject, operation=operation)
+
+
+def _raised_in_sdk(exc: BaseException) -> bool:
+    """Whether ``exc`` (a builtin class) was raised inside azure-core, azure-identity or msal."""
     tb = exc.__traceback__
     if tb is None:
-        return isinstance(exc, ValueError)  # the SDKs' malformed-input errors, built bare
+        return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(("azure.", "msal"))
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_SDKS)
 
 
 def _from_status(exc: AzureStatus, subject: str, operation: str) -> ProviderError:

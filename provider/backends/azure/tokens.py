@@ -4,7 +4,9 @@
 SDK's challenge policy kept them: a token is asked for again when it is due
 for refresh (its ``refresh_in``, or half its life for long ones, as msal
 sets it) or expires within five minutes, or when a claims challenge asks for
-a new one; one request at a time per identity.
+a new one; one request at a time per identity (an ``asyncio.Lock``: the
+requests are awaited on the event loop, and a request cancelled at its mount's
+deadline lets the next mount ask).
 
 ``EntraTokens`` asks Azure AD itself for the two common ways to be a pod,
 the client-credentials grant of the Microsoft identity platform:
@@ -13,8 +15,9 @@ the client-credentials grant of the Microsoft identity platform:
   (``client_assertion_type`` jwt-bearer), the newest kubelet gave;
 * service principal: ``client_secret`` from the nodePublishSecretRef.
 
-``POST {authority}/{tenant}/oauth2/v2.0/token`` over the shared urllib3
-pools, as msal sent it for azure-identity (no OpenID discovery round trip: the
+``POST {authority}/{tenant}/oauth2/v2.0/token`` over the shared pools on the
+event loop (``transport``: the same connections as a mount's GETs when the
+authority is their host), as msal sent it for azure-identity (no OpenID discovery round trip: the
 endpoint's path is fixed by the platform), with the CAE capability ``CP1``
 azure-identity announced, so tokens and claims challenges are as before.
 msal, azure-identity, requests and azure-core are not imported for these
@@ -25,10 +28,10 @@ in a message, a log record or a ``repr``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import string
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,25 +73,28 @@ class Tokens:
 
     def __init__(self) -> None:
         self._held: dict[tuple[str, str | None], Held] = {}
-        self._lock = threading.Lock()
+        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(held={len(self._held)})"
 
-    def token(self, scope: str, tenant: str | None, claims: str | None = None) -> str:
+    async def token(self, scope: str, tenant: str | None, claims: str | None = None) -> str:
         """A bearer token for ``scope`` in ``tenant`` (None: the identity's own)."""
         key = (scope, tenant)
-        with self._lock:
-            held = self._held.get(key)
+        held = self._held.get(key)
+        if held is not None and claims is None and not held.due(time.time()):
+            return held.token  # the common case: no lock to take
+        async with self._lock:
+            held = self._held.get(key)  # another mount may have asked meanwhile
             if held is not None and claims is None and not held.due(time.time()):
                 return held.token
-            fresh = self._fetch(scope, tenant, claims)
+            fresh = await self._fetch(scope, tenant, claims)
             if len(self._held) >= MAX_TOKENS_PER_IDENTITY:
                 self._held.clear()
             self._held[key] = fresh
             return fresh.token
 
-    def _fetch(self, scope: str, tenant: str | None, claims: str | None) -> Held:
+    async def _fetch(self, scope: str, tenant: str | None, claims: str | None) -> Held:
         raise NotImplementedError
 
 
@@ -146,7 +152,7 @@ class EntraTokens(Tokens):
             return self._tenant
         raise OtherTenant(tenant)
 
-    def _fetch(self, scope: str, tenant: str | None, claims: str | None) -> Held:
+    async def _fetch(self, scope: str, tenant: str | None, claims: str | None) -> Held:
         form = {
             "client_id": self._client_id,
             "grant_type": "client_credentials",
@@ -160,11 +166,11 @@ class EntraTokens(Tokens):
             form["client_secret"] = self._secret or ""
         url = f"{self._authority}/{quote(self._resolve(tenant), safe='')}/oauth2/v2.0/token"
         now = time.time()
-        answer = self._pools.send("POST", url, self._headers, urlencode(form).encode())
+        answer = await self._pools.send("POST", url, self._headers, urlencode(form).encode())
         if answer.status != 200:
             raise AzureStatus.of(AZURE_AD, answer)
         try:
-            body = json.loads(answer.data)
+            body = json.loads(answer.body)
         except (ValueError, RecursionError):
             raise NoToken(answer.status) from None
         if not isinstance(body, dict):

@@ -1,11 +1,17 @@
-"""HTTPS to Key Vault and Azure AD: one urllib3 pool per host, shared by every identity.
+"""HTTPS to Key Vault and Azure AD: one keep-alive pool per host on the event loop, shared by
+every identity.
 
 Key Vault's reads and Azure AD's token requests are a handful of JSON
-requests, so the provider sends them over urllib3 directly: azure-core's
-pipeline and requests cost ~0.7 ms of CPU per Key Vault GET against ~0.25 for
-urllib3 itself (bench/azure_get.py), and ~10 MiB of imports (issue 16). This
-module is only transport; what an answer means is decided by the callers
-(``clients``, ``tokens``) and ``errors``.
+requests, so the provider sends them itself. First over urllib3 on the
+backend's threads (azure-core's pipeline and requests cost ~0.7 ms of CPU per
+GET, and ~10 MiB of imports); now on the event loop through the small HTTP/1.1
+client in ``provider.backends.http1``, as Vault's: a read with its JSON and
+rendering costs 0.13 ms of CPU instead of urllib3's 0.25 (headers parsed
+through the email package; bench/azure_get.py), and no thread hand-off and
+GIL turn per read: a cold 10-object mount 3.5 ms instead of 6.8, a 50-object
+one 10.8 instead of 25 (bench/README.md, issue 16). This module is
+only transport; what an answer means is decided by the callers (``clients``,
+``tokens``) and ``errors``.
 
 One keep-alive pool per origin (scheme, host, port), whatever pod it serves:
 the bearer token travels with each request, never with the pool, so sharing
@@ -16,39 +22,30 @@ the TLS connections never shares an identity. What stays as before:
   system's;
 * no redirect is followed (a 3xx is an answer, so an error): a bearer token is
   never sent where a Location points;
-* proxies from the environment (HTTPS_PROXY, NO_PROXY), read once per host;
-* no retries here: ``FetchContext.call`` retries inside the mount deadline;
-* the sockets are urllib3's, so ``provider.calltime`` cuts a stalled or
-  dripping answer at the deadline (it hooks every pool's connection check-out).
+* proxies from the environment (HTTPS_PROXY, NO_PROXY), read once per host
+  (an ``http://`` proxy: a CONNECT tunnel for https);
+* no retries here: ``FetchContext.call_async`` retries inside the mount deadline;
+* a stalled or dripping answer is cut at the mount deadline: the request is
+  cancelled and its connection closed, never reused (``http1.Pool``).
+
+Answers are ``http1.Answer``: header names lower-cased.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
-import threading
 import urllib.request
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
-import urllib3.connectionpool
-
+from provider.backends.http1 import Answer, Origin, Pool, Proxy
 from provider.cache import Cache
+
+__all__ = ["MAX_POOLS", "Answer", "Pools", "ssl_context"]
 
 # Distinct hosts kept (the vaults classes name, and the authorities); each costs
 # a pool and its idle sockets, so the least recently used beyond this are closed.
 MAX_POOLS = 64
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One HTTP answer, read whole."""
-
-    status: int
-    headers: Any  # urllib3.HTTPHeaderDict: case-insensitive
-    data: bytes
 
 
 def _ca_bundle(ca_file: str) -> str | None:
@@ -88,52 +85,45 @@ class Pools:
     ) -> None:
         self._ca_file = ca_file
         self._context: ssl.SSLContext | None = None  # built on first use (the CA files' cost)
-        self._options: dict[str, Any] = {
-            "maxsize": max_connections,
-            # A burst beyond maxsize opens more connections rather than waiting.
-            "block": False,
-            "timeout": urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            "retries": False,
-        }
-        self._pools: Cache[str, urllib3.connectionpool.HTTPConnectionPool] = Cache(
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_connections = max_connections
+        # Pools are made and used on the event loop only: no lock is needed for
+        # one pool per origin.
+        self._pools: Cache[Origin, Pool] = Cache(
             "azure.pools", max_entries=max_pools, on_evict=lambda _o, pool: pool.close()
         )
-        self._lock = threading.Lock()  # one pool per origin, even when mounts race
 
-    def _pool(self, origin: str) -> urllib3.connectionpool.HTTPConnectionPool:
+    def _pool(self, origin: Origin) -> Pool:
         pool = self._pools.peek(origin)
         if pool is not None:
             return pool
-        with self._lock:
-            return self._pools.peek(origin) or self._new_pool(origin)
-
-    def _new_pool(self, origin: str) -> urllib3.connectionpool.HTTPConnectionPool:
-        options = dict(self._options)
-        if origin.startswith("https:"):
+        context = None
+        if origin.scheme == "https":
             if self._context is None:
                 self._context = ssl_context(self._ca_file)
-            options["ssl_context"] = self._context
-        proxy = _proxy_for(origin)
-        manager: urllib3.PoolManager = (
-            urllib3.ProxyManager(proxy, num_pools=1, **options) if proxy
-            else urllib3.PoolManager(num_pools=1, **options)
-        )
-        return self._pools.put(origin, manager.connection_from_url(origin))
+            context = self._context
+        proxy = _proxy_for(f"{origin.scheme}://{origin.netloc}")
+        return self._pools.put(origin, Pool(
+            origin,
+            ssl_context=context,
+            proxy=Proxy.of(proxy) if proxy else None,  # ValueError: not an http:// proxy
+            max_connections=self._max_connections,
+            connect_timeout=self._connect_timeout,
+            read_timeout=self._read_timeout,
+        ))
 
-    def send(
+    async def send(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None = None
     ) -> Answer:
-        """``method url``, its answer read whole; urllib3's exceptions for a failed exchange."""
+        """``method url``, its answer read whole; http1's or the standard library's exceptions
+        for a failed exchange (ValueError for a URL or header a request cannot carry)."""
         split = urlsplit(url)
         target = split.path or "/"
         if split.query:
             target += "?" + split.query
-        pool = self._pool(f"{split.scheme}://{split.netloc}")
-        response = pool.urlopen(
-            method, target, body=body, headers=headers, retries=False, redirect=False,
-            preload_content=True, assert_same_host=False,
-        )
-        return Answer(response.status, response.headers, response.data)
+        return await self._pool(Origin.of(url)).request(method, target, headers, body)
 
     def close(self) -> None:
+        """Close every pool's connections (idle ones now, busy ones when their answer is in)."""
         self._pools.clear()
