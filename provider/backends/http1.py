@@ -157,7 +157,8 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError:
-            # on_body refused: the answer is too long (the waiter holds why).
+            # A callback refused: the answer is too long (the waiter holds why),
+            # or a second answer began.
             self._drop()
         except httptools.HttpParserError as exc:
             self._fail(BadAnswer(f"not an HTTP answer ({type(exc).__name__})"))
@@ -170,14 +171,20 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._headers_done and self._until_close():
-            self._complete_answer()  # an answer delimited by closing the connection
+        if self._headers_done and self._until_close() and exc is None:
+            self._complete_answer()  # delimited by a clean close (a reset cuts it short)
         elif isinstance(exc, ssl.SSLError | OSError) and not isinstance(exc, ConnectionError):
             waiter.set_exception(exc)
         else:
             waiter.set_exception(RemoteClosed(received=self._received))
 
     # -- httptools callbacks ------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._waiter is None or self._waiter.done():
+            # A second answer in the bytes of the first: nobody asked for it, and
+            # kept it would answer the next request. Stops the parser (dropped).
+            raise ValueError("an answer nobody asked for")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._name = name.decode("latin-1").lower()

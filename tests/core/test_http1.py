@@ -13,6 +13,7 @@ import asyncio
 import gc
 import socket
 import ssl
+import struct
 import threading
 import time
 import warnings
@@ -253,6 +254,50 @@ def test_an_answer_over_max_answer_is_refused_and_dropped(framing: str) -> None:
         assert run(pool, body) == b"small"
     assert dropped == [True]
     assert server.accepted == 2
+
+
+def test_an_answer_nobody_asked_for_is_not_taken_and_drops_the_connection() -> None:
+    """Two answers to one request in one segment: the second must neither change the
+    first nor stay queued on the connection (where it would answer the next request)."""
+
+    def script(conn: Conn) -> None:
+        if conn.read_request() is None:
+            return
+        if conn.index == 0:
+            conn.send(ok(b"mine") + ok(b"forged", "X-Injected: yes"))
+            conn.wait_closed(5)
+        else:
+            conn.send(ok(b"fresh"))
+            conn.read_request()
+
+    with raw_server(script) as server:
+        pool = make_pool(server)
+
+        async def body() -> list[Answer]:
+            return [await pool.request("GET", f"/{i}", {}) for i in range(2)]
+
+        first, second = run(pool, body)
+    assert (first.body, first.headers) == (b"mine", {"content-length": "4"})
+    assert second.body == b"fresh"
+    assert server.accepted == 2
+
+
+def test_a_reset_mid_body_without_length_is_not_a_complete_answer() -> None:
+    """A body delimited by the close ends at a clean close (FIN), never at a reset."""
+
+    def script(conn: Conn) -> None:
+        if conn.read_request() is not None:
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"da")
+            time.sleep(0.05)
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.sock.close()  # linger 0: a reset
+
+    with raw_server(script) as server:
+        pool = make_pool(server)
+        with pytest.raises(http1.RemoteClosed) as caught:
+            run(pool, lambda: pool.request("GET", "/", {}))
+    assert caught.value.received is True
+    assert server.accepted == 1
 
 
 def test_a_server_that_never_answers_times_out() -> None:
