@@ -182,13 +182,37 @@ def test_a_proxy_blocking_the_host_is_unavailable(tls_files: TlsFiles,
     assert isinstance(mapped, Unavailable)
 
 
-def test_no_proxy_bypasses_the_proxy(proxy: RunningProxy,
-                                     environ: Callable[..., None]) -> None:
-    environ(HTTP_PROXY=proxy.url, NO_PROXY="127.0.0.1")
+@pytest.mark.parametrize(
+    "no_proxy", ["127.0.0.1", "localhost,127.0.0.0/8", " 10.0.0.0/8 , 127.0.0.0/8"],
+    ids=["address", "network", "networks"],
+)
+def test_no_proxy_bypasses_the_proxy(proxy: RunningProxy, environ: Callable[..., None],
+                                     no_proxy: str) -> None:
+    # Networks too, as Go's and requests' clients read NO_PROXY (a cluster's
+    # NO_PROXY usually names its service network, 10.96.0.0/12).
+    environ(HTTP_PROXY=proxy.url, NO_PROXY=no_proxy)
     with raw_server(serve_forever_with(VAULT_ANSWER)) as vault:
         _requests(_transport(vault.url), ["secret/data/direct"])
     assert vault.lines() == ["GET /v1/secret/data/direct HTTP/1.1"]
     assert not proxy.wait_for(f"127.0.0.1:{vault.port}/v1/secret/data/direct", timeout=0.5)
+
+
+@pytest.mark.parametrize(
+    ("address", "no_proxy", "proxied"),
+    [
+        pytest.param("https://10.96.0.5:8200", "10.0.0.0/8", False, id="in-network"),
+        pytest.param("https://10.96.0.5:8200", "192.168.0.0/16,.svc", True, id="other-network"),
+        pytest.param("https://[fd00::5]:8200", "fd00::/8", False, id="ipv6-network"),
+        pytest.param("https://vault.example:8200", "10.0.0.0/8", True, id="name"),
+        pytest.param("https://10.96.0.5:8200", "10.0.0.0/33", True, id="not-a-network"),
+    ],
+)
+def test_no_proxy_networks(environ: Callable[..., None], address: str, no_proxy: str,
+                           proxied: bool) -> None:
+    from provider.backends.vault.transport import _proxy_for
+
+    environ(HTTPS_PROXY="http://proxy.example:3128", NO_PROXY=no_proxy)
+    assert (_proxy_for(address) is not None) is proxied
 
 
 # -- a mount through the proxy, from a real OpenBao ---------------------------------

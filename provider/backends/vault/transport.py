@@ -22,6 +22,8 @@ but never from https to http; proxies come from the environment
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import ssl
 import urllib.request
@@ -113,10 +115,25 @@ def _proxy_for(address: str) -> str | None:
     """The proxy the environment names for ``address`` (None: direct), as requests chose it."""
     proxies = urllib.request.getproxies_environment()
     host = urlsplit(address).hostname or ""
-    if not proxies or urllib.request.proxy_bypass(host):
+    if not proxies or urllib.request.proxy_bypass(host) or _in_no_proxy_network(host, proxies):
         return None
     scheme = urlsplit(address).scheme
     return proxies.get(scheme) or proxies.get("all")
+
+
+def _in_no_proxy_network(host: str, proxies: dict[str, str]) -> bool:
+    """Whether the IP ``host`` lies in a NO_PROXY network ("10.0.0.0/8"): Go's clients
+    and requests honour those; urllib matches names only."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for entry in proxies.get("no", "").split(","):
+        if "/" in entry:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry.strip(), strict=False):
+                    return True
+    return False
 
 
 # Characters kept as they are in a path, as requests' requote_uri keeps them.
