@@ -392,12 +392,8 @@ class Pool:
             self._open = 0
             self._waiters.clear()
             self._loop = loop
-        while self._idle:
-            connection = self._idle.pop()
-            if not connection.closed and connection.transport is not None \
-                    and not connection.transport.is_closing():
-                return connection, True
-            self._open -= 1
+        if (kept := self._kept()) is not None:
+            return kept, True
         while self._open >= self._max:
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
@@ -407,8 +403,8 @@ class Pool:
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # it was our turn: pass it on
                 raise
-            if self._idle:
-                return self._idle.pop(), True
+            if (kept := self._kept()) is not None:  # one the server closed is not it
+                return kept, True
         self._open += 1
         try:
             return await self._connect(loop), False
@@ -416,6 +412,16 @@ class Pool:
             self._open -= 1
             self._wake()
             raise
+
+    def _kept(self) -> _Connection | None:
+        """An idle connection still open (those the server closed meanwhile are let go)."""
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed and connection.transport is not None \
+                    and not connection.transport.is_closing():
+                return connection
+            self._open -= 1
+        return None
 
     def _checkin(self, connection: _Connection, *, keep: bool) -> None:
         if keep and not self._closed:

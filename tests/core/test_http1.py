@@ -426,6 +426,33 @@ def test_a_post_on_a_kept_connection_closed_before_any_answer_is_not_sent_again(
     assert server.lines() == ["GET /a HTTP/1.1", "POST /login HTTP/1.1"]
 
 
+def test_a_waiting_post_is_not_given_a_connection_the_server_just_closed() -> None:
+    """The turn passes to a waiting request as the server closes the connection it answered
+    on: the POST must go out on a fresh connection, not fail unsent."""
+
+    def script(conn: Conn) -> None:
+        if conn.index == 0:
+            if conn.read_request() is not None:
+                time.sleep(0.1)  # the POST is waiting for the only connection now
+                conn.send(ok(b"first"))
+            return  # and close right after answering
+        while conn.read_request() is not None:
+            conn.send(ok(b"posted"))
+
+    with raw_server(script) as server:
+        pool = make_pool(server, max_connections=1)
+
+        async def body() -> list[bytes]:
+            first = asyncio.create_task(pool.request("GET", "/a", {}))
+            await asyncio.sleep(0.02)
+            second = asyncio.create_task(pool.request("POST", "/b", {}, b"{}"))
+            return [(await first).body, (await second).body]
+
+        assert run(pool, body) == [b"first", b"posted"]
+    assert server.lines() == ["GET /a HTTP/1.1", "POST /b HTTP/1.1"]
+    assert server.accepted == 2
+
+
 def test_a_fresh_connection_closed_before_any_answer_is_not_retried() -> None:
     def script(conn: Conn) -> None:
         conn.read_request()  # and close
