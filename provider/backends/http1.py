@@ -203,6 +203,11 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if 100 <= self._parser.get_status_code() < 200:
+            # An interim answer (100 Continue, 103 Early Hints): the final one follows.
+            self._reset()
+            self._received = True
+            return
         # llhttp answers should_keep_alive() only until the message is done.
         self._keep_alive = bool(self._parser.should_keep_alive())
         self._complete = True

@@ -181,6 +181,21 @@ def test_204_without_a_body_keeps_the_connection() -> None:
     assert server.accepted == 1
 
 
+def test_interim_answers_are_skipped_for_the_final_one() -> None:
+    interim = (b"HTTP/1.1 100 Continue\r\n\r\n"
+               b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+    with raw_server(serve_forever_with(interim + ok(b"final"))) as server:
+        pool = make_pool(server)
+
+        async def body() -> list[Answer]:
+            return [await pool.request("GET", "/", {}) for _ in range(2)]
+
+        answers = run(pool, body)
+    assert [(a.status, a.body, a.headers) for a in answers] == [
+        (200, b"final", {"content-length": "5"})] * 2
+    assert server.accepted == 1
+
+
 # -- faults -------------------------------------------------------------------
 
 

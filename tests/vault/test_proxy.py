@@ -152,6 +152,8 @@ def test_proxy_credentials_from_the_url(auth_proxy: RunningProxy, tls_files: Tls
                               ["secret/data/a"])
         forwarded = _requests(_transport(plain.url), ["secret/data/a"])
     assert tunnelled == forwarded == [{"data": {"value": "through"}}]
+    # The credentials are the proxy's: said in the CONNECT, never inside the tunnel.
+    assert b"proxy-authorization" not in secure.requests[0].lower()
     assert auth_proxy.wait_for(f"CONNECT localhost:{secure.port}")
     assert auth_proxy.wait_for(f"GET 127.0.0.1:{plain.port}/v1/secret/data/a - 200")
 
