@@ -387,7 +387,11 @@ class Pool:
         breaks = len(lines) + self._fixed_headers.count("\n") - 1
         if text.count("\n") != breaks or text.count("\r") != breaks:
             raise ValueError("a header or the target holds a line break")
-        return text.encode("latin-1")
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError:
+            pass  # raised below, outside: UnicodeEncodeError keeps the whole head, tokens too
+        raise ValueError("a header or the target holds a character outside Latin-1")
 
     async def _checkout(self) -> tuple[_Connection, bool]:
         loop = asyncio.get_running_loop()

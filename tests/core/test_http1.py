@@ -675,10 +675,11 @@ def test_a_redirect_from_https_to_http_is_refused(tls_files: TlsFiles) -> None:
                        tls=server_tls(tls_files)) as secure:
         transport = _transport(secure.url.replace("127.0.0.1", "localhost"),
                                VaultTls(ca_cert=str(tls_files.ca_cert)))
-        with pytest.raises(http1.TooManyRedirects, match="https to http"):
+        with pytest.raises(http1.TooManyRedirects, match="https to http") as caught:
             _vault_run(transport, transport.request("GET", "secret/data/x", token=TOKEN))
     assert secure.lines() == ["GET /v1/secret/data/x HTTP/1.1"]
     assert plain.accepted == 0  # the token never went over plain HTTP
+    _assert_no_token(caught.value)
 
 
 def test_303_becomes_a_get_without_a_body() -> None:
@@ -764,4 +765,16 @@ def test_a_token_is_never_in_the_exception_when_refused_or_injected() -> None:
     with pytest.raises(ValueError, match="line break") as injected:
         _vault_run(transport, transport.request("GET", "secret/data/x", token=TOKEN + "\r\nX: 1"))
     _assert_no_token(injected.value)
+
+
+def test_a_token_is_never_in_the_exception_for_a_character_outside_latin1() -> None:
+    """A namespace HTTP cannot carry: the request head (token included) is not kept in
+    the exception, as UnicodeEncodeError keeps the whole text it failed on."""
+    with raw_server(serve_forever_with(ok())) as server:
+        transport = VaultTransport(VaultConnection(server.url, "\u20acquipe", VaultTls()),
+                                   VaultSettings())
+        with pytest.raises(ValueError, match="Latin-1") as caught:
+            _vault_run(transport, transport.request("GET", "secret/data/x", token=TOKEN))
+    assert server.accepted == 0
+    _assert_no_token(caught.value)
 
