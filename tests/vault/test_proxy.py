@@ -199,6 +199,24 @@ def test_no_proxy_bypasses_the_proxy(proxy: RunningProxy, environ: Callable[...,
     assert not proxy.wait_for(f"127.0.0.1:{vault.port}/v1/secret/data/direct", timeout=0.5)
 
 
+def test_a_redirect_chooses_the_proxy_for_where_it_goes(
+    proxy: RunningProxy, environ: Callable[..., None],
+) -> None:
+    """A standby reached through the proxy sends the client to an active node that
+    NO_PROXY names: that request goes direct (Go's clients choose per request)."""
+    with raw_server(serve_forever_with(VAULT_ANSWER)) as active:
+        location = f"http://localhost:{active.port}/v1/secret/data/a"
+        redirect = (f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n"
+                    "Content-Length: 0\r\n\r\n").encode()
+        with raw_server(serve_forever_with(redirect)) as standby:
+            environ(HTTP_PROXY=proxy.url, NO_PROXY="localhost")
+            assert _requests(_transport(standby.url), ["secret/data/a"]) == [
+                {"data": {"value": "through"}}]
+    assert b"\r\nVia: 1.1 proxy.py" in standby.requests[0]
+    assert active.lines() == ["GET /v1/secret/data/a HTTP/1.1"]
+    assert b"\r\nVia:" not in active.requests[0]  # direct
+
+
 @pytest.mark.parametrize(
     ("address", "no_proxy", "proxied"),
     [

@@ -156,8 +156,6 @@ class VaultTransport:
         # address does not load the system's CA store (~0.8 MiB a pool).
         given = tls.ca_cert or tls.ca_directory or tls.client_cert
         self._ssl = build_ssl_context(tls) if origin.scheme == "https" or given else None
-        proxy = _proxy_for(connection.address)
-        self._proxy = Proxy.of(proxy) if proxy else None
         self._settings = settings
         self._pool = self._new_pool(origin)
         # Pools of the origins a standby redirected to, least recently used first.
@@ -169,11 +167,13 @@ class VaultTransport:
 
     def _new_pool(self, origin: Origin) -> Pool:
         settings = self._settings
+        # Chosen per origin: NO_PROXY may name the node a standby redirects to.
+        proxy = _proxy_for(f"{origin.scheme}://{origin.netloc}")
         return Pool(
             origin,
             ssl_context=self._ssl,
             server_hostname=self.connection.tls.server_name,  # SNI and verification, if set
-            proxy=self._proxy,
+            proxy=Proxy.of(proxy) if proxy else None,
             max_connections=settings.max_connections,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
