@@ -682,6 +682,16 @@ def test_a_redirect_from_https_to_http_is_refused(tls_files: TlsFiles) -> None:
     _assert_no_token(caught.value)
 
 
+def test_a_redirect_from_http_to_https_speaks_tls(tls_files: TlsFiles) -> None:
+    with raw_server(serve_forever_with(ok(b'{"data": {"tls": true}}')),
+                    tls=server_tls(tls_files)) as secure, \
+            raw_server(serve_forever_with(_redirect(f"{secure.url}/v1/x"))) as plain:
+        transport = _transport(plain.url, VaultTls(skip_verify=True))
+        answer = _vault_run(transport, transport.request("GET", "x", token=TOKEN))
+    assert answer == {"data": {"tls": True}}
+    assert secure.lines() == ["GET /v1/x HTTP/1.1"]
+
+
 def test_303_becomes_a_get_without_a_body() -> None:
     with raw_server(serve_forever_with(ok(b'{"data": {}}'))) as active, \
             raw_server(serve_forever_with(_redirect(f"{active.url}/v1/done", 303))) as standby:

@@ -167,6 +167,8 @@ class VaultTransport:
 
     def _new_pool(self, origin: Origin) -> Pool:
         settings = self._settings
+        if origin.scheme == "https" and self._ssl is None:
+            self._ssl = build_ssl_context(self.connection.tls)  # an http standby sent us there
         # Chosen per origin: NO_PROXY may name the node a standby redirects to.
         proxy = _proxy_for(f"{origin.scheme}://{origin.netloc}")
         return Pool(
