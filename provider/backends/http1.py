@@ -37,6 +37,9 @@ from urllib.parse import unquote, urlsplit
 
 import httptools
 
+from provider.codes import ErrorCode
+from provider.errors import InvalidRequest
+
 
 class RemoteClosed(ConnectionError):
     """The server (or something in between) closed the connection before a full answer."""
@@ -108,15 +111,29 @@ class Proxy:
 
     @classmethod
     def of(cls, url: str) -> Proxy:
+        """The proxy ``url`` names (from the provider's environment: HTTPS_PROXY & co).
+
+        Not one this client can use (an https:// proxy, no host, a bad port)
+        is the provider's deployment at fault, not the class: InvalidRequest
+        (ProviderMisconfigured), and the URL, which may hold credentials, is
+        never quoted.
+        """
         parts = urlsplit(url if "://" in url else "http://" + url)
-        if parts.scheme != "http":
-            raise ValueError("only http:// proxies are supported")
+        try:
+            if parts.scheme != "http":
+                raise ValueError("not http")
+            origin = Origin.of(parts._replace(path="", query="", fragment="").geturl())
+        except ValueError:
+            raise InvalidRequest(
+                "the proxy named by the provider's environment (HTTPS_PROXY, HTTP_PROXY or "
+                "ALL_PROXY) is not usable: only an http:// proxy URL with a host is supported",
+                code=ErrorCode.ProviderMisconfigured,
+            ) from None
         authorization = ""
         if parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-        return cls(origin=Origin.of(parts._replace(path="", query="").geturl()),
-                   authorization=authorization)
+        return cls(origin=origin, authorization=authorization)
 
 
 class _Connection(asyncio.Protocol):

@@ -789,3 +789,17 @@ def test_a_token_is_never_in_the_exception_for_a_character_outside_latin1() -> N
     assert server.accepted == 0
     _assert_no_token(caught.value)
 
+
+
+@pytest.mark.parametrize("url", ["https://user:s3cret@proxy.internal:3128",
+                                 "http://user:s3cret@:3128", "http://proxy.internal:99999"])
+def test_an_unusable_proxy_is_the_deployment_at_fault_and_never_quoted(url: str) -> None:
+    from provider.backends.http1 import Proxy
+    from provider.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as caught:
+        Proxy.of(url)
+    assert caught.value.code == "ProviderMisconfigured"
+    assert "HTTPS_PROXY" in caught.value.message
+    for shown in (caught.value.message, str(caught.value), repr(caught.value)):
+        assert "s3cret" not in shown and "user" not in shown

@@ -123,7 +123,7 @@ def _unreachable(exc: BaseException, where: str) -> ProviderError:
 
 def _bad_input(exc: BaseException, where: str) -> ProviderError:
     # A vault URL or a header value a request cannot carry (no host, a port out
-    # of range, a line break, a character outside Latin-1, an https:// proxy).
+    # of range, a line break, a character outside Latin-1).
     return InvalidParameters([f"{where}: {quote_backend_message(str(exc))}"])
 
 

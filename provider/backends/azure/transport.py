@@ -107,7 +107,7 @@ class Pools:
         return self._pools.put(origin, Pool(
             origin,
             ssl_context=context,
-            proxy=Proxy.of(proxy) if proxy else None,  # ValueError: not an http:// proxy
+            proxy=Proxy.of(proxy) if proxy else None,  # InvalidRequest: not an http:// proxy
             max_connections=self._max_connections,
             connect_timeout=self._connect_timeout,
             read_timeout=self._read_timeout,
