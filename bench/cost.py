@@ -12,6 +12,9 @@ object is really read.
     python bench/cost.py [--mounts N] [--backends aws,vault,azure] [--sizes 1,10,50]
 
 Prints figures; asserts nothing (the machine is shared: compare within a run).
+The last column, "host ref", is the CPU time of a fixed pure-Python loop run
+beside each row (before and after it): the host's speed varies by +-20 %
+from minute to minute, so compare rows measured at similar references.
 """
 
 from __future__ import annotations
@@ -231,6 +234,20 @@ def cold_mount(env: Any, params: dict[str, str], work: Path, i: int) -> None:
     )
 
 
+def host_reference_ms() -> float:
+    """CPU ms of a fixed pure-Python loop, in this process: how fast the host is right now.
+
+    This machine's vCPUs run at a speed that varies by +-20 % from minute to
+    minute (other tenants); a row measured while this figure is high was
+    measured on a slow host. Compare rows with similar references.
+    """
+    start = time.process_time()
+    total = 0
+    for i in range(1_000_000):
+        total += i * i % 7
+    return (time.process_time() - start) * 1000
+
+
 def measure(backend: str, n_objects: int, mounts: int) -> dict[str, float]:
     from tests.support.running import settings_for
 
@@ -248,6 +265,7 @@ def measure(backend: str, n_objects: int, mounts: int) -> dict[str, float]:
             # start-up costs, not per-mount ones.
             for i in range(2):
                 mount(-1 - i)
+            reference = host_reference_ms()
             cpu0 = cpu_seconds(proc.pid)
             wall0 = time.perf_counter()
             half = idle
@@ -257,7 +275,9 @@ def measure(backend: str, n_objects: int, mounts: int) -> dict[str, float]:
                     half = rss_mib(proc.pid)
             wall = (time.perf_counter() - wall0) / mounts
             cpu = (cpu_seconds(proc.pid) - cpu0) / mounts
+            reference = (reference + host_reference_ms()) / 2
             return {
+                "reference_ms": reference,
                 "cpu_ms": cpu * 1000,
                 "wall_ms": wall * 1000,
                 "idle": idle,
@@ -287,11 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     print("cold mounts (every object read), new pod per mount, one service account")
     print(
         f"{'backend':8} {'objects':>7} {'CPU ms/mount':>13} {'peer CPU':>9} "
-        f"{'ours/peer':>9} {'wall ms':>8} {'RSS idle':>9} {'half / after':>14} {'growth':>7}"
+        f"{'ours/peer':>9} {'wall ms':>8} {'RSS idle':>9} {'half / after':>14} {'growth':>7} "
+        f"{'host ref':>8}"
     )
     for backend in args.backends.split(","):
         for n in sizes:
-            mounts = max(5, args.mounts // max(1, n // 10))
+            # As many mounts for every size: /proc counts CPU in 10 ms ticks, so
+            # fewer 50-object mounts would blur the figure.
+            mounts = args.mounts
             try:
                 row = measure(backend, n, mounts)
             except Exception as exc:  # one missing server must not hide the other rows
@@ -302,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{backend:8} {n:7d} {row['cpu_ms']:13.2f} {peer or float('nan'):9.1f} "
                 f"{ratio:>9} {row['wall_ms']:8.2f} {row['idle']:8.1f}M "
-                f"{row['half']:6.1f} /{row['after']:6.1f}M {row['after'] - row['idle']:+6.1f}M"
+                f"{row['half']:6.1f} /{row['after']:6.1f}M {row['after'] - row['idle']:+6.1f}M "
+                f"{row['reference_ms']:7.0f}ms"
             )
         print(f"{'':8} peers' RSS idle / after ~600 mounts: {PEER_RSS_MIB[backend]} MiB")
     print(GOAL)
