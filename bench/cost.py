@@ -15,6 +15,18 @@ Prints figures; asserts nothing (the machine is shared: compare within a run).
 The last column, "host ref", is the CPU time of a fixed pure-Python loop run
 beside each row (before and after it): the host's speed varies by +-20 %
 from minute to minute, so compare rows measured at similar references.
+
+"Go SDK" is the in-run Go baseline (bench/gobaseline, built once per run with
+``go build`` into $POLYSECRET_CACHE/gobaseline/): right after our measured
+mounts, a Go program makes the same backend requests per mount (login or
+token, then one read per object, one after another) with the SDK the peer
+uses, against the same server and objects, as many mounts, and reports the CPU
+it spent per mount. The real peers also run a gRPC server, call the Kubernetes
+API per mount and parse more config, so this is a LOWER bound of the peer's
+CPU measured at the same moment: where "ours/Go SDK" is at or below x1.00,
+ours is at or below the peer. The peer column (performance.md, measured at
+another time on a host whose speed drifts) stays for reference. Without ``go``
+or when the build fails, the column reads "-" and a note says why.
 """
 
 from __future__ import annotations
@@ -23,8 +35,10 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,6 +176,42 @@ def provider_process(settings: Any, environ: dict[str, str]) -> Iterator[subproc
         os.unlink(fh.name)
 
 
+# -- the in-run Go baseline -------------------------------------------------------
+
+GO_BASELINE_SRC = ROOT / "bench" / "gobaseline"
+
+
+def build_go_baseline() -> tuple[Path | None, str]:
+    """Build bench/gobaseline once; (the binary, "") or (None, why not)."""
+    go = shutil.which("go")
+    if go is None:
+        return None, "no Go baseline: `go` is not on PATH"
+    cache = Path(os.environ.get("POLYSECRET_CACHE", Path.home() / ".cache" / "polysecret"))
+    binary = cache / "gobaseline" / "gobaseline"
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(
+            [go, "build", "-o", str(binary), "."],
+            cwd=GO_BASELINE_SRC, check=True, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    except subprocess.CalledProcessError as exc:
+        return None, f"no Go baseline: go build failed: {exc.stderr.strip()[-300:]}"
+    except subprocess.TimeoutExpired:
+        return None, "no Go baseline: go build took over 600 s"
+    return binary, ""
+
+
+def go_baseline_ms(binary: Path, env: Any, n_objects: int, mounts: int) -> float:
+    """CPU ms per mount of the Go peer's SDK doing the same requests (see the docstring).
+
+    A lower bound of the peer's CPU: the peer does this and more per mount.
+    """
+    flags = {"-backend": env.backend, "-objects": str(n_objects), "-mounts": str(mounts)}
+    argv = [str(binary)] + [f"{k}={v}" for k, v in {**flags, **env.go_baseline_args}.items()]
+    proc = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600)
+    return float(json.loads(proc.stdout)["cpu_ms_per_mount"])
+
+
 # -- backends ------------------------------------------------------------------
 
 
@@ -198,6 +248,13 @@ def aws_env(n_objects: int) -> Iterator[Any]:
             parameters={"roleArn": ROLE_ARN, "objects": objects},
             tokens={"sts.amazonaws.com": token},
             environ=environ,
+            go_baseline_args={
+                "-endpoint": url,
+                "-region": REGION,
+                "-name-prefix": prefix,
+                "-role-arn": ROLE_ARN,
+                "-token": token,
+            },
         )
 
 
@@ -248,7 +305,14 @@ def host_reference_ms() -> float:
     return (time.process_time() - start) * 1000
 
 
-def measure(backend: str, n_objects: int, mounts: int) -> dict[str, float]:
+def measure(
+    backend: str, n_objects: int, mounts: int, go_baseline: Path | None = None
+) -> dict[str, float]:
+    """Our provider's CPU, wall time and RSS per cold mount; then the Go baseline's CPU.
+
+    ``go_ms`` is NaN without a Go baseline binary, or when it failed (a note
+    on stderr says why).
+    """
     from tests.support.running import settings_for
 
     with backend_env(backend, n_objects) as env:
@@ -275,17 +339,29 @@ def measure(backend: str, n_objects: int, mounts: int) -> dict[str, float]:
                     half = rss_mib(proc.pid)
             wall = (time.perf_counter() - wall0) / mounts
             cpu = (cpu_seconds(proc.pid) - cpu0) / mounts
-            reference = (reference + host_reference_ms()) / 2
-            return {
-                "reference_ms": reference,
-                "cpu_ms": cpu * 1000,
-                "wall_ms": wall * 1000,
-                "idle": idle,
-                # Half-way and at the end: equal when the growth has stopped
-                # (every cache and pool is bounded), not still climbing.
-                "half": half,
-                "after": rss_mib(proc.pid),
-            }
+            after = rss_mib(proc.pid)
+        # Right after ours, against the same server and objects (our provider
+        # has stopped, so the two do not share the CPU).
+        go_ms = float("nan")
+        if go_baseline is not None:
+            try:
+                go_ms = go_baseline_ms(go_baseline, env, n_objects, mounts)
+            except (subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
+                stderr = getattr(exc, "stderr", "") or ""
+                why = f"{type(exc).__name__}: {stderr.strip()[-300:]}"
+                print(f"  Go baseline failed: {why}", file=sys.stderr)
+        reference = (reference + host_reference_ms()) / 2
+        return {
+            "reference_ms": reference,
+            "cpu_ms": cpu * 1000,
+            "go_ms": go_ms,
+            "wall_ms": wall * 1000,
+            "idle": idle,
+            # Half-way and at the end: equal when the growth has stopped
+            # (every cache and pool is bounded), not still climbing.
+            "half": half,
+            "after": after,
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args.child)
     sizes = [int(s) for s in args.sizes.split(",")]
+    go_baseline, why_not = build_go_baseline()
     serve = serve_rss()
     print(
         "polysecret serve RSS, idle / after probes and a refused mount: "
@@ -306,8 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("cold mounts (every object read), new pod per mount, one service account")
     print(
+        "Go SDK: CPU ms/mount of the peer's SDK doing the same requests here and now "
+        "(a lower bound of the peer's)"
+        + (f"; {why_not}" if why_not else "")
+    )
+    print(
         f"{'backend':8} {'objects':>7} {'CPU ms/mount':>13} {'peer CPU':>9} "
-        f"{'ours/peer':>9} {'wall ms':>8} {'RSS idle':>9} {'half / after':>14} {'growth':>7} "
+        f"{'ours/peer':>9} {'Go SDK':>7} {'ours/Go SDK':>11} {'wall ms':>8} {'RSS idle':>9} "
+        f"{'half / after':>14} {'growth':>7} "
         f"{'host ref':>8}"
     )
     for backend in args.backends.split(","):
@@ -316,15 +399,18 @@ def main(argv: list[str] | None = None) -> int:
             # fewer 50-object mounts would blur the figure.
             mounts = args.mounts
             try:
-                row = measure(backend, n, mounts)
+                row = measure(backend, n, mounts, go_baseline)
             except Exception as exc:  # one missing server must not hide the other rows
                 print(f"{backend:8} {n:7d} failed: {type(exc).__name__}: {exc}")
                 continue
             peer = PEER_CPU_MS[backend].get(n)
             ratio = f"x{row['cpu_ms'] / peer:.2f}" if peer else "-"
+            go_ms = row["go_ms"]
+            go = "-" if math.isnan(go_ms) else f"{go_ms:.2f}"
+            go_ratio = "-" if math.isnan(go_ms) or go_ms <= 0 else f"x{row['cpu_ms'] / go_ms:.2f}"
             print(
                 f"{backend:8} {n:7d} {row['cpu_ms']:13.2f} {peer or float('nan'):9.1f} "
-                f"{ratio:>9} {row['wall_ms']:8.2f} {row['idle']:8.1f}M "
+                f"{ratio:>9} {go:>7} {go_ratio:>11} {row['wall_ms']:8.2f} {row['idle']:8.1f}M "
                 f"{row['half']:6.1f} /{row['after']:6.1f}M {row['after'] - row['idle']:+6.1f}M "
                 f"{row['reference_ms']:7.0f}ms"
             )

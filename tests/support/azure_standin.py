@@ -844,4 +844,13 @@ def bench_env(n_objects: int, delay: float = 0.0) -> Iterator[BenchEnv]:
             },
             tokens={AUDIENCE: pod_token},
             sequential_fetch=sequential_fetch,
+            go_baseline_args={
+                "-vault-url": vault_url + "/",
+                "-authority": tokens_url,
+                "-tenant": TENANT,
+                "-client-id": WI_CLIENT,
+                "-assertion": pod_token,
+                "-ca-file": str(world.pki.ca_file),
+                "-secret-prefix": "bench-",
+            },
         )

@@ -447,4 +447,11 @@ def bench_env(n_objects: int, delay: float = 0.0) -> Iterator[Any]:
             parameters={"roleName": "bench", "vaultAddress": address, "objects": objects},
             tokens={"vault": token},
             sequential_fetch=sequential_fetch,
+            go_baseline_args={
+                "-addr": address,
+                "-role": "bench",
+                "-jwt": token,
+                "-auth-mount": AUTH_MOUNT,
+                "-path-prefix": "secret/data/bench/s",
+            },
         )
