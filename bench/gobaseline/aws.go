@@ -37,14 +37,12 @@ func (t staticToken) GetIdentityToken() ([]byte, error) { return []byte(t), nil 
 
 func (a *awsBaseline) mount(objects int) mountFunc {
 	return func(ctx context.Context) error {
-		// The STS call itself is signed with the environment's static
-		// credentials x/x (moto accepts any); the peer's would be anonymous.
-		static := credentials.NewStaticCredentialsProvider("x", "x", "")
-		var creds aws.CredentialsProvider = static
+		// Without a role, static credentials x/x (moto accepts any). With one,
+		// as the peer: AssumeRoleWithWebIdentity is unsigned, so its client
+		// needs none.
+		var creds aws.CredentialsProvider = credentials.NewStaticCredentialsProvider("x", "x", "")
 		if *a.roleArn != "" {
-			stsClient := sts.New(sts.Options{
-				Region: *a.region, BaseEndpoint: a.endpoint, Credentials: static,
-			})
+			stsClient := sts.New(sts.Options{Region: *a.region, BaseEndpoint: a.endpoint})
 			creds = stscreds.NewWebIdentityRoleProvider(stsClient, *a.roleArn, staticToken(*a.token))
 		}
 		cfg, err := config.LoadDefaultConfig(ctx,
