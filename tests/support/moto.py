@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,9 @@ FAILOVER_REGION = "us-west-2"
 def moto_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    # werkzeug logs every request at INFO from the server's threads, even after
+    # a test has ended and pytest has closed the stream its capture wrote to.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
