@@ -193,8 +193,21 @@ def test_a_kept_user_agent_is_what_botocore_builds_per_request() -> None:
         for _ in range(2)
     ]
     keep_user_agent(clients[1])
-    assert isinstance(clients[1]._user_agent_creator, _KeptUserAgent)
+    kept_creator = clients[1]._user_agent_creator
+    assert isinstance(kept_creator, _KeptUserAgent)
+    _sent_user_agents(clients[1], 1)  # the strings are built once
+    built = 0
+    inner_to_string = kept_creator._inner.to_string
+
+    def counting() -> str:
+        nonlocal built
+        built += 1
+        return str(inner_to_string())
+
+    kept_creator._inner.to_string = counting
     plain, kept = (_sent_user_agents(c, 3) for c in clients)
+    # Neither the header nor botocore's 'request-created' rebuild built it again.
+    assert built == 0
     assert len(set(plain)) == 1 and plain[0].startswith("Boto3/")
     assert " m/" in plain[0]  # the per-request feature marks are part of it
     # The same marks, whatever order botocore's set put them in.

@@ -168,6 +168,14 @@ class _KeptUserAgent:
             found = self._built[key] = str(self._inner.to_string())
         return found
 
+    def rebuild_and_replace_user_agent_handler(
+        self, operation_name: str, request: Any, **kwargs: Any
+    ) -> None:
+        """botocore's 'request-created' handler (the header again, with the marks
+        the request added), from the strings kept."""
+        if request.headers.get("User-Agent"):
+            request.headers.replace_header("User-Agent", self.to_string())
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
@@ -186,4 +194,13 @@ def keep_user_agent(client: Any) -> None:
     inner = getattr(client, "_user_agent_creator", None)
     if inner is None or not hasattr(inner, "_client_features") or not hasattr(inner, "to_string"):
         return
-    client._user_agent_creator = _KeptUserAgent(inner)
+    kept = _KeptUserAgent(inner)
+    client._user_agent_creator = kept
+    # botocore builds the header a second time for every request, in a handler
+    # of its own registered last on 'request-created': that one is swapped too.
+    event = f"request-created.{client.meta.service_model.service_id.hyphenize()}"
+    events = client.meta.events
+    # (Were the original not found, both would run: ours last, so the header
+    # is still the kept string, only built twice.)
+    events.unregister(event, inner.rebuild_and_replace_user_agent_handler)
+    events.register_last(event, kept.rebuild_and_replace_user_agent_handler)
