@@ -1,0 +1,91 @@
+"""An HTTPS proxy that ends the TLS of CONNECT tunnels and hands the bytes to a local server.
+
+For running the AWS reference provider against moto in bench/cost.py: the peer
+builds its STS client with ``sts.New(sts.Options{Region: ...})``, which honours
+no endpoint setting (AWS_ENDPOINT_URL reaches only the clients made from
+``config.LoadDefaultConfig``), so its AssumeRoleWithWebIdentity goes to
+``https://sts.<region>.amazonaws.com``. The SDK's HTTP client does follow
+HTTPS_PROXY: given this proxy and a CA it trusts (SSL_CERT_FILE), its CONNECT
+to that host ends here, TLS is terminated with a certificate for the host from
+a fresh test CA, and the plain HTTP inside goes to ``upstream`` (moto, which
+answers STS too). No request leaves the machine; a CONNECT to any other host is
+refused (403) and counted in ``refused``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import socketserver
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Tunnel:
+    url: str  # for HTTPS_PROXY
+    ca_file: Path  # for SSL_CERT_FILE
+    tunnels: list[str] = field(default_factory=list)  # "host:port" per CONNECT served
+    refused: list[str] = field(default_factory=list)
+
+
+def _relay(src: socket.socket, dst: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def tls_tunnel(
+    workdir: Path, hosts: tuple[str, ...], upstream: tuple[str, int]
+) -> Iterator[Tunnel]:
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.support.openbao import _cert, _key, _write_key
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    ca_key, key = _key(), _key()
+    ca = _cert("tls tunnel CA", ca_key, None, ca=True)
+    cert = _cert(hosts[0], key, (ca, ca_key), ca=False, dns=hosts)
+    ca_file = workdir / "tunnel-ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (workdir / "tunnel.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, workdir / "tunnel-key.pem")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(workdir / "tunnel.pem", workdir / "tunnel-key.pem")
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            line = self.rfile.readline(8192).decode("latin-1").split()
+            while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                pass  # the CONNECT's headers
+            target = line[1] if len(line) == 3 and line[0] == "CONNECT" else ""
+            if target.rsplit(":", 1)[0] not in hosts:
+                state.refused.append(target or " ".join(line))
+                self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                return
+            state.tunnels.append(target)
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            self.wfile.flush()
+            with context.wrap_socket(self.connection, server_side=True) as inner, \
+                    socket.create_connection(upstream) as out:  # fmt: skip
+                back = threading.Thread(target=_relay, args=(out, inner), daemon=True)
+                back.start()
+                _relay(inner, out)
+                back.join(30)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state = Tunnel(url=f"http://127.0.0.1:{server.server_address[1]}", ca_file=ca_file)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
