@@ -24,9 +24,20 @@ uses, against the same server and objects, as many mounts, and reports the CPU
 it spent per mount. The real peers also run a gRPC server, call the Kubernetes
 API per mount and parse more config, so this is a LOWER bound of the peer's
 CPU measured at the same moment: where "ours/Go SDK" is at or below x1.00,
-ours is at or below the peer. The peer column (performance.md, measured at
-another time on a host whose speed drifts) stays for reference. Without ``go``
-or when the build fails, the column reads "-" and a note says why.
+ours is at or below the peer. Without ``go`` or when the build fails, the
+column reads "-" and a note says why.
+
+"peer now" is THE REAL PEER (bench/peers.py: vault-csi-provider 1.7.4, the
+AWS provider 3.1.1; built once into $POLYSECRET_CACHE/peers/), run as its own
+process right after the Go baseline against the same server and objects, sent
+the same Mount requests (new pod per mount, 2 warm-up mounts, as many
+measured), its CPU read from /proc exactly as ours. Its Kubernetes API calls
+are answered by tests/support/kube_standin.py (no cluster runs here). This
+replaces comparing with "peer CPU" (performance.md, measured at another time
+on a host whose speed drifts by up to ~1.7x), which stays for reference. Every
+peer mount must return one non-empty file per object, else the row says
+"peer failed: <reason>" instead of a figure; without the peer (no ``go``, a
+failed build, Azure) the column reads "-" and the first lines say why.
 """
 
 from __future__ import annotations
@@ -317,7 +328,8 @@ def peer_cpu_ms(backend: str, binary: Path, env: Any, n_objects: int, mounts: in
             try:
                 response = cold_mount(env, params, work, i, socket=peer.socket)
             except grpc.RpcError as exc:
-                raise PeerFailed(f"{exc.code().name}: {(exc.details() or '')[:300]}") from None
+                details = " ".join((exc.details() or "").split())  # one line
+                raise PeerFailed(f"{exc.code().name}: {details[:300]}") from None
             if response.error.code:
                 raise PeerFailed(f"error code {response.error.code}")
             sizes = sorted(len(f.contents) for f in response.files)

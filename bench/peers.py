@@ -109,6 +109,8 @@ class RunningPeer:
     # what the Mount's attributes need beyond ours, in the peer's dialect
     extra_parameters: dict[str, str]
     log: Path
+    kube: Any  # the KubeStandin it calls (its requests, for the tests)
+    tunnel: Any = None  # the AWS peer's STS tunnel
 
 
 def _wait_for(socket: Path, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -131,6 +133,7 @@ def run_peer(backend: str, binary: Path, env: Any) -> Iterator[RunningPeer]:
         log = work / "peer.log"
         environ = {"PATH": os.environ.get("PATH", ""), "HOME": str(work), **kube.environ}
         extra: dict[str, str] = {}
+        tunnel = None
         if backend == "vault":
             socket = work / "vault.sock"
             # The vault address comes with each Mount (vaultAddress), as ours.
@@ -168,7 +171,7 @@ def run_peer(backend: str, binary: Path, env: Any) -> Iterator[RunningPeer]:
             )
         try:
             _wait_for(socket, process, log)
-            yield RunningPeer(process, socket, extra, log)
+            yield RunningPeer(process, socket, extra, log, kube, tunnel)
         finally:
             process.terminate()
             try:

@@ -93,7 +93,8 @@ def _fields(data: bytes) -> list[tuple[int, Any]]:
 
     message = empty_pb2.Empty()
     message.ParseFromString(data)
-    return [(f.field_number, f.data) for f in UnknownFieldSet(message)]
+    found = UnknownFieldSet(message)
+    return [(found[i].field_number, found[i].data) for i in range(len(found))]
 
 
 def secret_from_protobuf(body: bytes) -> dict[str, Any]:
