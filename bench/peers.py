@@ -140,14 +140,13 @@ def run_peer(backend: str, binary: Path, env: Any) -> Iterator[RunningPeer]:
             argv = [str(binary), f"-endpoint={socket}", "-health-addr=127.0.0.1:0"]
         elif backend == "aws":
             from tests.support.moto import ROLE_ARN
-            from tests.support.tls_tunnel import tls_tunnel
+            from tests.support.tls_tunnel import Upstream, tls_tunnel
 
             endpoint = env.go_baseline_args["-endpoint"]
             region = env.go_baseline_args["-region"]
             host, port = endpoint.removeprefix("http://").rsplit(":", 1)
-            tunnel = stack.enter_context(
-                tls_tunnel(work / "tunnel", (f"sts.{region}.amazonaws.com",), (host, int(port)))
-            )
+            routes = {f"sts.{region}.amazonaws.com": Upstream(host, int(port))}
+            tunnel = stack.enter_context(tls_tunnel(work / "tunnel", routes))
             kube.role_arns[("default", "app")] = ROLE_ARN
             socket = work / "aws.sock"
             # --driver-writes-secrets: the files come back in the response (as

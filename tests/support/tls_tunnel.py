@@ -7,14 +7,22 @@ no endpoint setting (AWS_ENDPOINT_URL reaches only the clients made from
 ``https://sts.<region>.amazonaws.com``. The SDK's HTTP client does follow
 HTTPS_PROXY: given this proxy and a CA it trusts (SSL_CERT_FILE), its CONNECT
 to that host ends here, TLS is terminated with a certificate for the host from
-a fresh test CA, and the plain HTTP inside goes to ``upstream`` (moto, which
-answers STS too). No request leaves the machine; a CONNECT to any other host is
-refused (403) and counted in ``refused``.
+a fresh test CA, and the plain HTTP inside goes to the host's upstream (moto,
+which answers STS too). No request leaves the machine; a CONNECT to any other
+host is refused (403) and counted in ``refused``.
+
+The Azure peer reaches Key Vault at ``https://<vault>.vault.azure.net/`` and
+Azure AD at ``https://login.microsoftonline.com/`` (the public cloud's names,
+which the Key Vault stand-in's 401 challenge agrees with): those hosts go to
+the Azure stand-ins, which speak TLS themselves, so there the tunnel opens TLS
+to the upstream too (trusting the stand-ins' CA).
 """
+
 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import socketserver
 import ssl
@@ -32,18 +40,40 @@ class Tunnel:
     refused: list[str] = field(default_factory=list)
 
 
-def _relay(src: socket.socket, dst: socket.socket) -> None:
+@dataclass(frozen=True)
+class Upstream:
+    host: str
+    port: int
+    ca_file: Path | None = None  # speak TLS to it, trusting this CA (else plain TCP)
+
+
+def _pump(a: socket.socket, b: socket.socket) -> None:
+    """Bytes both ways until one side closes, in one thread.
+
+    One thread per tunnel: an SSL object must not be read and written from two
+    threads at once. Bytes already decrypted in a TLS socket are not seen by
+    select(), hence ``pending()`` first.
+    """
+    other = {a: b, b: a}
     with contextlib.suppress(OSError):
-        while data := src.recv(65536):
-            dst.sendall(data)
-    with contextlib.suppress(OSError):
-        dst.shutdown(socket.SHUT_WR)
+        while True:
+            ready: list[socket.socket] = [
+                s for s in other if isinstance(s, ssl.SSLSocket) and s.pending()
+            ]
+            if not ready:
+                ready, _, _ = select.select(list(other), [], [], 120)
+                if not ready:
+                    return
+            for s in ready:
+                data = s.recv(65536)
+                if not data:
+                    return
+                other[s].sendall(data)
 
 
 @contextlib.contextmanager
-def tls_tunnel(
-    workdir: Path, hosts: tuple[str, ...], upstream: tuple[str, int]
-) -> Iterator[Tunnel]:
+def tls_tunnel(workdir: Path, routes: dict[str, Upstream]) -> Iterator[Tunnel]:
+    """CONNECT to a host of ``routes`` (port 443) ends here and goes to its upstream."""
     from cryptography.hazmat.primitives import serialization
 
     from tests.support.openbao import _cert, _key, _write_key
@@ -51,6 +81,7 @@ def tls_tunnel(
     workdir.mkdir(parents=True, exist_ok=True)
     ca_key, key = _key(), _key()
     ca = _cert("tls tunnel CA", ca_key, None, ca=True)
+    hosts = tuple(routes)
     cert = _cert(hosts[0], key, (ca, ca_key), ca=False, dns=hosts)
     ca_file = workdir / "tunnel-ca.pem"
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
@@ -65,7 +96,8 @@ def tls_tunnel(
             while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
                 pass  # the CONNECT's headers
             target = line[1] if len(line) == 3 and line[0] == "CONNECT" else ""
-            if target.rsplit(":", 1)[0] not in hosts:
+            upstream = routes.get(target.removesuffix(":443"))
+            if upstream is None:
                 state.refused.append(target or " ".join(line))
                 self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
                 return
@@ -73,11 +105,12 @@ def tls_tunnel(
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self.wfile.flush()
             with context.wrap_socket(self.connection, server_side=True) as inner, \
-                    socket.create_connection(upstream) as out:  # fmt: skip
-                back = threading.Thread(target=_relay, args=(out, inner), daemon=True)
-                back.start()
-                _relay(inner, out)
-                back.join(30)
+                    socket.create_connection((upstream.host, upstream.port)) as plain:  # fmt: skip
+                out = plain
+                if upstream.ca_file is not None:
+                    client = ssl.create_default_context(cafile=str(upstream.ca_file))
+                    out = client.wrap_socket(plain, server_hostname=upstream.host)
+                _pump(inner, out)
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
