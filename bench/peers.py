@@ -40,6 +40,7 @@ class Peer:
     module: str  # the Go module
     version: str  # what `go install` is given (a tag, or the release's commit)
     label: str
+    main: str = ""  # the main package's directory in the module ("" is its root)
 
 
 PEERS = {
@@ -50,6 +51,9 @@ PEERS = {
                 "github.com/aws/secrets-store-csi-driver-provider-aws",
                 "5f47771b11645e19c11057dc690d3012f7a2345d",
                 "secrets-store-csi-driver-provider-aws 3.1.1"),
+    "azure": Peer("azure", "secrets-store-csi-driver-provider-azure",
+                  "github.com/Azure/secrets-store-csi-driver-provider-azure", "v1.8.2",
+                  "secrets-store-csi-driver-provider-azure 1.8.2", main="cmd"),
 }  # fmt: skip
 
 
@@ -78,10 +82,12 @@ def build_peer(backend: str) -> tuple[Path | None, str]:
     why = ""
     try:
         subprocess.run(
-            [go, "install", f"{peer.module}@{peer.version}"],
+            [go, "install", f"{peer.module}{'/' if peer.main else ''}{peer.main}@{peer.version}"],
             env={**os.environ, "GOBIN": str(out)}, cwd=out,
             check=True, capture_output=True, text=True, timeout=900,
         )  # fmt: skip
+        if peer.main:  # go install names it after its directory
+            (out / peer.main.rsplit("/", 1)[-1]).rename(binary)
         return binary, ""
     except subprocess.CalledProcessError as exc:
         why = f"go install failed: {exc.stderr.strip()[-200:]}"
@@ -92,7 +98,7 @@ def build_peer(backend: str) -> tuple[Path | None, str]:
         return None, f"{why}; no source tree at {src} either"
     try:
         subprocess.run(
-            [go, "build", "-o", str(binary), "."],
+            [go, "build", "-o", str(binary), f"./{peer.main}"],
             cwd=src, check=True, capture_output=True, text=True, timeout=900,
         )  # fmt: skip
     except subprocess.CalledProcessError as exc:
@@ -162,6 +168,28 @@ def run_peer(backend: str, binary: Path, env: Any) -> Iterator[RunningPeer]:
             }
             # Ours takes the region from its flags; the peer from the class (or the node).
             extra = {"region": region}
+        elif backend == "azure":
+            from tests.support.ports import free_port
+            from tests.support.tls_tunnel import Upstream, tls_tunnel
+
+            ca_file = Path(env.go_baseline_args["-ca-file"])
+            vault_port = int(env.go_baseline_args["-vault-url"].rstrip("/").rsplit(":", 1)[1])
+            ad_port = int(env.go_baseline_args["-authority"].rstrip("/").rsplit(":", 1)[1])
+            # The peer's default cloud (AzurePublicCloud), as deployed: Key Vault at
+            # <vault>.vault.azure.net, Azure AD at login.microsoftonline.com (a host
+            # MSAL trusts: no instance discovery), both led through the tunnel to
+            # the stand-ins, which answer under those names.
+            routes = {
+                f"{env.parameters['keyvaultName']}.vault.azure.net": Upstream(
+                    "localhost", vault_port, ca_file
+                ),
+                "login.microsoftonline.com": Upstream("localhost", ad_port, ca_file),
+            }
+            tunnel = stack.enter_context(tls_tunnel(work / "tunnel", routes))
+            socket = work / "azure.sock"
+            argv = [str(binary), f"-endpoint=unix://{socket}",
+                    f"-healthz-port={free_port()}", f"-prometheus-port={free_port()}"]  # fmt: skip
+            environ |= {"HTTPS_PROXY": tunnel.url, "SSL_CERT_FILE": str(tunnel.ca_file)}
         else:
             raise ValueError(f"no {backend} peer run here")
         with open(log, "wb") as out:

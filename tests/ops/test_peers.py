@@ -137,3 +137,54 @@ def test_standin_answers_as_the_api_server(tmp_path: Path) -> None:
         }  # fmt: skip
         assert call("GET", "/pods/app-0")[0] == 404
     assert kube.unexpected == ["GET /api/v1/namespaces/ns/pods/app-0"]
+
+
+def test_azure_peer_mounts_through_the_tunnel() -> None:
+    from tests.support.azure_standin import AUDIENCE, TENANT, WI_CLIENT, azure_world
+    from tests.support.benchenv import BenchEnv
+    from tests.support.tokens import pod_token
+
+    binary = peer_binary("azure")
+    token = pod_token(AUDIENCE)
+    with azure_world() as world:
+        world.tokens.federated[WI_CLIENT] = token
+        for n in range(OBJECTS):
+            world.vault.set_secret(f"bench-{n}", f"value-of-bench-{n}")
+        objects = "array:\n" + "".join(
+            f"  - |\n    objectName: bench-{n}\n    objectType: secret\n" for n in range(OBJECTS)
+        )
+        env = BenchEnv(  # as azure_standin.bench_env's, with the world at hand
+            backend="azure", settings=None, tokens={AUDIENCE: token},
+            parameters={"keyvaultName": "benchvault", "tenantID": TENANT, "clientID": WI_CLIENT,
+                        "objects": objects},
+            go_baseline_args={"-vault-url": world.vault.url + "/", "-authority": world.tokens.url,
+                              "-ca-file": str(world.pki.ca_file)},
+        )  # fmt: skip
+        world.vault.requests.clear()
+        with run_peer("azure", binary, env) as peer:
+            for i in range(MOUNTS):
+                answer = cost.cold_mount(env, env.parameters, peer.socket.parent, i,
+                                         socket=peer.socket)  # fmt: skip
+                assert {f.path: f.contents for f in answer.files} == {
+                    f"bench-{n}": f"value-of-bench-{n}".encode() for n in range(OBJECTS)
+                }
+                assert sorted(v.id for v in answer.object_version) == [
+                    f"secret/bench-{n}" for n in range(OBJECTS)
+                ]
+            kube, tunnel = peer.kube, peer.tunnel
+    # Per mount, a new credential and client: MSAL's instance and OpenID
+    # discovery and one token; Key Vault's 401 challenge, then one GET per object.
+    assert world.tokens.requests == [
+        "GET /common/discovery/instance",
+        f"GET /{TENANT}/v2.0/.well-known/openid-configuration",
+        f"POST /{TENANT}/oauth2/v2.0/token",
+    ] * MOUNTS
+    one_mount = [("GET", "/secrets/bench-0/", 401)] + [
+        ("GET", f"/secrets/bench-{n}/", 200) for n in range(OBJECTS)
+    ]
+    assert world.vault.requests == one_mount * MOUNTS
+    assert kube.requests == []  # no Kubernetes API call with workload identity
+    assert tunnel.refused == []
+    assert sorted(set(tunnel.tunnels)) == [
+        "benchvault.vault.azure.net:443", "login.microsoftonline.com:443"
+    ]

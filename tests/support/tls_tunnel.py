@@ -110,7 +110,8 @@ def tls_tunnel(workdir: Path, routes: dict[str, Upstream]) -> Iterator[Tunnel]:
                 if upstream.ca_file is not None:
                     client = ssl.create_default_context(cafile=str(upstream.ca_file))
                     out = client.wrap_socket(plain, server_hostname=upstream.host)
-                _pump(inner, out)
+                with out:  # a TLS wrapper is a socket of its own
+                    _pump(inner, out)
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
