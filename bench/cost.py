@@ -27,17 +27,19 @@ CPU measured at the same moment: where "ours/Go SDK" is at or below x1.00,
 ours is at or below the peer. Without ``go`` or when the build fails, the
 column reads "-" and a note says why.
 
-"peer now" is THE REAL PEER (bench/peers.py: vault-csi-provider 1.7.4, the
-AWS provider 3.1.1; built once into $POLYSECRET_CACHE/peers/), run as its own
-process right after the Go baseline against the same server and objects, sent
-the same Mount requests (new pod per mount, 2 warm-up mounts, as many
-measured), its CPU read from /proc exactly as ours. Its Kubernetes API calls
-are answered by tests/support/kube_standin.py (no cluster runs here). This
-replaces comparing with "peer CPU" (performance.md, measured at another time
-on a host whose speed drifts by up to ~1.7x), which stays for reference. Every
-peer mount must return one non-empty file per object, else the row says
-"peer failed: <reason>" instead of a figure; without the peer (no ``go``, a
-failed build, Azure) the column reads "-" and the first lines say why.
+"peer now" is THE REAL PEER (bench/peers.py: vault-csi-provider 1.7.4, the AWS
+provider 3.1.1, the Azure provider 1.8.2; built once into
+$POLYSECRET_CACHE/peers/), run as its own process right after the Go baseline
+against the same server and objects, sent the same Mount requests (new pod per
+mount, 2 warm-up mounts, as many measured), its CPU read from /proc exactly as
+ours. Its Kubernetes API calls are answered by tests/support/kube_standin.py
+(no cluster runs here), the cloud names it calls lead to moto and the Azure
+stand-ins through tests/support/tls_tunnel.py. This replaces comparing with
+"peer CPU" (performance.md, measured at another time on a host whose speed
+drifts by up to ~1.7x), which stays for reference. Every peer mount must
+return one non-empty file per object, else the row says "peer failed:
+<reason>" instead of a figure; without the peer (no ``go``, a failed build)
+the column reads "-" and the first lines say why.
 """
 
 from __future__ import annotations
