@@ -2,10 +2,12 @@
 
 bench/cost.py's "peer now" column is a figure only if every peer mount did
 what a mount does: these run the built peers (bench/peers.py; skipped where
-``go`` is missing or the build fails) against OpenBao and moto, with their
-Kubernetes API calls answered by tests/support/kube_standin.py, and check the
-files' contents, the object versions, and what the stand-in was asked. A peer
-that fails must make the bench say so, not print a figure.
+``go`` is missing or the build fails) against OpenBao, moto and the Azure
+stand-ins, with their Kubernetes API calls answered by
+tests/support/kube_standin.py and their cloud host names led through
+tests/support/tls_tunnel.py, and check the files' contents, the object
+versions, and what the stand-ins were asked. A peer that fails must make the
+bench say so, not print a figure.
 """
 
 from __future__ import annotations
