@@ -93,6 +93,8 @@ def build_peer(backend: str) -> tuple[Path | None, str]:
         why = f"go install failed: {exc.stderr.strip()[-200:]}"
     except subprocess.TimeoutExpired:
         why = "go install took over 900 s"
+    except OSError as exc:
+        why = f"go install: {exc}"
     src = peers_dir() / "src" / peer.binary
     if not (src / "go.mod").is_file():
         return None, f"{why}; no source tree at {src} either"
@@ -105,6 +107,8 @@ def build_peer(backend: str) -> tuple[Path | None, str]:
         return None, f"go build in {src} failed: {exc.stderr.strip()[-300:]}"
     except subprocess.TimeoutExpired:
         return None, f"go build in {src} took over 900 s"
+    except OSError as exc:
+        return None, f"go build in {src}: {exc}"
     return binary, ""
 
 
@@ -116,7 +120,7 @@ class RunningPeer:
     extra_parameters: dict[str, str]
     log: Path
     kube: Any  # the KubeStandin it calls (its requests, for the tests)
-    tunnel: Any = None  # the AWS peer's STS tunnel
+    tunnel: Any = None  # the Tunnel its cloud host names go through (AWS, Azure)
 
 
 def _wait_for(socket: Path, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -4,8 +4,10 @@ No cluster runs for the benchmark, yet the real peers call the Kubernetes API on
 every mount: vault-csi-provider GETs (and, the first time, POSTs) its HMAC key
 Secret; the AWS provider GETs the pod's ServiceAccount for its
 ``eks.amazonaws.com/role-arn`` annotation. This server answers exactly those
-calls, as the API server does (JSON objects, a ``Status`` with reason
-``NotFound``/``AlreadyExists`` for the errors client-go tells apart), and
+calls, as the API server does (JSON objects, which client-go accepts beside
+protobuf; a ``Status`` with reason ``NotFound``/``AlreadyExists`` for the
+errors client-go tells apart; a POSTed Secret read from client-go's protobuf
+or from JSON), and
 counts what it was asked; anything else gets 404 and is recorded in
 ``unexpected``, so a test sees a peer asking for more than we serve.
 
