@@ -24,9 +24,22 @@ uses, against the same server and objects, as many mounts, and reports the CPU
 it spent per mount. The real peers also run a gRPC server, call the Kubernetes
 API per mount and parse more config, so this is a LOWER bound of the peer's
 CPU measured at the same moment: where "ours/Go SDK" is at or below x1.00,
-ours is at or below the peer. The peer column (performance.md, measured at
-another time on a host whose speed drifts) stays for reference. Without ``go``
-or when the build fails, the column reads "-" and a note says why.
+ours is at or below the peer. Without ``go`` or when the build fails, the
+column reads "-" and a note says why.
+
+"peer now" is THE REAL PEER (bench/peers.py: vault-csi-provider 1.7.4, the AWS
+provider 3.1.1, the Azure provider 1.8.2; built once into
+$POLYSECRET_CACHE/peers/), run as its own process right after the Go baseline
+against the same server and objects, sent the same Mount requests (new pod per
+mount, 2 warm-up mounts, as many measured), its CPU read from /proc exactly as
+ours. Its Kubernetes API calls are answered by tests/support/kube_standin.py
+(no cluster runs here), the cloud names it calls lead to moto and the Azure
+stand-ins through tests/support/tls_tunnel.py. This replaces comparing with
+"peer CPU" (performance.md, measured at another time on a host whose speed
+drifts by up to ~1.7x), which stays for reference. Every peer mount must
+return one non-empty file per object, else the row says "peer failed:
+<reason>" instead of a figure; without the peer (no ``go``, a failed build)
+the column reads "-" and the first lines say why.
 """
 
 from __future__ import annotations
@@ -273,15 +286,17 @@ def backend_env(backend: str, n_objects: int) -> contextlib.AbstractContextManag
 # -- measuring -----------------------------------------------------------------
 
 
-def cold_mount(env: Any, params: dict[str, str], work: Path, i: int) -> None:
-    """One Mount from a new pod (name and UID) of the env's service account."""
+def cold_mount(
+    env: Any, params: dict[str, str], work: Path, i: int, socket: Path | None = None
+) -> Any:
+    """One Mount from a new pod (name and UID) of the env's service account; its response."""
     from provider.mountcli import mount_once
     from tests.support.running import pod_attributes
 
     attrs = pod_attributes(params, pod=f"app-{i}", tokens=env.tokens)
     attrs["csi.storage.k8s.io/pod.uid"] = str(uuid.uuid4())
-    mount_once(
-        socket=work / "polysecret.sock",
+    return mount_once(
+        socket=socket or work / "polysecret.sock",
         attributes=attrs,
         secrets=env.secrets,
         target=work / "target",
@@ -289,6 +304,46 @@ def cold_mount(env: Any, params: dict[str, str], work: Path, i: int) -> None:
         current_versions={},
         timeout=60,
     )
+
+
+class PeerFailed(Exception):
+    """A peer mount did not succeed: the peer's figure would measure a failure."""
+
+
+def peer_cpu_ms(backend: str, binary: Path, env: Any, n_objects: int, mounts: int) -> float:
+    """CPU ms per mount of the real peer (bench/peers.py), measured as ours.
+
+    Same backend, objects, tokens and new pod per mount; 2 warm-up mounts,
+    then ``mounts`` measured. Every mount must return one non-empty file per
+    object and no error, else PeerFailed says why.
+    """
+    import grpc
+
+    from bench.peers import run_peer
+
+    with run_peer(backend, binary, env) as peer:
+        # Our own parameter (refreshInterval) stays out: the class is the peer's.
+        params = {**env.parameters, **peer.extra_parameters}
+        work = peer.socket.parent
+
+        def mount(i: int) -> None:
+            try:
+                response = cold_mount(env, params, work, i, socket=peer.socket)
+            except grpc.RpcError as exc:
+                details = " ".join((exc.details() or "").split())  # one line
+                raise PeerFailed(f"{exc.code().name}: {details[:300]}") from None
+            if response.error.code:
+                raise PeerFailed(f"error code {response.error.code}")
+            sizes = sorted(len(f.contents) for f in response.files)
+            if len(sizes) != n_objects or not sizes or sizes[0] == 0:
+                raise PeerFailed(f"{len(sizes)} files for {n_objects} objects (sizes {sizes[:5]})")
+
+        for i in range(2):
+            mount(-1 - i)
+        cpu0 = cpu_seconds(peer.process.pid)
+        for i in range(mounts):
+            mount(i)
+        return (cpu_seconds(peer.process.pid) - cpu0) / mounts * 1000
 
 
 def host_reference_ms() -> float:
@@ -306,12 +361,17 @@ def host_reference_ms() -> float:
 
 
 def measure(
-    backend: str, n_objects: int, mounts: int, go_baseline: Path | None = None
-) -> dict[str, float]:
-    """Our provider's CPU, wall time and RSS per cold mount; then the Go baseline's CPU.
+    backend: str,
+    n_objects: int,
+    mounts: int,
+    go_baseline: Path | None = None,
+    peer: Path | None = None,
+) -> dict[str, Any]:
+    """Our provider's CPU, wall time and RSS per cold mount; then the Go baseline's and peer's CPU.
 
     ``go_ms`` is NaN without a Go baseline binary, or when it failed (a note
-    on stderr says why).
+    on stderr says why); ``peer_ms`` NaN without the peer's binary, or when a
+    peer mount failed (``peer_failed`` says why).
     """
     from tests.support.running import settings_for
 
@@ -350,8 +410,17 @@ def measure(
                 stderr = getattr(exc, "stderr", "") or ""
                 why = f"{type(exc).__name__}: {stderr.strip()[-300:]}"
                 print(f"  Go baseline failed: {why}", file=sys.stderr)
+        # Then the real peer, the same way (its own process, our provider stopped).
+        peer_ms, peer_failed = float("nan"), ""
+        if peer is not None:
+            try:
+                peer_ms = peer_cpu_ms(backend, peer, env, n_objects, mounts)
+            except (PeerFailed, RuntimeError, OSError) as exc:
+                peer_failed = str(exc) or type(exc).__name__
         reference = (reference + host_reference_ms()) / 2
         return {
+            "peer_ms": peer_ms,
+            "peer_failed": peer_failed,
             "reference_ms": reference,
             "cpu_ms": cpu * 1000,
             "go_ms": go_ms,
@@ -375,6 +444,14 @@ def main(argv: list[str] | None = None) -> int:
         return child(args.child)
     sizes = [int(s) for s in args.sizes.split(",")]
     go_baseline, why_not = build_go_baseline()
+    from bench.peers import PEERS, build_peer
+
+    backends = args.backends.split(",")
+    peers: dict[str, Path | None] = {}
+    for backend in backends:
+        peers[backend], why_no_peer = build_peer(backend)
+        label = PEERS[backend].label if backend in PEERS else backend
+        print(f"peer {label}: " + (f"not run ({why_no_peer})" if why_no_peer else "built"))
     serve = serve_rss()
     print(
         "polysecret serve RSS, idle / after probes and a refused mount: "
@@ -388,18 +465,23 @@ def main(argv: list[str] | None = None) -> int:
         + (f"; {why_not}" if why_not else "")
     )
     print(
-        f"{'backend':8} {'objects':>7} {'CPU ms/mount':>13} {'peer CPU':>9} "
+        "peer now: CPU ms/mount of the real peer process, same requests, right after ours; "
+        "peer CPU: performance.md's figure (another time)"
+    )
+    print(
+        f"{'backend':8} {'objects':>7} {'CPU ms/mount':>13} {'peer now':>8} "
+        f"{'ours/peer now':>13} {'peer CPU':>9} "
         f"{'ours/peer':>9} {'Go SDK':>7} {'ours/Go SDK':>11} {'wall ms':>8} {'RSS idle':>9} "
         f"{'half / after':>14} {'growth':>7} "
         f"{'host ref':>8}"
     )
-    for backend in args.backends.split(","):
+    for backend in backends:
         for n in sizes:
             # As many mounts for every size: /proc counts CPU in 10 ms ticks, so
             # fewer 50-object mounts would blur the figure.
             mounts = args.mounts
             try:
-                row = measure(backend, n, mounts, go_baseline)
+                row = measure(backend, n, mounts, go_baseline, peers[backend])
             except Exception as exc:  # one missing server must not hide the other rows
                 print(f"{backend:8} {n:7d} failed: {type(exc).__name__}: {exc}")
                 continue
@@ -408,12 +490,20 @@ def main(argv: list[str] | None = None) -> int:
             go_ms = row["go_ms"]
             go = "-" if math.isnan(go_ms) else f"{go_ms:.2f}"
             go_ratio = "-" if math.isnan(go_ms) or go_ms <= 0 else f"x{row['cpu_ms'] / go_ms:.2f}"
+            now_ms = row["peer_ms"]
+            now = "failed" if row["peer_failed"] else "-" if math.isnan(now_ms) else f"{now_ms:.2f}"
+            now_ratio = (
+                "-" if math.isnan(now_ms) or now_ms <= 0 else f"x{row['cpu_ms'] / now_ms:.2f}"
+            )
             print(
-                f"{backend:8} {n:7d} {row['cpu_ms']:13.2f} {peer or float('nan'):9.1f} "
+                f"{backend:8} {n:7d} {row['cpu_ms']:13.2f} {now:>8} {now_ratio:>13} "
+                f"{peer or float('nan'):9.1f} "
                 f"{ratio:>9} {go:>7} {go_ratio:>11} {row['wall_ms']:8.2f} {row['idle']:8.1f}M "
                 f"{row['half']:6.1f} /{row['after']:6.1f}M {row['after'] - row['idle']:+6.1f}M "
                 f"{row['reference_ms']:7.0f}ms"
             )
+            if row["peer_failed"]:
+                print(f"{'':8} peer failed: {row['peer_failed']}")
         print(f"{'':8} peers' RSS idle / after ~600 mounts: {PEER_RSS_MIB[backend]} MiB")
     print(GOAL)
     return 0

@@ -58,6 +58,7 @@ WI_CLIENT = "11111111-2222-3333-4444-555555555555"
 SP_CLIENT = "66666666-7777-8888-9999-000000000000"
 MI_CLIENT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 AUDIENCE = "api://AzureADTokenExchange"
+PUBLIC_AUTHORITY_HOST = "login.microsoftonline.com"
 
 
 # -- certificates -------------------------------------------------------------
@@ -290,9 +291,28 @@ class TokenService:
             self.requests.append(f"{method} {path}")
         if path == "/metadata/identity/oauth2/token":
             return self._imds(query, headers)
+        if path == "/common/discovery/instance":
+            # MSAL's instance discovery (the Go peer asks it on every mount), as
+            # Azure AD answers it: where the tenant's OpenID configuration is and
+            # the authority's aliases.
+            authorize = urllib.parse.urlsplit(query.get("authorization_endpoint", ""))
+            tenant = authorize.path.split("/")[1] if authorize.path.count("/") > 1 else "common"
+            host = headers.get("Host") or urllib.parse.urlsplit(self.url).netloc
+            return 200, {}, {
+                "tenant_discovery_endpoint":
+                    f"https://{host}/{tenant}/v2.0/.well-known/openid-configuration",
+                "api-version": "1.1",
+                "metadata": [{"preferred_network": host, "preferred_cache": host,
+                              "aliases": [host]}],
+            }  # fmt: skip
         if path.endswith("/v2.0/.well-known/openid-configuration"):
             tenant = path.split("/")[1]
             base = f"{self.url}/{tenant}"
+            if headers.get("Host") == PUBLIC_AUTHORITY_HOST:
+                # Reached under Azure AD's public name (bench/peers.py leads the
+                # Azure peer here through a tunnel): announce that name, as
+                # Azure AD does; MSAL checks the issuer against its authority.
+                base = f"https://{PUBLIC_AUTHORITY_HOST}/{tenant}"
             return (
                 200,
                 {},
