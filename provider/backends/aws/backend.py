@@ -5,8 +5,11 @@ quota is 10,000/s; BatchGetSecretValue's is only 100/s). SSM parameters are
 read with GetParameters, ten names a call (SSM's default quota is 40/s).
 A failover region is tried only when the primary fails with a transient or
 server-side fault; the AWS provider calls both regions on every mount.
-Every SDK call goes through ``ctx.call`` with the SDK method itself: its
-exceptions are translated once there (``errors.translate``).
+The two hot reads (GetSecretValue, GetParameters) are sent on the event loop
+through ``ctx.call_async`` (``jsonrpc``: botocore's client gives the endpoint
+and signs, http1 carries them); every other SDK call goes through ``ctx.call``
+with the SDK method itself. Either way exceptions are translated once there
+(``errors.translate``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from provider.backends.aws import AwsSettings, errors, pages
 from provider.backends.aws.config import AwsPlan, parse_plan
 from provider.backends.aws.credentials import AwsClient, AwsIdentity, Credentials, Logins
 from provider.backends.aws.endpoints import keep_user_agent, lean_session
+from provider.backends.aws.jsonrpc import JsonRpc, ca_bundle
 from provider.backends.aws.objects import AwsObject, ObjectType, Selector, check_arn_region
 from provider.backends.aws.render import (
     Fetched,
@@ -96,6 +100,10 @@ class AwsBackend(Backend[AwsPlan]):
             botocore.config.Config(signature_version=botocore.UNSIGNED)
         )
         self.logins = Logins(settings, services, self._new_client)
+        # GetSecretValue and GetParameters, on the loop (the session's AWS_CA_BUNDLE).
+        self._rpc = JsonRpc(
+            settings, ca_file=ca_bundle(self._session.get_config_variable("ca_bundle"))
+        )
         # The two bounded caches of logins (credentials per identity, STS clients per region).
         self.identities = self.logins.identities
         self.sts_clients = self.logins.sts_clients
@@ -248,8 +256,9 @@ class AwsBackend(Backend[AwsPlan]):
     ) -> Fetched:
         client = await self._sdk(m, "secretsmanager", where)
         subject = f"object {name!r} (secret {sel.name!r} in {where})"
-        return await m.ctx.call(
-            read_secret, client, sel, subject, operation=operation, subject=subject
+        return await m.ctx.call_async(
+            read_secret, self._rpc, client, m.entry.credentials, sel, subject,
+            operation=operation, subject=subject,
         )
 
     # -- select ---------------------------------------------------------------
@@ -354,9 +363,11 @@ class AwsBackend(Backend[AwsPlan]):
     ) -> dict[int, Fetched]:
         client = await self._sdk(m, "ssm", where)
         listed = ", ".join(repr(o.object_name) for o, _ in selectors)
-        return await m.ctx.call(
+        return await m.ctx.call_async(
             read_parameters,
+            self._rpc,
             client,
+            m.entry.credentials,
             selectors,
             where,
             operation=operation,
@@ -365,27 +376,36 @@ class AwsBackend(Backend[AwsPlan]):
 
     def close(self) -> None:
         self.logins.close()
+        self._rpc.close()
 
 
 def _entry_name(entry: str | tuple[str, Fetched]) -> str:
     return entry if isinstance(entry, str) else entry[0]
 
 
-# The SDK call and the check of its answer run as one ``ctx.call``: an
+# The request and the check of its answer run as one ``ctx.call_async``: an
 # answer that is not usable (cut, empty) is retried like a 503.
 
 
-def read_secret(client: AwsClient, sel: Selector, subject: str) -> Fetched:
+async def read_secret(
+    rpc: JsonRpc, client: AwsClient, creds: Credentials, sel: Selector, subject: str
+) -> Fetched:
     """One GetSecretValue and its checked answer."""
-    return secret_answer(client.get_secret_value(**secret_id(sel)), subject)
+    answer = await rpc.call(client, creds, "GetSecretValue", dict(secret_id(sel)))
+    return secret_answer(answer, subject)
 
 
-def read_parameters(
-    client: AwsClient, selectors: list[tuple[AwsObject, Selector]], where: str
+async def read_parameters(
+    rpc: JsonRpc,
+    client: AwsClient,
+    creds: Credentials,
+    selectors: list[tuple[AwsObject, Selector]],
+    where: str,
 ) -> dict[int, Fetched]:
     """One GetParameters (ten names at most) and each object's checked value."""
     names = list(dict.fromkeys(ssm_name(sel) for _, sel in selectors))
-    answer = client.get_parameters(Names=names, WithDecryption=True)
+    params = {"Names": names, "WithDecryption": True}
+    answer = await rpc.call(client, creds, "GetParameters", params)
     return parameters_answer(answer, selectors, where)
 
 
