@@ -52,7 +52,7 @@ from collections.abc import Callable
 import botocore.exceptions as bx
 import botocore.parsers
 
-from provider.backends.http1 import AnswerTooLarge
+from provider.backends.http1 import AnswerTooLarge, TooManyRedirects
 from provider.backends.jsonanswer import UnusableAnswer
 from provider.codes import ErrorCode
 from provider.errors import (
@@ -354,7 +354,8 @@ TRANSPORT_RULES: tuple[
     ((ssl.SSLError,), _tls),
     # Refused, reset, cut answers, not HTTP (http1.BadAnswer), a proxy's refusal
     # (http1.ProxyRefused), timeouts, a name that does not resolve.
-    ((ConnectionError, TimeoutError, socket.gaierror, OSError), _unreachable),
+    # (TooManyRedirects: jsonrpc follows none; mapped should that change.)
+    ((ConnectionError, TimeoutError, socket.gaierror, OSError, TooManyRedirects), _unreachable),
 )
 
 

@@ -164,7 +164,7 @@ class JsonRpc:
             answer = await self._pool(route.origin).request("POST", route.target, headers, body)
         except ValueError:
             raise UnsendableRequest() from None
-        return _parsed(answer, route, operation)
+        return _parsed(answer, route, operation, client)
 
     def _pool(self, origin: Origin) -> Pool:
         pool = self._pools.peek(origin)
@@ -200,7 +200,7 @@ def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
-def _parsed(answer: Answer, route: _Route, operation: str) -> dict[str, Any]:
+def _parsed(answer: Answer, route: _Route, operation: str, client: Any) -> dict[str, Any]:
     status = answer.status
     if 200 <= status < 300:
         return _read(json_object(answer.body), operation)
@@ -208,7 +208,11 @@ def _parsed(answer: Answer, route: _Route, operation: str) -> dict[str, Any]:
     errors.keep_unreadable_error_status(
         {"status_code": status, "headers": answer.headers, "body": answer.body}, route.operation
     )
-    raise botocore.exceptions.ClientError(_error(answer), operation)  # type: ignore[arg-type]
+    error = _error(answer)
+    # The modeled class botocore raises for the code (ResourceNotFoundException...),
+    # else ClientError.
+    kind = client.exceptions.from_code(error["Error"]["Code"])
+    raise kind(error, operation)
 
 
 def _error(answer: Answer) -> dict[str, Any]:
