@@ -19,7 +19,7 @@ import functools
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
 
 import botocore
 import botocore.config
@@ -29,7 +29,6 @@ from provider.backends.aws import AwsSettings, errors, pages
 from provider.backends.aws.config import AwsPlan, parse_plan
 from provider.backends.aws.credentials import AwsClient, AwsIdentity, Credentials, Logins
 from provider.backends.aws.endpoints import keep_user_agent, lean_session
-from provider.backends.aws.jsonrpc import JsonRpc, ca_bundle
 from provider.backends.aws.objects import AwsObject, ObjectType, Selector, check_arn_region
 from provider.backends.aws.render import (
     Fetched,
@@ -48,6 +47,9 @@ from provider.errors import (
 )
 from provider.listing import Select
 from provider.request import MountRequest
+
+if TYPE_CHECKING:
+    from provider.backends.aws.jsonrpc import JsonRpc
 
 REGION_LABEL = "topology.kubernetes.io/region"
 SSM_BATCH = 10
@@ -100,10 +102,9 @@ class AwsBackend(Backend[AwsPlan]):
             botocore.config.Config(signature_version=botocore.UNSIGNED)
         )
         self.logins = Logins(settings, services, self._new_client)
-        # GetSecretValue and GetParameters, on the loop (the session's AWS_CA_BUNDLE).
-        self._rpc = JsonRpc(
-            settings, ca_file=ca_bundle(self._session.get_config_variable("ca_bundle"))
-        )
+        # GetSecretValue and GetParameters, on the loop: made at the first read
+        # (http1, botocore's signer and validator stay out of an idle provider).
+        self._jsonrpc: JsonRpc | None = None
         # The two bounded caches of logins (credentials per identity, STS clients per region).
         self.identities = self.logins.identities
         self.sts_clients = self.logins.sts_clients
@@ -143,6 +144,14 @@ class AwsBackend(Backend[AwsPlan]):
                 )
         keep_user_agent(made)
         return made
+
+    def _rpc(self) -> JsonRpc:
+        if self._jsonrpc is None:
+            from provider.backends.aws.jsonrpc import JsonRpc, ca_bundle
+
+            ca_file = ca_bundle(self._session.get_config_variable("ca_bundle"))
+            self._jsonrpc = JsonRpc(self._settings, ca_file=ca_file)
+        return self._jsonrpc
 
     async def _sdk(self, m: _Mount, service: str, region: str) -> AwsClient:
         """The identity's client for ``service`` in ``region``, built off the event loop."""
@@ -257,7 +266,7 @@ class AwsBackend(Backend[AwsPlan]):
         client = await self._sdk(m, "secretsmanager", where)
         subject = f"object {name!r} (secret {sel.name!r} in {where})"
         return await m.ctx.call_async(
-            read_secret, self._rpc, client, m.entry.credentials, sel, subject,
+            read_secret, self._rpc(), client, m.entry.credentials, sel, subject,
             operation=operation, subject=subject,
         )
 
@@ -365,7 +374,7 @@ class AwsBackend(Backend[AwsPlan]):
         listed = ", ".join(repr(o.object_name) for o, _ in selectors)
         return await m.ctx.call_async(
             read_parameters,
-            self._rpc,
+            self._rpc(),
             client,
             m.entry.credentials,
             selectors,
@@ -376,7 +385,8 @@ class AwsBackend(Backend[AwsPlan]):
 
     def close(self) -> None:
         self.logins.close()
-        self._rpc.close()
+        if self._jsonrpc is not None:
+            self._jsonrpc.close()
 
 
 def _entry_name(entry: str | tuple[str, Fetched]) -> str:

@@ -30,7 +30,7 @@ credentials.
 The two reads sent on the event loop (``jsonrpc``: GetSecretValue,
 GetParameters) raise botocore's ClientError for an error answer, so the rows
 above hold for them too; what their transport (``provider.backends.http1``)
-and the standard library raise has its own table, TRANSPORT_RULES:
+and the standard library raise has its own table, transport_rules():
 
     a 2xx that is not a JSON object     Unavailable (something in between answered)
     TLS (certificate, handshake)        Unavailable, naming AWS_CA_BUNDLE (as
@@ -44,6 +44,7 @@ and the standard library raise has its own table, TRANSPORT_RULES:
 
 from __future__ import annotations
 
+import functools
 import socket
 import ssl
 import urllib.error
@@ -52,7 +53,6 @@ from collections.abc import Callable
 import botocore.exceptions as bx
 import botocore.parsers
 
-from provider.backends.http1 import AnswerTooLarge, TooManyRedirects
 from provider.backends.jsonanswer import UnusableAnswer
 from provider.codes import ErrorCode
 from provider.errors import (
@@ -342,21 +342,30 @@ def _unusable(exc: BaseException, subject: str, operation: str) -> ProviderError
     return Unavailable(f"{subject}: {operation}: AWS's answer {reason}; not a usable answer")
 
 
-# What the event-loop reads' transport (jsonrpc over http1) and the standard
-# library raise; first match wins (ssl.SSLError and http1's classes are OSErrors).
-TRANSPORT_RULES: tuple[
+Rules = tuple[
     tuple[tuple[type[BaseException], ...], Callable[[BaseException, str, str], ProviderError]],
     ...,
-] = (
-    ((UnusableAnswer,), _unusable),
-    ((AnswerTooLarge,), _too_large),
-    ((UnsendableRequest,), _unsendable),
-    ((ssl.SSLError,), _tls),
-    # Refused, reset, cut answers, not HTTP (http1.BadAnswer), a proxy's refusal
-    # (http1.ProxyRefused), timeouts, a name that does not resolve.
-    # (TooManyRedirects: jsonrpc follows none; mapped should that change.)
-    ((ConnectionError, TimeoutError, socket.gaierror, OSError, TooManyRedirects), _unreachable),
-)
+]
+
+
+@functools.cache
+def transport_rules() -> Rules:
+    """What the event-loop reads' transport (jsonrpc over http1) and the standard library
+    raise; first match wins (ssl.SSLError and http1's classes are OSErrors). http1 (and
+    httptools) is imported here, at the first failure, not by an idle provider."""
+    from provider.backends.http1 import AnswerTooLarge, TooManyRedirects
+
+    return (
+        ((UnusableAnswer,), _unusable),
+        ((AnswerTooLarge,), _too_large),
+        ((UnsendableRequest,), _unsendable),
+        ((ssl.SSLError,), _tls),
+        # Refused, reset, cut answers, not HTTP (http1.BadAnswer), a proxy's refusal
+        # (http1.ProxyRefused), timeouts, a name that does not resolve; TooManyRedirects
+        # should jsonrpc ever follow one (it follows none).
+        ((ConnectionError, TimeoutError, socket.gaierror, OSError, TooManyRedirects),
+         _unreachable),
+    )
 
 
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
@@ -420,7 +429,7 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
     ):
         # botocore's network errors are mapped above: this is the agent's (urllib).
         return _agent(exc, subject)
-    for classes, mapper in TRANSPORT_RULES:
+    for classes, mapper in transport_rules():
         if isinstance(exc, classes):
             return mapper(exc, subject, operation)
     if isinstance(exc, PARSER_FAULTS):
