@@ -26,7 +26,7 @@ import botocore.exceptions
 import pytest
 
 from provider.backends import http1
-from provider.backends.aws import AwsSettings, errors
+from provider.backends.aws import AwsSettings, errors, jsonrpc
 from provider.backends.aws.backend import AwsBackend
 from provider.backends.aws.credentials import AwsClient, Credentials
 from provider.backends.aws.jsonrpc import JsonRpc
@@ -345,3 +345,46 @@ def test_one_pool_per_endpoint_shared_by_identities(backend: AwsBackend) -> None
     assert sent[0]["X-Amz-Security-Token"] == "session-tok"
     assert "Credential=AKIDOTHER/" in sent[1]["Authorization"]
     assert sent[1]["X-Amz-Security-Token"] == "other-tok"
+
+
+@pytest.mark.parametrize(
+    ("service", "region", "config"),
+    [
+        ("secretsmanager", "eu-west-1", {}),
+        ("ssm", "eu-west-1", {}),
+        ("secretsmanager", "us-gov-west-1", {"use_fips_endpoint": True}),
+        ("secretsmanager", "eu-west-1", {"use_dualstack_endpoint": True}),
+        ("ssm", "eu-west-1", {"use_dualstack_endpoint": True}),
+        ("ssm", "cn-north-1", {}),
+    ],
+    ids=["sm", "ssm", "sm-fips", "sm-dualstack", "ssm-dualstack", "ssm-china"],
+)
+def test_the_endpoint_is_the_one_botocore_sends_to(
+    backend: AwsBackend, service: str, region: str, config: dict[str, bool]
+) -> None:
+    """Endpoint rules (FIPS, dual-stack, partitions) resolve as botocore resolves them."""
+    import botocore.config
+
+    backend._config = backend._config.merge(botocore.config.Config(**config))
+    client: Any = backend._new_client(service, region, CREDS)
+    _MADE.append(client)
+    seen: dict[str, str] = {}
+
+    class Sent(Exception):
+        pass
+
+    def capture(request: Any, **_: Any) -> None:
+        seen["url"] = request.url
+        seen["auth"] = request.headers["Authorization"].decode()
+        raise Sent
+
+    client.meta.events.register("before-send", capture)
+    operation = "GetSecretValue" if service == "secretsmanager" else "GetParameters"
+    with pytest.raises(Sent):
+        if service == "secretsmanager":
+            client.get_secret_value(SecretId="db")
+        else:
+            client.get_parameters(Names=["/p"])
+    route = jsonrpc._route(client, operation)
+    assert route.url == seen["url"]
+    assert f"/{route.region}/{route.signing_name}/aws4_request" in seen["auth"]

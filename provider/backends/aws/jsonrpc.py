@@ -192,8 +192,12 @@ class JsonRpc:
 
 
 def _user_agent(client: Any) -> str:
-    """The User-Agent the client sends (its kept string, endpoints.keep_user_agent)."""
-    return str(client._user_agent_creator.to_string())
+    """The User-Agent the client sends: its kept string (endpoints.keep_user_agent), or,
+    were botocore's private builder missing, the client's configured one."""
+    creator = getattr(client, "_user_agent_creator", None)
+    if creator is None:
+        return str(client.meta.config.user_agent)
+    return str(creator.to_string())
 
 
 def _text(value: str | bytes) -> str:
