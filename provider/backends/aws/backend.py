@@ -5,8 +5,11 @@ quota is 10,000/s; BatchGetSecretValue's is only 100/s). SSM parameters are
 read with GetParameters, ten names a call (SSM's default quota is 40/s).
 A failover region is tried only when the primary fails with a transient or
 server-side fault; the AWS provider calls both regions on every mount.
-Every SDK call goes through ``ctx.call`` with the SDK method itself: its
-exceptions are translated once there (``errors.translate``).
+The two hot reads (GetSecretValue, GetParameters) are sent on the event loop
+through ``ctx.call_async`` (``jsonrpc``: botocore's client gives the endpoint
+and signs, http1 carries them); every other SDK call goes through ``ctx.call``
+with the SDK method itself. Either way exceptions are translated once there
+(``errors.translate``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import functools
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
 
 import botocore
 import botocore.config
@@ -44,6 +47,9 @@ from provider.errors import (
 )
 from provider.listing import Select
 from provider.request import MountRequest
+
+if TYPE_CHECKING:
+    from provider.backends.aws.jsonrpc import JsonRpc
 
 REGION_LABEL = "topology.kubernetes.io/region"
 SSM_BATCH = 10
@@ -96,6 +102,9 @@ class AwsBackend(Backend[AwsPlan]):
             botocore.config.Config(signature_version=botocore.UNSIGNED)
         )
         self.logins = Logins(settings, services, self._new_client)
+        # GetSecretValue and GetParameters, on the loop: made at the first read
+        # (http1, botocore's signer and validator stay out of an idle provider).
+        self._jsonrpc: JsonRpc | None = None
         # The two bounded caches of logins (credentials per identity, STS clients per region).
         self.identities = self.logins.identities
         self.sts_clients = self.logins.sts_clients
@@ -135,6 +144,14 @@ class AwsBackend(Backend[AwsPlan]):
                 )
         keep_user_agent(made)
         return made
+
+    def _rpc(self) -> JsonRpc:
+        if self._jsonrpc is None:
+            from provider.backends.aws.jsonrpc import JsonRpc, ca_bundle
+
+            ca_file = ca_bundle(self._session.get_config_variable("ca_bundle"))
+            self._jsonrpc = JsonRpc(self._settings, ca_file=ca_file)
+        return self._jsonrpc
 
     async def _sdk(self, m: _Mount, service: str, region: str) -> AwsClient:
         """The identity's client for ``service`` in ``region``, built off the event loop."""
@@ -248,8 +265,9 @@ class AwsBackend(Backend[AwsPlan]):
     ) -> Fetched:
         client = await self._sdk(m, "secretsmanager", where)
         subject = f"object {name!r} (secret {sel.name!r} in {where})"
-        return await m.ctx.call(
-            read_secret, client, sel, subject, operation=operation, subject=subject
+        return await m.ctx.call_async(
+            read_secret, self._rpc(), client, m.entry.credentials, sel, subject,
+            operation=operation, subject=subject,
         )
 
     # -- select ---------------------------------------------------------------
@@ -354,9 +372,11 @@ class AwsBackend(Backend[AwsPlan]):
     ) -> dict[int, Fetched]:
         client = await self._sdk(m, "ssm", where)
         listed = ", ".join(repr(o.object_name) for o, _ in selectors)
-        return await m.ctx.call(
+        return await m.ctx.call_async(
             read_parameters,
+            self._rpc(),
             client,
+            m.entry.credentials,
             selectors,
             where,
             operation=operation,
@@ -365,27 +385,37 @@ class AwsBackend(Backend[AwsPlan]):
 
     def close(self) -> None:
         self.logins.close()
+        if self._jsonrpc is not None:
+            self._jsonrpc.close()
 
 
 def _entry_name(entry: str | tuple[str, Fetched]) -> str:
     return entry if isinstance(entry, str) else entry[0]
 
 
-# The SDK call and the check of its answer run as one ``ctx.call``: an
+# The request and the check of its answer run as one ``ctx.call_async``: an
 # answer that is not usable (cut, empty) is retried like a 503.
 
 
-def read_secret(client: AwsClient, sel: Selector, subject: str) -> Fetched:
+async def read_secret(
+    rpc: JsonRpc, client: AwsClient, creds: Credentials, sel: Selector, subject: str
+) -> Fetched:
     """One GetSecretValue and its checked answer."""
-    return secret_answer(client.get_secret_value(**secret_id(sel)), subject)
+    answer = await rpc.call(client, creds, "GetSecretValue", dict(secret_id(sel)))
+    return secret_answer(answer, subject)
 
 
-def read_parameters(
-    client: AwsClient, selectors: list[tuple[AwsObject, Selector]], where: str
+async def read_parameters(
+    rpc: JsonRpc,
+    client: AwsClient,
+    creds: Credentials,
+    selectors: list[tuple[AwsObject, Selector]],
+    where: str,
 ) -> dict[int, Fetched]:
     """One GetParameters (ten names at most) and each object's checked value."""
     names = list(dict.fromkeys(ssm_name(sel) for _, sel in selectors))
-    answer = client.get_parameters(Names=names, WithDecryption=True)
+    params = {"Names": names, "WithDecryption": True}
+    answer = await rpc.call(client, creds, "GetParameters", params)
     return parameters_answer(answer, selectors, where)
 
 

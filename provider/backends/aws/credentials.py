@@ -272,7 +272,9 @@ class Logins:
             endpoints = self.pod_identity_endpoints(plan.address_type)
             key = (pod.namespace, pod.service_account, "pod-identity", *endpoints)
             load = functools.partial(_login_pod_identity, endpoints, token)
-            return key, await ctx.shared(self.identities, key, load, operation="PodIdentity")
+            return key, await ctx.shared(
+                self.identities, key, load, operation=errors.AGENT_OPERATION
+            )
         token = verified_token(ctx.request, STS_AUDIENCE, parameter="IRSA (usePodIdentity false)")
         role = await self._role_arn(plan, ctx)
         key = (pod.namespace, pod.service_account, "irsa", role)
@@ -378,6 +380,8 @@ class Logins:
 def _login_pod_identity(endpoints: tuple[str, ...], token: str) -> AwsIdentity:
     where = " or ".join(endpoints)
     with translating(
-        errors.translate, subject=f"the EKS Pod Identity agent at {where}", operation="PodIdentity"
+        errors.translate,
+        subject=f"the EKS Pod Identity agent at {where}",
+        operation=errors.AGENT_OPERATION,
     ):
         return AwsIdentity(pod_identity_credentials(endpoints, token))

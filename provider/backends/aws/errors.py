@@ -26,15 +26,34 @@ credentials.
     the EKS Pod Identity agent's HTTP   refused (4xx but 429) PermissionDenied
       answers (urllib)                   (AuthFailed); other statuses and
                                          connection failures Unavailable
+
+The two reads sent on the event loop (``jsonrpc``: GetSecretValue,
+GetParameters) raise botocore's ClientError for an error answer, so the rows
+above hold for them too; what their transport (``provider.backends.http1``)
+and the standard library raise has its own table, transport_rules():
+
+    a 2xx that is not a JSON object     Unavailable (something in between answered)
+    TLS (certificate, handshake)        Unavailable, naming AWS_CA_BUNDLE (as
+                                        botocore's SSLError was)
+    connection, timeout, no such host,  Unavailable (cannot reach AWS)
+      cut answer, not HTTP, a proxy's
+      refusal
+    an answer over 16 MiB               InvalidRequest (BackendRejected): not read
+    a URL or header HTTP cannot carry   InvalidRequest (ProviderMisconfigured)
 """
 
 from __future__ import annotations
 
+import functools
+import socket
+import ssl
 import urllib.error
+from collections.abc import Callable
 
 import botocore.exceptions as bx
 import botocore.parsers
 
+from provider.backends.jsonanswer import UnusableAnswer
 from provider.codes import ErrorCode
 from provider.errors import (
     InvalidParameters,
@@ -255,6 +274,10 @@ def _needs(operation: str) -> str:
     return f" (the role needs {permission})" if permission else ""
 
 
+# The ``operation`` of a request to the EKS Pod Identity agent (credentials.py).
+AGENT_OPERATION = "PodIdentity"
+
+
 def agent_refused(exc: BaseException) -> bool:
     """The EKS Pod Identity agent refused the pod's token: a definite answer, never retried.
 
@@ -275,6 +298,74 @@ def _agent(exc: OSError, subject: str) -> ProviderError:
             )
         return Unavailable(f"{subject} answered HTTP {exc.code}")
     return Unavailable(f"{subject} cannot be reached ({type(exc).__name__})")
+
+
+class UnsendableRequest(Exception):
+    """http1 cannot frame a request (``jsonrpc``): the endpoint URL or a header (the
+    credentials, the User-Agent) holds a line break or a character outside Latin-1.
+    Names neither: they may hold credentials."""
+
+    def __init__(self) -> None:
+        super().__init__("the endpoint URL or a header cannot be sent over HTTP")
+
+
+def _tls(exc: BaseException, subject: str, operation: str) -> ProviderError:
+    return Unavailable(
+        f"{subject}: {operation}: TLS with AWS failed ({type(exc).__name__}); if the endpoint "
+        "uses a private CA, set AWS_CA_BUNDLE in the provider's environment"
+    )
+
+
+def _unreachable(exc: BaseException, subject: str, operation: str) -> ProviderError:
+    return Unavailable(f"{subject}: {operation}: cannot reach AWS ({type(exc).__name__})")
+
+
+def _too_large(exc: BaseException, subject: str, operation: str) -> ProviderError:
+    limit = getattr(exc, "limit", None)
+    size = f"{limit} bytes" if isinstance(limit, int) else "the provider reads"
+    return InvalidRequest(
+        f"{subject}: {operation}: AWS's answer is longer than {size}; it was not read",
+        code=ErrorCode.BackendRejected,
+    )
+
+
+def _unsendable(exc: BaseException, subject: str, operation: str) -> ProviderError:
+    return InvalidRequest(
+        f"{subject}: {operation}: {exc}; check the provider's AWS endpoint (AWS_ENDPOINT_URL) "
+        "and AWS_* environment",
+        code=ErrorCode.ProviderMisconfigured,
+    )
+
+
+def _unusable(exc: BaseException, subject: str, operation: str) -> ProviderError:
+    reason = getattr(exc, "reason", "is not usable")
+    return Unavailable(f"{subject}: {operation}: AWS's answer {reason}; not a usable answer")
+
+
+Rules = tuple[
+    tuple[tuple[type[BaseException], ...], Callable[[BaseException, str, str], ProviderError]],
+    ...,
+]
+
+
+@functools.cache
+def transport_rules() -> Rules:
+    """What the event-loop reads' transport (jsonrpc over http1) and the standard library
+    raise; first match wins (ssl.SSLError and http1's classes are OSErrors). http1 (and
+    httptools) is imported here, at the first failure, not by an idle provider."""
+    from provider.backends.http1 import AnswerTooLarge, TooManyRedirects
+
+    return (
+        ((UnusableAnswer,), _unusable),
+        ((AnswerTooLarge,), _too_large),
+        ((UnsendableRequest,), _unsendable),
+        ((ssl.SSLError,), _tls),
+        # Refused, reset, cut answers, not HTTP (http1.BadAnswer), a proxy's refusal
+        # (http1.ProxyRefused), timeouts, a name that does not resolve; TooManyRedirects
+        # should jsonrpc ever follow one (it follows none).
+        ((ConnectionError, TimeoutError, socket.gaierror, OSError, TooManyRedirects),
+         _unreachable),
+    )
 
 
 def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderError:
@@ -333,9 +424,14 @@ def translate(exc: BaseException, *, subject: str, operation: str) -> ProviderEr
             f"({name}); check the provider's AWS_* environment and its installation",
             code=ErrorCode.ProviderMisconfigured,
         )
-    if isinstance(exc, OSError):
+    if isinstance(exc, urllib.error.URLError) or (
+        operation == AGENT_OPERATION and isinstance(exc, OSError)
+    ):
         # botocore's network errors are mapped above: this is the agent's (urllib).
         return _agent(exc, subject)
+    for classes, mapper in transport_rules():
+        if isinstance(exc, classes):
+            return mapper(exc, subject, operation)
     if isinstance(exc, PARSER_FAULTS):
         return Unavailable(
             f"{subject}: {operation}: AWS's answer is not what the API promises ({name})"

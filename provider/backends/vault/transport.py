@@ -22,11 +22,8 @@ but never from https to http; proxies come from the environment
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import json
 import ssl
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
@@ -34,6 +31,7 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 from provider.backends import http1
 from provider.backends.http1 import Origin, Pool, Proxy, TooManyRedirects
 from provider.backends.jsonanswer import json_object
+from provider.backends.proxies import proxy_for as _proxy_for
 from provider.backends.vault import VaultSettings, VaultTls
 from provider.backends.vault.config import VaultConnection
 from provider.backends.vault.errors import VaultStatus
@@ -109,31 +107,6 @@ def _load_ca_directory(ctx: ssl.SSLContext, directory: str) -> None:
             f"parameter 'vaultCADirectory': no PEM certificate found in {directory!r}",
             code=ErrorCode.TLSFailed,
         )
-
-
-def _proxy_for(address: str) -> str | None:
-    """The proxy the environment names for ``address`` (None: direct), as requests chose it."""
-    proxies = urllib.request.getproxies_environment()
-    host = urlsplit(address).hostname or ""
-    if not proxies or urllib.request.proxy_bypass(host) or _in_no_proxy_network(host, proxies):
-        return None
-    scheme = urlsplit(address).scheme
-    return proxies.get(scheme) or proxies.get("all")
-
-
-def _in_no_proxy_network(host: str, proxies: dict[str, str]) -> bool:
-    """Whether the IP ``host`` lies in a NO_PROXY network ("10.0.0.0/8"): Go's clients
-    and requests honour those; urllib matches names only."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    for entry in proxies.get("no", "").split(","):
-        if "/" in entry:
-            with contextlib.suppress(ValueError):
-                if address in ipaddress.ip_network(entry.strip(), strict=False):
-                    return True
-    return False
 
 
 # Characters kept as they are in a path, as requests' requote_uri keeps them.
