@@ -388,3 +388,32 @@ def test_the_endpoint_is_the_one_botocore_sends_to(
     route = jsonrpc._route(client, operation)
     assert route.url == seen["url"]
     assert f"/{route.region}/{route.signing_name}/aws4_request" in seen["auth"]
+
+
+@pytest.mark.usefixtures("frozen_clock")
+@pytest.mark.parametrize("token", ["session-tok", None], ids=["session", "long-term-keys"])
+def test_the_shortcut_signature_is_botocores_sigv4(token: str | None) -> None:
+    """provider.backends.aws.sigv4 against botocore's SigV4Auth for the same request."""
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    from provider.backends.aws import sigv4
+
+    headers = {"X-Amz-Target": "secretsmanager.GetSecretValue",
+               "Content-Type": "application/x-amz-json-1.1", "User-Agent": "Boto3/1  x"}
+    body = b'{"SecretId": "prod/db"}'
+    for host in ("secretsmanager.eu-west-1.amazonaws.com", "127.0.0.1:4566"):
+        scheme = "https" if "amazonaws" in host else "http"
+        theirs = botocore.awsrequest.AWSRequest("POST", f"{scheme}://{host}/", dict(headers), body)
+        botocore.auth.SigV4Auth(
+            botocore.credentials.ReadOnlyCredentials(CREDS.access_key, CREDS.secret_key, token),
+            "secretsmanager", "eu-west-1",
+        ).add_auth(theirs)
+        ours = sigv4.sign_post(
+            access_key=CREDS.access_key, secret_key=CREDS.secret_key, token=token,
+            region="eu-west-1", service="secretsmanager", host=host, headers=dict(headers),
+            body=body,
+        )
+        expected = {k: v for k, v in theirs.headers.items() if k not in headers}
+        assert ours == expected
