@@ -117,8 +117,17 @@ def test_grace_period_bounds_shutdown(
     errors: list[grpc.RpcError] = []
 
     def slow_mount() -> None:
+        # A select: its ListSecrets is a blocking botocore call on a pool
+        # thread (the reads themselves run on the event loop and are simply
+        # cancelled), so the grace period has a thread to abandon.
+        attributes = aws_attributes("ops/api-key", pod="slow-0")
+        attributes["objects"] = (
+            "- objectAlias: ops\n  objectType: secretsmanager\n  select:\n    path: ops/\n"
+        )
         try:
-            _mount(p.socket, ("ops/api-key",), "slow-0")
+            mount_once(socket=p.socket, attributes=attributes,
+                       secrets={"clientsecret": NODE_PUBLISH_SECRET},
+                       target=Path("/tmp/target"), timeout=60)
         except grpc.RpcError as exc:
             errors.append(exc)
 
