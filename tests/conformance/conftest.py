@@ -9,6 +9,7 @@ Unix socket (tests/support/running.py), exactly as ``serve`` builds them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
@@ -87,12 +88,14 @@ def _deny_proxy(upstream_url: str) -> tuple[ThreadingHTTPServer, DenyProxy]:
             return None
 
         def _reply(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-            self.send_response(status)
-            for k, v in headers:
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            # The provider may have given up on this answer (a deadline): nobody reads it.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
