@@ -32,12 +32,14 @@ import contextlib
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import httptools
 
+from provider.backends.proxies import proxy_for
 from provider.codes import ErrorCode
 from provider.errors import InvalidRequest
 
@@ -540,3 +542,60 @@ class Pool:
         )
         assert isinstance(tls, asyncio.Transport)
         connection.transport = tls
+
+
+class Pools:
+    """Keep-alive pools by origin, shared by every identity, for a backend that talks to many hosts.
+
+    The token or signature travels with each request, never with a pool, so
+    sharing connections never shares an identity. At most ``max_pools``
+    origins are kept; the least recently used beyond that is closed. The TLS
+    context (``ssl_context``, reading CA files) is made at the first https
+    origin; the proxy is chosen per origin from the environment
+    (``provider.backends.proxies``). Used on the event loop only: no lock.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        ssl_context: Callable[[], ssl.SSLContext],
+        max_connections: int,
+        connect_timeout: float,
+        read_timeout: float,
+        max_pools: int = 64,
+    ) -> None:
+        from provider.cache import Cache
+
+        self._make_context = ssl_context
+        self._context: ssl.SSLContext | None = None
+        self._max_connections = max_connections
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._pools: Cache[Origin, Pool] = Cache(
+            name, max_entries=max_pools, on_evict=lambda _o, pool: pool.close()
+        )
+
+    def get(self, origin: Origin) -> Pool:
+        """``origin``'s pool, made on first use."""
+        pool = self._pools.peek(origin)
+        if pool is not None:
+            return pool
+        context = None
+        if origin.scheme == "https":
+            if self._context is None:
+                self._context = self._make_context()
+            context = self._context
+        proxy = proxy_for(f"{origin.scheme}://{origin.netloc}")
+        return self._pools.put(origin, Pool(
+            origin,
+            ssl_context=context,
+            proxy=Proxy.of(proxy) if proxy else None,  # InvalidRequest: not an http:// proxy
+            max_connections=self._max_connections,
+            connect_timeout=self._connect_timeout,
+            read_timeout=self._read_timeout,
+        ))
+
+    def close(self) -> None:
+        """Close every pool (idle connections now, busy ones when their answer is in)."""
+        self._pools.clear()

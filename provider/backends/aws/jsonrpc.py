@@ -55,14 +55,13 @@ import botocore.exceptions
 import botocore.httpsession
 import botocore.validate
 
+from provider.backends import http1
 from provider.backends.aws import AwsSettings, errors, sigv4
 from provider.backends.aws.credentials import Credentials
 from provider.backends.aws.endpoints import utc_timestamp
 from provider.backends.aws.errors import UnsendableRequest
-from provider.backends.http1 import Answer, Origin, Pool, Proxy
+from provider.backends.http1 import Answer, Origin
 from provider.backends.jsonanswer import UnusableAnswer, json_object
-from provider.backends.proxies import proxy_for
-from provider.cache import Cache
 
 # Endpoint origins kept (a region each, or the custom endpoint); each costs a
 # pool and its idle sockets, so the least recently used beyond this are closed.
@@ -125,12 +124,11 @@ class JsonRpc:
     """Keep-alive pools per AWS endpoint origin; ``call`` sends one signed JSON-1.1 request."""
 
     def __init__(self, settings: AwsSettings, *, ca_file: str | None) -> None:
-        self._settings = settings
-        self._ca_file = ca_file
-        self._context: ssl.SSLContext | None = None  # built on first https use
-        # Pools are made and used on the event loop only: no lock needed.
-        self._pools: Cache[Origin, Pool] = Cache(
-            "aws.pools", max_entries=MAX_POOLS, on_evict=lambda _o, pool: pool.close()
+        # One http1 pool per endpoint origin, shared by every identity.
+        self._pools = http1.Pools(
+            "aws.pools", ssl_context=lambda: ssl.create_default_context(cafile=ca_file),
+            max_connections=settings.max_connections, connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout, max_pools=MAX_POOLS,
         )
         # Routes per client: they go with the client (evicted with its identity).
         self._routes: weakref.WeakKeyDictionary[Any, dict[str, _Route]] = (
@@ -176,34 +174,15 @@ class JsonRpc:
         headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
         headers["amz-sdk-request"] = "attempt=1"
         try:
-            answer = await self._pool(route.origin).request("POST", route.target, headers, body)
+            pool = self._pools.get(route.origin)
+            answer = await pool.request("POST", route.target, headers, body)
         except ValueError:
             raise UnsendableRequest() from None
         return _parsed(answer, route, operation, client)
 
-    def _pool(self, origin: Origin) -> Pool:
-        pool = self._pools.peek(origin)
-        if pool is not None:
-            return pool
-        context = None
-        if origin.scheme == "https":
-            if self._context is None:
-                self._context = ssl.create_default_context(cafile=self._ca_file)
-            context = self._context
-        proxy = proxy_for(f"{origin.scheme}://{origin.netloc}")
-        settings = self._settings
-        return self._pools.put(origin, Pool(
-            origin,
-            ssl_context=context,
-            proxy=Proxy.of(proxy) if proxy else None,  # InvalidRequest: not an http:// proxy
-            max_connections=settings.max_connections,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-        ))
-
     def close(self) -> None:
         """Close every pool (idle connections now, busy ones when their answer is in)."""
-        self._pools.clear()
+        self._pools.close()
 
 
 def _user_agent(client: Any) -> str:

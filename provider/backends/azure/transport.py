@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import os
 import ssl
-import urllib.request
 from urllib.parse import urlsplit
 
-from provider.backends.http1 import Answer, Origin, Pool, Proxy
-from provider.cache import Cache
+from provider.backends import http1
+from provider.backends.http1 import Answer, Origin
 
 __all__ = ["MAX_POOLS", "Answer", "Pools", "ssl_context"]
 
@@ -67,15 +66,6 @@ def ssl_context(ca_file: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=_ca_bundle(ca_file))
 
 
-def _proxy_for(origin: str) -> str | None:
-    """The proxy the environment names for ``origin`` (None: direct), as requests chose it."""
-    proxies = urllib.request.getproxies_environment()
-    host = urlsplit(origin).hostname or ""
-    if not proxies or urllib.request.proxy_bypass(host):
-        return None
-    return proxies.get(urlsplit(origin).scheme) or proxies.get("all")
-
-
 class Pools:
     """origin -> keep-alive connection pool; ``send`` one request and read its answer."""
 
@@ -83,35 +73,12 @@ class Pools:
         self, *, ca_file: str, connect_timeout: float, read_timeout: float,
         max_connections: int, max_pools: int = MAX_POOLS,
     ) -> None:
-        self._ca_file = ca_file
-        self._context: ssl.SSLContext | None = None  # built on first use (the CA files' cost)
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._max_connections = max_connections
-        # Pools are made and used on the event loop only: no lock is needed for
-        # one pool per origin.
-        self._pools: Cache[Origin, Pool] = Cache(
-            "azure.pools", max_entries=max_pools, on_evict=lambda _o, pool: pool.close()
+        # One http1 pool per origin (vaults and authorities), shared by every identity.
+        self._pools = http1.Pools(
+            "azure.pools", ssl_context=lambda: ssl_context(ca_file),
+            max_connections=max_connections, connect_timeout=connect_timeout,
+            read_timeout=read_timeout, max_pools=max_pools,
         )
-
-    def _pool(self, origin: Origin) -> Pool:
-        pool = self._pools.peek(origin)
-        if pool is not None:
-            return pool
-        context = None
-        if origin.scheme == "https":
-            if self._context is None:
-                self._context = ssl_context(self._ca_file)
-            context = self._context
-        proxy = _proxy_for(f"{origin.scheme}://{origin.netloc}")
-        return self._pools.put(origin, Pool(
-            origin,
-            ssl_context=context,
-            proxy=Proxy.of(proxy) if proxy else None,  # InvalidRequest: not an http:// proxy
-            max_connections=self._max_connections,
-            connect_timeout=self._connect_timeout,
-            read_timeout=self._read_timeout,
-        ))
 
     async def send(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None = None
@@ -122,8 +89,8 @@ class Pools:
         target = split.path or "/"
         if split.query:
             target += "?" + split.query
-        return await self._pool(Origin.of(url)).request(method, target, headers, body)
+        return await self._pools.get(Origin.of(url)).request(method, target, headers, body)
 
     def close(self) -> None:
         """Close every pool's connections (idle ones now, busy ones when their answer is in)."""
-        self._pools.clear()
+        self._pools.close()
