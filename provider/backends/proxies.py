@@ -1,9 +1,10 @@
 """The HTTP proxy the provider's environment names for a URL (HTTPS_PROXY, NO_PROXY & co).
 
 Shared by everything that speaks HTTP through ``provider.backends.http1``:
-Vault, Key Vault and Entra ID, and AWS's hot reads. Chosen as requests and botocore choose it (urllib's
-reading of the environment), plus NO_PROXY networks ("10.0.0.0/8"), which Go's
-clients and requests honour and urllib does not.
+Vault, Key Vault and Entra ID, and AWS's hot reads. Chosen as requests and
+botocore choose it (urllib's reading of the environment), plus NO_PROXY
+networks ("10.0.0.0/8"), which Go's clients and requests honour and urllib
+does not.
 """
 
 from __future__ import annotations
