@@ -10,6 +10,7 @@ class sets ``refreshInterval: "0"`` where the rotation cache exists, so every
 object is really read.
 
     python bench/cost.py [--mounts N] [--backends aws,vault,azure] [--sizes 1,10,50]
+                         [--event-loop auto|uvloop|asyncio] [--moto-closes]
 
 Prints figures; asserts nothing (the machine is shared: compare within a run).
 The last column, "host ref", is the CPU time of a fixed pure-Python loop run
@@ -26,6 +27,13 @@ API per mount and parse more config, so this is a LOWER bound of the peer's
 CPU measured at the same moment: where "ours/Go SDK" is at or below x1.00,
 ours is at or below the peer. Without ``go`` or when the build fails, the
 column reads "-" and a note says why.
+
+``--event-loop`` picks our server's loop (provider/eventloop.py; ``auto``,
+the default, is uvloop when installed, as ``serve`` does). moto is served by
+waitress, which keeps connections open as AWS's endpoints do, for ours, the Go
+baseline and the peer alike; ``--moto-closes`` serves it as moto's own server
+does (werkzeug: ``Connection: close`` after every answer, so every request of
+every client pays a TCP connect).
 
 "peer now" is THE REAL PEER (bench/peers.py: vault-csi-provider 1.7.4, the AWS
 provider 3.1.1, the Azure provider 1.8.2; built once into
@@ -227,6 +235,11 @@ def go_baseline_ms(binary: Path, env: Any, n_objects: int, mounts: int) -> float
 
 # -- backends ------------------------------------------------------------------
 
+# moto on a server that keeps connections open, as AWS's endpoints do (werkzeug,
+# moto's own, closes after every answer: every request pays a TCP connect);
+# --moto-closes sets it False.
+MOTO_KEEP_ALIVE = True
+
 
 @contextlib.contextmanager
 def aws_env(n_objects: int) -> Iterator[Any]:
@@ -240,7 +253,7 @@ def aws_env(n_objects: int) -> Iterator[Any]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     # moto keeps its state per process: a fresh prefix per run.
     prefix = f"cost-{uuid.uuid4().hex[:8]}"
-    with moto_server() as url:
+    with moto_server(keep_alive=MOTO_KEEP_ALIVE) as url:
         sm = seed_client(url, "secretsmanager")
         for i in range(n_objects):
             sm.create_secret(
@@ -439,9 +452,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mounts", type=int, default=40, help="measured mounts per row")
     parser.add_argument("--backends", default="aws,vault,azure")
     parser.add_argument("--sizes", default="1,10,50")
+    parser.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"],
+                        default=os.environ.get("POLYSECRET_EVENT_LOOP", "auto"),
+                        help="our server's event loop (provider/eventloop.py)")
+    parser.add_argument("--moto-closes", action="store_true",
+                        help="moto closes the connection after every answer (werkzeug)")
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child)
+    global MOTO_KEEP_ALIVE  # noqa: PLW0603 - a run-wide switch, set once here
+    MOTO_KEEP_ALIVE = not args.moto_closes
+    # Read by the server we start (serve's flag default) and by the harness's
+    # in-process provider in the measured child: both pick this loop.
+    os.environ["POLYSECRET_EVENT_LOOP"] = args.event_loop
+    from provider import eventloop
+
+    loop = eventloop.factory(args.event_loop)()
+    print(
+        f"event loop: {args.event_loop} -> {eventloop.name(loop)}; moto: "
+        + ("closes after every answer" if args.moto_closes else "keeps connections open")
+    )
+    loop.close()
     sizes = [int(s) for s in args.sizes.split(",")]
     go_baseline, why_not = build_go_baseline()
     from bench.peers import PEERS, build_peer

@@ -238,7 +238,12 @@ class Cache(Generic[K, V]):
         found = self.peek(key)
         if found is not None:
             return found
-        now = self._clock()
+        # The loop's clock, which the waiters' timers below run on: uvloop's
+        # lags the monotonic clock by up to an iteration, so a deadline read
+        # from time.monotonic() could still lie ahead when the starter's timer
+        # has already fired, and a new caller would join the flight it left.
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         flight = self._flights.get(key)
         if flight is not None and flight.deadline > now:
             with self._lock:
@@ -256,7 +261,6 @@ class Cache(Generic[K, V]):
         # and failed by its own timer: the load goes on for the others when
         # one leaves (what shield did), with two fewer loop rounds per lookup
         # than wait_for(shield(...)) (issue 16).
-        loop = asyncio.get_running_loop()
         waiter: asyncio.Future[V] = loop.create_future()
         flight.waiters.append(waiter)
         timer = loop.call_later(timeout, _time_out, waiter)

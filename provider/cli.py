@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from provider import PROVIDER_NAME, __version__, peerflags
+from provider import PROVIDER_NAME, __version__, eventloop, peerflags
 from provider.backends import add_all_flags, load_all_settings
 from provider.settings import DEFAULT_SOCKET_DIR, ServerSettings
 
@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=env("POLYSECRET_LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error", *peerflags.LOG_LEVELS],
                        help="least severe level logged (debug: backend details, never values)")
+    serve.add_argument("--event-loop", default=env("POLYSECRET_EVENT_LOOP", "auto"),
+                       choices=eventloop.CHOICES,
+                       help="the event loop: uvloop if installed (auto), or asyncio's "
+                       "(~20%% more CPU per mount, ~2 MiB less memory)")
     serve.add_argument("--log-format", default="json", choices=["json", "text"],
                        help="json lines, or text for humans")
     serve.add_argument("--node-name", default=env("NODE_NAME", ""),
@@ -189,6 +193,7 @@ async def serve(settings: ServerSettings, environ: Mapping[str, str]) -> int:
         extra={
             "version": __version__,
             "startup_ms": round((time.perf_counter() - started) * 1000, 1),
+            "event_loop": eventloop.name(loop),
             **{f"{name}_port": app.port(path) for name, path in _http_paths(settings)},
         },
     )
@@ -270,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.info(notice)
         try:
             settings = settings_from(args, os.environ)
-            code = asyncio.run(serve(settings, os.environ))
+            with asyncio.Runner(loop_factory=eventloop.factory(args.event_loop)) as runner:
+                code = runner.run(serve(settings, os.environ))
         except (SocketError, ValueError, OSError) as exc:
             print(f"polysecret: cannot start: {exc}", file=sys.stderr)
             return 2

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import unquote, urlsplit
 
 import httptools
@@ -161,8 +161,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's are not asyncio.Transport subclasses).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -540,7 +540,7 @@ class Pool:
         tls = await loop.start_tls(
             connection.transport, connection, self._ssl, server_hostname=self._server_hostname,
         )
-        assert isinstance(tls, asyncio.Transport)
+        assert tls is not None
         connection.transport = tls
 
 

@@ -15,19 +15,57 @@ FAILOVER_REGION = "us-west-2"
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server(*, keep_alive: bool = False) -> Iterator[str]:
+    """moto's server app in a thread (moto's own werkzeug server); its URL.
+
+    werkzeug ends every answer with ``Connection: close``, so every request
+    opens a new TCP connection, unlike AWS's endpoints, which keep connections
+    open. ``keep_alive=True`` serves the same app on waitress, which keeps
+    them: the benchmarks use it to compare clients as they run against AWS.
+    """
     from moto.server import ThreadedMotoServer
 
     # werkzeug logs every request at INFO from the server's threads, even after
     # a test has ended and pytest has closed the stream its capture wrote to.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    # waitress warns whenever a request waits for one of its threads.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    server = _KeepAliveMotoServer() if keep_alive else \
+        ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+class _KeepAliveMotoServer:
+    """moto's app on waitress, which keeps HTTP/1.1 connections open (werkzeug cannot:
+    after each answer it drains the socket, which would swallow the next request)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from moto.server import DomainDispatcherApplication, create_backend_app
+        from waitress.server import create_server
+
+        app = DomainDispatcherApplication(create_backend_app)
+        # 8 threads answer at once; waitress logs no request (no access log).
+        self._server: Any = create_server(app, host="127.0.0.1", port=0, threads=8,
+                                          ident="moto")
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        host, port = self._server.socket.getsockname()[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        self._server.close()
+        self._thread.join(timeout=10)
 
 
 def reset(url: str) -> None:

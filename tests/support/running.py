@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from provider import eventloop
 from provider.app import App
 from provider.mountcli import mount_once
 from provider.settings import ServerSettings
@@ -33,7 +35,8 @@ class RunningProvider:
     ) -> None:
         self.settings = settings
         self.app = App(settings, dict(environ or {}), hmac_key=hmac_key)
-        self._loop = asyncio.new_event_loop()
+        # The loop ``serve`` would pick (uvloop when installed): tests run on it.
+        self._loop = eventloop.factory(os.environ.get("POLYSECRET_EVENT_LOOP", "auto"))()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def __enter__(self) -> RunningProvider:

@@ -89,6 +89,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - --object-cache-mib={{ $p.objectCacheMib }}
 - --log-level={{ $p.logLevel }}
 - --log-format={{ $p.logFormat }}
+- --event-loop={{ $p.eventLoop }}
 {{- with $p.kubeApi }}
 - --kube-api={{ . }}
 {{- end }}
