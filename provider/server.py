@@ -15,7 +15,6 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from secrets import token_hex
 from typing import Any
 
 import grpc
@@ -154,7 +153,7 @@ class ProviderServer:
             # means the driver never finds a socket that is not yet serving.
             # (5 bytes: shorter than any "<name>.sock", so never over the
             # 107-byte limit of a Unix socket path when the final one is not.)
-            private = path.with_name(f".{token_hex(2)}")
+            private = path.with_name(f".{os.urandom(2).hex()}")
             # umask 077 while binding: the socket is never world-accessible,
             # not even for the instant before chmod.
             old = os.umask(0o077)
