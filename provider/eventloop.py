@@ -22,9 +22,9 @@ CHOICES = ("auto", "uvloop", "asyncio")
 def factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """The event loop constructor for ``choice`` (one of CHOICES).
 
-    ``auto`` is uvloop if it is installed, else asyncio's. ``uvloop`` when it
-    is not installed is a ValueError (the server refuses to start, saying so)
-    rather than a silent fallback: the operator asked for it.
+    ``auto`` is uvloop if it is installed and loads, else asyncio's.
+    ``uvloop`` when it cannot be imported is a ValueError (the server refuses
+    to start, saying so) rather than a silent fallback: the operator asked for it.
     """
     if choice not in CHOICES:
         raise ValueError(f"--event-loop must be one of {', '.join(CHOICES)}")
@@ -32,9 +32,11 @@ def factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
         return asyncio.new_event_loop
     try:
         import uvloop
-    except ImportError:
+    except ImportError:  # not installed, or its library does not load here
+        if choice == "auto":
+            return asyncio.new_event_loop
         raise ValueError(
-            "--event-loop uvloop: uvloop is not installed (pip install uvloop)"
+            "--event-loop uvloop: uvloop is not installed or does not load (pip install uvloop)"
         ) from None
     return uvloop.new_event_loop
 

@@ -61,14 +61,15 @@ def test_an_unknown_loop_is_refused_at_start(tmp_path: Path) -> None:
     assert not (tmp_path / "polysecret.sock").exists()
 
 
+@pytest.mark.parametrize("found", [False, True])  # not installed; installed, does not load
 def test_without_uvloop_auto_is_asyncio_and_uvloop_is_refused(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, found: bool,
 ) -> None:
-    monkeypatch.setattr(eventloop, "uvloop_installed", lambda: False)
+    monkeypatch.setattr(eventloop, "uvloop_installed", lambda: found)
     monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop: ImportError
     assert eventloop.factory("auto") is asyncio.new_event_loop
     assert eventloop.factory("asyncio") is asyncio.new_event_loop
-    with pytest.raises(ValueError, match="uvloop is not installed"):
+    with pytest.raises(ValueError, match="uvloop is not installed or does not load"):
         eventloop.factory("uvloop")
 
 
