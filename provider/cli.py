@@ -60,6 +60,8 @@ def _terminal_columns() -> int:
         return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
     except (AttributeError, ValueError, OSError):
         return 80
+
+
 def _duration(text: str) -> float:
     from provider.durations import parse_duration
 

@@ -1,10 +1,10 @@
 """Which event loop ``serve`` runs on: uvloop when it is installed, else asyncio's own.
 
-Why: a cold mount is mostly event-loop work (reading sockets, waking the
+Why: ~40 % of a cold mount's CPU is event-loop work (reading sockets, waking the
 tasks of up to ``--max-parallel`` reads, gRPC's callbacks), and asyncio's
-selector loop does that work in Python. uvloop (libuv, in C) does it in
-about four fifths of the CPU: 20 % less CPU per 50-object mount on every
-backend (bench/cost.py --event-loop). It costs ~2 MiB of idle RSS (its
+selector loop does that work in Python. uvloop (libuv, in C) does it for
+less: a fifth to a third less CPU per 50-object AWS mount, ~15 % per Vault
+one (bench/README.md, "The event loop"). It costs ~2 MiB of idle RSS (its
 13 MB library and libuv's loop), so ``--event-loop asyncio`` trades the CPU
 back for the memory. grpc.aio and provider.backends.http1 run on either;
 the test suite runs on the one ``auto`` picks.
