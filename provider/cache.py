@@ -74,11 +74,13 @@ class _Entry(Generic[V]):
 class _Flight(Generic[V]):
     """One load in progress and the callers waiting for it (each with its own future)."""
 
-    __slots__ = ("deadline", "task", "waiters")
+    __slots__ = ("deadline", "joinable", "task", "waiters")
 
     def __init__(self, deadline: float) -> None:
-        # After this (monotonic) the flight is no longer joined: its starter gave up.
+        # After this (the loop's clock) the flight is no longer joined: its starter gave up.
         self.deadline = deadline
+        # False once the starter's own timer has fired, whatever the clock reads then.
+        self.joinable = True
         self.waiters: list[asyncio.Future[V]] = []
         self.task: asyncio.Task[None] | None = None  # held here, so it is not collected
 
@@ -238,14 +240,16 @@ class Cache(Generic[K, V]):
         found = self.peek(key)
         if found is not None:
             return found
-        # The loop's clock, which the waiters' timers below run on: uvloop's
-        # lags the monotonic clock by up to an iteration, so a deadline read
-        # from time.monotonic() could still lie ahead when the starter's timer
-        # has already fired, and a new caller would join the flight it left.
         loop = asyncio.get_running_loop()
         now = loop.time()
         flight = self._flights.get(key)
-        if flight is not None and flight.deadline > now:
+        starter = False
+        # Joined until its starter's deadline, and never once the starter's
+        # timer has fired: uvloop schedules timers from its clock as cached at
+        # the start of the loop's iteration, so a timer can fire while the
+        # clock still reads just before the deadline, and a caller arriving
+        # then would join the flight its starter has just left.
+        if flight is not None and flight.joinable and flight.deadline > now:
             with self._lock:
                 self._coalesced += 1
             self._observe(COALESCED)
@@ -255,6 +259,7 @@ class Cache(Generic[K, V]):
             self._observe(MISS)
             flight = self._flights[key] = _Flight(now + timeout)
             flight.task = asyncio.ensure_future(self._load(key, load, ttl, flight))
+            starter = True
         if timeout <= 0:
             raise TimeoutError
         # Each caller waits on a future of its own, answered by the load itself
@@ -263,7 +268,7 @@ class Cache(Generic[K, V]):
         # than wait_for(shield(...)) (issue 16).
         waiter: asyncio.Future[V] = loop.create_future()
         flight.waiters.append(waiter)
-        timer = loop.call_later(timeout, _time_out, waiter)
+        timer = loop.call_later(timeout, _time_out, waiter, flight if starter else None)
         try:
             return await waiter
         finally:
@@ -329,7 +334,9 @@ class Cache(Generic[K, V]):
             log.debug("cache %s", result, extra={"cache": self.name})
 
 
-def _time_out(waiter: asyncio.Future[Any]) -> None:
+def _time_out(waiter: asyncio.Future[Any], started: _Flight[Any] | None) -> None:
+    if started is not None:
+        started.joinable = False  # its starter's time is up: later callers start anew
     if not waiter.done():
         waiter.set_exception(TimeoutError())
 
