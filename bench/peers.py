@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.background import stop
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -204,9 +206,4 @@ def run_peer(backend: str, binary: Path, env: Any) -> Iterator[RunningPeer]:
             _wait_for(socket, process, log)
             yield RunningPeer(process, socket, extra, log, kube, tunnel)
         finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(30)
+            stop(process, 30)

@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from tests.support.background import serving
 from tests.support.benchenv import BenchEnv
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -206,14 +207,8 @@ def serve_https(app: Any, pki: TestPki) -> Iterator[str]:
     handler = type("Handler", (_Handler,), {"app": app})
     server = _Server(("127.0.0.1", 0), handler)
     server.socket = pki.server_context().wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield f"https://localhost:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 Response = tuple[int, dict[str, str], Any]

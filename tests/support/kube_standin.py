@@ -36,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.support.background import serving
+
 NAMESPACE = "csi"  # the peer's own namespace (where the Vault peer keeps its HMAC Secret)
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -245,13 +247,8 @@ def kube_standin(workdir: Path) -> Iterator[KubeStandin]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(workdir / "server.pem", workdir / "server-key.pem")
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(httpd):
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def namespaces_work() -> str:

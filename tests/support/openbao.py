@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support import background
+
 ROOT_TOKEN = "root"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 AUTH_MOUNT = "kubernetes"  # the dialect's default mount, here of type jwt
@@ -271,13 +273,7 @@ class OpenBao:
         return hvac.Client(url=self.address, token=token, namespace=namespace)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        background.stop(self.process, 10)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], address: str, log: Path,

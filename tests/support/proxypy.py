@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.background import stop
+
 
 @dataclass
 class RunningProxy:
@@ -69,12 +71,7 @@ def proxy_server(*, basic_auth: str = "", blocked_hosts: str = "") -> Iterator[R
     try:
         yield RunningProxy(_wait_listening(process, port_file, log), log)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process, 10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

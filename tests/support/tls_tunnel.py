@@ -26,10 +26,11 @@ import select
 import socket
 import socketserver
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.background import serving
 
 
 @dataclass
@@ -116,10 +117,5 @@ def tls_tunnel(workdir: Path, routes: dict[str, Upstream]) -> Iterator[Tunnel]:
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     state = Tunnel(url=f"http://127.0.0.1:{server.server_address[1]}", ca_file=ca_file)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
